@@ -1,0 +1,3 @@
+from memzip.cli import main
+
+main()
