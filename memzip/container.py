@@ -97,6 +97,7 @@ class TextInfo:
     sha256: str
     tokens: int
     chunks: int
+    name: str | None = None  # base name of the original file, restored by default on extract
 
 
 @dataclass
@@ -161,7 +162,8 @@ def decode_archive(data: bytes) -> Archive:
     raw = _decompress_payload(data[PREAMBLE.size + header_length:end], header.payload_bytes)
     try:
         arrays = st_load(raw)
-    except (SafetensorError, ValueError, TypeError) as exc:  # safetensors raises all three
+    # safetensors raises all three; KeyError for a dtype numpy lacks (BF16, F8_*)
+    except (SafetensorError, ValueError, TypeError, KeyError) as exc:
         raise PayloadFormatError(f"payload is not a valid safetensors file: {exc}") from None
     _check_arrays(header, arrays)
     return Archive(header, arrays)
@@ -194,7 +196,7 @@ def _read_bytes(path: Path) -> bytes:
 
 def _check_preamble(data: bytes, whole_file: bool = True) -> tuple[int, int]:
     if data[:len(MAGIC)] != MAGIC:
-        if len(data) < len(MAGIC) and MAGIC.startswith(data) and data:
+        if len(data) < len(MAGIC) and MAGIC.startswith(data):  # b"" too: a prefix of the magic
             raise TruncatedArchiveError("file is too short to be a .memz archive")
         raise NotAnArchiveError("not a .memz archive (wrong magic bytes)")
     if len(data) < PREAMBLE.size:
@@ -245,7 +247,8 @@ def _decompress_payload(payload: bytes, expected: int) -> bytes:
 def parse_header(raw: bytes) -> Header:
     try:
         obj = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+    # ValueError also covers integers beyond Python's int-digits limit (json raises it as is).
+    except (UnicodeDecodeError, json.JSONDecodeError, ValueError, RecursionError) as exc:
         raise HeaderFormatError(f"header is not valid UTF-8 JSON: {exc}") from None
     fields = _Fields(obj, "header")
     model = fields.obj("model")
@@ -285,6 +288,7 @@ def parse_header(raw: bytes) -> Header:
             sha256=text.hex64("sha256"),
             tokens=text.int("tokens", 0, MAX_CHUNKS * MAX_CHUNK_TOKENS),
             chunks=text.int("chunks", 0, MAX_CHUNKS),
+            name=text.file_name("name"),
         ),
     )
     return header
@@ -335,9 +339,19 @@ class _Fields:
             raise self._bad(key, "one of " + ", ".join(allowed))
         return value
 
+    def file_name(self, key: str) -> str | None:
+        """Optional plain base name: no path separators, NUL, or dot-only names."""
+        value = self.obj_.get(key)
+        if value is None:
+            return None
+        if (not isinstance(value, str) or not value or len(value) > 255 or value in (".", "..")
+                or any(c in value for c in "/\\\0")):
+            raise self._bad(key, "a plain file name or null")
+        return value
+
     def hex64(self, key: str) -> str:
         value = self._get(key)
-        if not isinstance(value, str) or not _HEX64.match(value):
+        if not isinstance(value, str) or not _HEX64.fullmatch(value):  # `$` alone allows a final \n
             raise self._bad(key, "64 lowercase hex digits")
         return value
 
@@ -406,10 +420,11 @@ def _check_arrays(header: Header, arrays: dict[str, np.ndarray]) -> None:
     if ops.ndim != 2 or ops.shape[1] != 3 or text.ndim != 1:
         raise PayloadFormatError("patch_ops must have shape [O, 3] and patch_text be 1-D")
     if ops.size:
-        if ops.min() < 0 or int(ops[:, 2].sum()) != text.shape[0]:
+        # each size is bounded by len(patch_text) before summing, so the int64 sum cannot wrap
+        if ops.min() < 0 or ops[:, 2].max() > text.shape[0] or int(ops[:, 2].sum()) != text.shape[0]:
             raise PayloadFormatError("patch_ops sizes are negative or disagree with patch_text")
-        ends = ops[:, 0] + ops[:, 1]
-        if np.any(ops[1:, 0] < ends[:-1]):
+        # next line < line + removed, rearranged so that no int64 sum can wrap (all values >= 0)
+        if np.any(ops[1:, 0] - ops[:-1, 1] < ops[:-1, 0]):
             raise PayloadFormatError("patch_ops overlap or are not sorted")
     elif text.shape[0]:
         raise PayloadFormatError("patch_text is not empty but there are no patch_ops")

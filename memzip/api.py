@@ -1,0 +1,104 @@
+"""File-level operations: what each CLI command does, callable from Python.
+
+    from memzip.api import compress_file, extract_file
+    compress_file("book.txt", "book.memz")            # embedded model
+    extract_file("book.memz", "copy.txt")
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from memzip.archive import CompressSettings, Progress, compress_bytes, extract_archive
+from memzip.container import encode_archive, read_archive, read_header
+from memzip.errors import UsageError
+from memzip.files import check_output, read_input, write_atomic, write_stdout
+from memzip.models import ModelLocation, load_model, resolve_model
+from memzip.progress import rich_progress
+from memzip.stats import archive_stats, baselines
+
+
+def compress_file(source: str, target: Path, *, model: str = "embedded", max_steps: int | None = None,
+                  seed: int = 0, chunk_tokens: int | None = None, mem_vectors: int = 1,
+                  recipe: str = "default", vector_dtype: str = "float16", batch_size: int = 8,
+                  device: str = "auto", dtype: str = "float32", force: bool = False,
+                  show_progress: bool = False) -> dict:
+    target = Path(target)
+    settings = CompressSettings(recipe=recipe, max_steps=max_steps, seed=seed, chunk_tokens=chunk_tokens,
+                                mem_vectors=mem_vectors, vector_dtype=vector_dtype, batch_size=batch_size)
+    settings.check()
+    data = read_input(source)
+    check_output(target, force, inputs=(source,))  # before any work: never lose hours to a refusal
+    location = resolve_model(model)
+    loaded = load_model(location, device=device, dtype=dtype)
+    with rich_progress("compress", show_progress) as progress:
+        archive, report = compress_bytes(data, loaded, settings, progress,
+                                         chunk_tokens_default=location.default_chunk_tokens)
+    archive.header.text.name = _safe_name(source)
+    archive.header.encode["baselines"] = baselines(data)
+    raw = encode_archive(archive)
+    write_atomic(target, raw, force)
+    stats = archive_stats(archive, len(raw), target)
+    steps = sorted(c.steps for c in report.chunks)
+    return {"output": str(target), **{k: stats[k] for k in (
+        "original_bytes", "memz_bytes", "zstd_bytes", "xz_bytes", "tokens", "chunks", "vectors",
+        "tokens_per_vector", "corrections", "chunks_exact_without_corrections")},
+        "median_steps": steps[len(steps) // 2] if steps else 0,
+        "seconds": round(report.seconds, 2),
+        "seconds_per_chunk": round(report.seconds / len(steps), 2) if steps else 0.0}
+
+
+def extract_file(source: Path, target: Path | None, *, to_stdout: bool = False, model: str | None = None,
+                 device: str = "auto", force: bool = False, show_progress: bool = False) -> dict:
+    source = Path(source)
+    header = read_header(source) if source.is_file() else None
+    if header is None:
+        read_input(str(source))  # raises the right input error
+    if not to_stdout:
+        target = Path(target) if target else source.with_name(header.text.name or source.stem + ".out")
+        check_output(target, force, inputs=(str(source),))
+    archive = read_archive(source)
+    location = _archive_model(archive.header) if model is None else resolve_model(model)
+    loaded = load_model(location, device=device, dtype=archive.header.decode.dtype)
+    started = time.perf_counter()
+    with rich_progress("extract", show_progress) as progress:
+        data = extract_archive(archive, loaded, force=force, progress=progress)
+    seconds = time.perf_counter() - started
+    if to_stdout:
+        write_stdout(data)
+    else:
+        write_atomic(target, data, force)
+    return {"output": None if to_stdout else str(target), "bytes": len(data),
+            "sha256": archive.header.text.sha256, "verified": True, "seconds": round(seconds, 2)}
+
+
+def archive_report(source: Path) -> dict:
+    source = Path(source)
+    read_input(str(source)) if not source.is_file() else None
+    archive = read_archive(source)
+    return archive_stats(archive, source.stat().st_size, source)
+
+
+def _archive_model(header) -> ModelLocation:
+    """Where to find the model an archive names: the embedded one, a hub id, or a path."""
+    recorded = header.model
+    if recorded.source == "hub" and recorded.hub_id:
+        name = recorded.name if recorded.name in _aliases() else f"{recorded.hub_id}@{recorded.revision}"
+        return resolve_model(name)
+    return resolve_model(recorded.name)
+
+
+def _aliases():
+    from memzip.models import REGISTRY
+
+    return REGISTRY
+
+
+def _safe_name(source: str) -> str | None:
+    """Only a plain base name is stored: extraction must never write outside its directory."""
+    if source == "-":
+        return None
+    name = Path(source).name
+    return name if name not in ("", ".", "..") else None

