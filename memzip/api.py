@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from memzip.archive import CompressSettings, Progress, compress_bytes, extract_archive
-from memzip.container import encode_archive, read_archive, read_header
+from memzip.container import encode_archive, read_archive
 from memzip.errors import UsageError
 from memzip.files import check_output, read_input, write_atomic, write_stdout
 from memzip.models import ModelLocation, load_model, resolve_model
@@ -53,13 +53,12 @@ def compress_file(source: str, target: Path, *, model: str = "embedded", max_ste
 def extract_file(source: Path, target: Path | None, *, to_stdout: bool = False, model: str | None = None,
                  device: str = "auto", force: bool = False, show_progress: bool = False) -> dict:
     source = Path(source)
-    header = read_header(source) if source.is_file() else None
-    if header is None:
-        read_input(str(source))  # raises the right input error
+    if not source.is_file():
+        read_input(str(source))  # raises the right error: missing, a directory, unreadable
+    archive = read_archive(source)  # verifies the checksum before trusting any header field
     if not to_stdout:
-        target = Path(target) if target else source.with_name(header.text.name or source.stem + ".out")
+        target = Path(target) if target else source.with_name(archive.header.text.name or source.stem + ".out")
         check_output(target, force, inputs=(str(source),))
-    archive = read_archive(source)
     location = _archive_model(archive.header) if model is None else resolve_model(model)
     loaded = load_model(location, device=device, dtype=archive.header.decode.dtype)
     started = time.perf_counter()
@@ -76,7 +75,8 @@ def extract_file(source: Path, target: Path | None, *, to_stdout: bool = False, 
 
 def archive_report(source: Path) -> dict:
     source = Path(source)
-    read_input(str(source)) if not source.is_file() else None
+    if not source.is_file():
+        read_input(str(source))
     archive = read_archive(source)
     return archive_stats(archive, source.stat().st_size, source)
 

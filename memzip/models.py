@@ -265,6 +265,8 @@ def _dequantized_cache(location: ModelLocation) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".partial-"))
     _quiet_transformers()
+    previous_tqdm = os.environ.get("TQDM_DISABLE")
+    os.environ["TQDM_DISABLE"] = "1"  # the GGUF converter draws its own bar, bypassing transformers' switch
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -288,6 +290,11 @@ def _dequantized_cache(location: ModelLocation) -> Path:
         shutil.rmtree(staging, ignore_errors=True)
         raise ModelLoadError(f"could not read GGUF file {gguf}: {type(exc).__name__}: {exc}".splitlines()[0],
                              hint="Check that it is a llama.cpp GGUF model transformers supports.") from None
+    finally:
+        if previous_tqdm is None:
+            os.environ.pop("TQDM_DISABLE", None)
+        else:
+            os.environ["TQDM_DISABLE"] = previous_tqdm
     return target
 
 

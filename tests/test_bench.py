@@ -1,0 +1,54 @@
+"""`memzip bench` on the tiny model: the report has the fields the issue names, and its numbers
+come from the run (lossless is judged by greedy decoding)."""
+
+import json
+
+from typer.testing import CliRunner
+
+from memzip.bench import batching_gain, bench_chunks, run_bench, sample_text
+from memzip.cli import app
+
+
+def test_sample_texts():
+    assert "Alice" in sample_text("book")
+    words = sample_text("random", seed=1, words=50).split()
+    assert len(words) == 50 and sample_text("random", seed=1, words=50) == " ".join(words)
+    assert sample_text("random", seed=2, words=50) != " ".join(words)
+
+
+def test_bench_report_fields_and_consistency(tiny):
+    report = run_bench(tiny, ["book", "random"], ["paper", "default"], count=2, chunk_tokens=6, max_steps=5)
+    assert {r["recipe"] for r in report["results"]} == {"paper", "default"}
+    for row in report["results"]:
+        for key in ("recipe", "chunks", "lossless", "median_steps", "tokens_per_second"):
+            assert key in row
+        assert row["chunks"] == 2 and 0 <= row["lossless"] <= 2
+        assert row["tokens_per_vector"] == 6
+        assert (row["lossless"] == 0) == (row["median_steps"] is None)
+        assert (row["corrections"] == 0) == (row["lossless"] == row["chunks"])
+    assert set(report["headline"]) == {"book", "random"}
+    assert report["batching"]["decode_speedup"] > 0
+
+
+def test_chunks_are_full_length_and_seeded(tiny):
+    chunks = bench_chunks(tiny, "book", 3, 8, seed=0)
+    assert len(chunks) == 3 and all(len(c) == 8 for c in chunks)
+    assert chunks == bench_chunks(tiny, "book", 3, 8, seed=0)
+
+
+def test_batching_gain_runs(tiny):
+    gain = batching_gain(tiny, bench_chunks(tiny, "book", 2, 5), steps=2)
+    assert gain["optimize_speedup"] > 0 and gain["chunks"] == 2
+
+
+def test_bench_cli_json(tiny_dir):
+    result = CliRunner().invoke(app, ["bench", "-m", str(tiny_dir), "--chunks", "2", "--chunk-tokens", "5",
+                                      "--max-steps", "3", "--texts", "book", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert [r["recipe"] for r in report["results"]] == ["paper", "default"]
+
+
+def test_bench_cli_rejects_unknown_recipe(tiny_dir):
+    result = CliRunner().invoke(app, ["bench", "-m", str(tiny_dir), "--recipes", "nope"])
+    assert result.exit_code == 2 and "unknown recipe" in result.stderr
