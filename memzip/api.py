@@ -11,10 +11,11 @@ import sys
 import time
 from pathlib import Path
 
-from memzip.archive import CompressSettings, Progress, compress_bytes, extract_archive
+from memzip.archive import CompressSettings, compress_bytes, extract_archive, job_identity
 from memzip.container import encode_archive, read_archive
-from memzip.errors import UsageError
+from memzip.errors import Interrupted, UsageError
 from memzip.files import check_output, read_input, write_atomic, write_stdout
+from memzip.journal import Journal, journal_path
 from memzip.models import ModelLocation, load_model, resolve_model
 from memzip.progress import rich_progress
 from memzip.stats import archive_stats, baselines
@@ -24,22 +25,38 @@ def compress_file(source: str, target: Path, *, model: str = "embedded", max_ste
                   seed: int = 0, chunk_tokens: int | None = None, mem_vectors: int = 1,
                   recipe: str = "default", vector_dtype: str = "float16", batch_size: int = 8,
                   device: str = "auto", dtype: str = "float32", force: bool = False,
-                  show_progress: bool = False) -> dict:
+                  resume: bool = False, show_progress: bool = False) -> dict:
+    """Compress a file. Finished chunk groups are journaled beside the output, so running the
+    same call again after an interruption continues where it stopped (`resume=True` insists)."""
     target = Path(target)
     settings = CompressSettings(recipe=recipe, max_steps=max_steps, seed=seed, chunk_tokens=chunk_tokens,
                                 mem_vectors=mem_vectors, vector_dtype=vector_dtype, batch_size=batch_size)
     settings.check()
     data = read_input(source)
     check_output(target, force, inputs=(source,))  # before any work: never lose hours to a refusal
+    journal_file = journal_path(target)
+    if resume and not journal_file.exists():
+        raise UsageError(f"nothing to resume: {journal_file} does not exist",
+                         hint="Run without --resume to start compressing.")
     location = resolve_model(model)
     loaded = load_model(location, device=device, dtype=dtype)
-    with rich_progress("compress", show_progress) as progress:
-        archive, report = compress_bytes(data, loaded, settings, progress,
-                                         chunk_tokens_default=location.default_chunk_tokens)
+    chunk_tokens = settings.chunk_tokens or location.default_chunk_tokens
+    journal = Journal(journal_file, job_identity(data, loaded, settings, chunk_tokens))
+    if resume and not journal.load():
+        raise UsageError(f"{journal_file} belongs to another input, model or settings",
+                         hint="Run with the same file and options as the interrupted run, or delete the journal.")
+    try:
+        with rich_progress("compress", show_progress) as progress:
+            archive, report = compress_bytes(data, loaded, settings, progress,
+                                             chunk_tokens_default=chunk_tokens, journal=journal)
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted; finished chunks are saved in {journal_file}",
+                          hint="Run the same command again (or add --resume) to continue.") from None
     archive.header.text.name = _safe_name(source)
     archive.header.encode["baselines"] = baselines(data)
     raw = encode_archive(archive)
     write_atomic(target, raw, force)
+    journal.remove()
     stats = archive_stats(archive, len(raw), target)
     steps = sorted(c.steps for c in report.chunks)
     return {"output": str(target), **{k: stats[k] for k in (

@@ -25,6 +25,7 @@ from memzip.chunking import even_chunks
 from memzip.container import Archive, DecodeSettings, Header, TextInfo, VectorLayout
 from memzip.decoder import greedy_decode
 from memzip.errors import ModelMismatchError, UsageError, VerificationError
+from memzip.journal import GroupResult, Journal
 from memzip.models import LoadedModel
 from memzip.optimize import fit_chunks, get_recipe
 from memzip.textcodec import EncodedText, TextCodec
@@ -84,8 +85,10 @@ class Progress:
 
 
 def compress_bytes(data: bytes, loaded: LoadedModel, settings: CompressSettings,
-                   progress: Progress | None = None, chunk_tokens_default: int = 64) -> tuple[Archive, CompressReport]:
-    """Compress `data` with `loaded`. Returns the archive (not yet serialized) and a report."""
+                   progress: Progress | None = None, chunk_tokens_default: int = 64,
+                   journal: Journal | None = None) -> tuple[Archive, CompressReport]:
+    """Compress `data` with `loaded`. Returns the archive (not yet serialized) and a report.
+    With a journal, finished groups are saved as they complete and reused when resuming."""
     settings.check()
     progress = progress or Progress()
     started = time.perf_counter()
@@ -100,30 +103,25 @@ def compress_bytes(data: bytes, loaded: LoadedModel, settings: CompressSettings,
         progress.on_start(len(chunks), len(tokens))
 
     report = CompressReport()
-    stored: list[np.ndarray] = []
-    scales: list[np.ndarray] = []
-    all_corrections: list[dict[int, int]] = []
-    groups = range(0, len(chunks), settings.batch_size)
-    for first in groups:
+    finished = journal.load() if journal else {}
+    if journal:
+        journal.start(keep=bool(finished))
+    results: list[GroupResult] = []
+    for first in range(0, len(chunks), settings.batch_size):
         group = chunks[first:first + settings.batch_size]
-        group_started = time.perf_counter()
-        fits = fit_chunks(loaded.model, group, recipe, settings.mem_vectors,
-                          seed=settings.seed + first, on_step=progress.on_step)
-        vectors = torch.stack([f.vectors for f in fits])
-        packed, scale = pack_vectors(vectors, settings.vector_dtype)
-        decoded = greedy_decode(loaded.model, _to_model(unpack_vectors(packed, scale), loaded),
-                                [len(c) for c in group], targets=group, force_margin=settings.force_margin)
-        seconds = (time.perf_counter() - group_started) / len(group)
-        for offset, (fit, result) in enumerate(zip(fits, decoded)):
-            all_corrections.append(result.corrections)
-            chunk = ChunkReport(first + offset, len(group[offset]), fit.steps, len(result.corrections),
-                                fit.loss, fit.accuracy, seconds)
+        result = finished.get(first)
+        if result is None or len(result.steps) != len(group):
+            result = _compress_group(loaded, group, first, recipe, settings, progress)
+            if journal:
+                journal.append(result)
+        results.append(result)
+        for offset in range(len(group)):
+            chunk = ChunkReport(first + offset, len(group[offset]), result.steps[offset],
+                                len(result.corrections[offset]), result.losses[offset],
+                                result.accuracies[offset], result.seconds)
             report.chunks.append(chunk)
             if progress.on_chunk:
                 progress.on_chunk(chunk)
-        stored.append(packed)
-        if scale is not None:
-            scales.append(scale)
 
     header = Header(
         memzip_version=__version__,
@@ -142,9 +140,33 @@ def compress_bytes(data: bytes, loaded: LoadedModel, settings: CompressSettings,
         encode={**recipe.to_header(), "seed": settings.seed, "chunk_tokens": chunk_tokens,
                 "force_margin": settings.force_margin},
     )
-    arrays = _payload_arrays(settings, loaded.d_model, chunks, stored, scales, all_corrections, encoded)
+    arrays = _payload_arrays(settings, loaded.d_model, chunks, results, encoded)
     report.seconds = time.perf_counter() - started
     return Archive(header, arrays), report
+
+
+def _compress_group(loaded, group, first, recipe, settings, progress) -> GroupResult:
+    """Fit one group's vectors, round them to storage, and find the corrections the decoder needs."""
+    started = time.perf_counter()
+    fits = fit_chunks(loaded.model, group, recipe, settings.mem_vectors,
+                      seed=settings.seed + first, on_step=progress.on_step)
+    packed, scale = pack_vectors(torch.stack([f.vectors for f in fits]), settings.vector_dtype)
+    decoded = greedy_decode(loaded.model, _to_model(unpack_vectors(packed, scale), loaded),
+                            [len(c) for c in group], targets=group, force_margin=settings.force_margin)
+    return GroupResult(first=first, packed=packed, scales=scale,
+                       corrections=[d.corrections for d in decoded], steps=[f.steps for f in fits],
+                       losses=[f.loss for f in fits], accuracies=[f.accuracy for f in fits],
+                       seconds=(time.perf_counter() - started) / len(group))
+
+
+def job_identity(data: bytes, loaded: LoadedModel, settings: CompressSettings, chunk_tokens: int) -> dict:
+    """What must match for a journal to be resumed: same input, model, settings and device."""
+    from dataclasses import asdict
+
+    return {"input_sha256": hashlib.sha256(data).hexdigest(), "weights": loaded.identity.weights_sha256,
+            "tokenizer": loaded.identity.tokenizer_sha256, "settings": asdict(settings),
+            "chunk_tokens": chunk_tokens, "dtype": str(loaded.dtype), "device": loaded.device.type,
+            "torch": torch.__version__, "memzip": __version__}
 
 
 def extract_archive(archive: Archive, loaded: LoadedModel, force: bool = False,
@@ -244,8 +266,11 @@ def _to_model(vectors: torch.Tensor, loaded: LoadedModel) -> torch.Tensor:
     return vectors.to(device=loaded.device, dtype=loaded.dtype)
 
 
-def _payload_arrays(settings, d_model, chunks, stored, scales, corrections, encoded: EncodedText) -> dict:
+def _payload_arrays(settings, d_model, chunks, results: list[GroupResult], encoded: EncodedText) -> dict:
     count = len(chunks)
+    stored = [r.packed for r in results]
+    scales = [r.scales for r in results if r.scales is not None]
+    corrections = [c for r in results for c in r.corrections]
     vector_dtype = {"float32": np.float32, "float16": np.float16, "int8": np.int8}[settings.vector_dtype]
     vectors = (np.concatenate(stored) if stored
                else np.zeros((0, settings.mem_vectors, d_model), dtype=vector_dtype))

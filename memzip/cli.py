@@ -105,6 +105,7 @@ def compress(
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "float32",
     force: ForceOpt = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its journal (running the same command again does this too).")] = False,
     quiet: QuietOpt = False,
     json_out: JsonOpt = False,
 ):
@@ -120,6 +121,9 @@ def compress(
       memzip compress notes.txt -o notes.memz --max-steps 100 --seed 1
 
       cat log.txt | memzip compress - -o log.memz
+
+    Finished chunks are journaled in OUT.journal; after Ctrl-C or a crash, run the same command
+    again (or add --resume) to continue.
     """
     from memzip.api import compress_file
 
@@ -129,7 +133,7 @@ def compress(
     result = compress_file(file, target, model=model, max_steps=max_steps, seed=seed,
                            chunk_tokens=chunk_tokens, mem_vectors=mem_vectors, recipe=recipe,
                            vector_dtype=vector_dtype, batch_size=batch_size, device=device,
-                           dtype=dtype, force=force, show_progress=not (quiet or json_out))
+                           dtype=dtype, force=force, resume=resume, show_progress=not (quiet or json_out))
     if json_out:
         _emit_json(result)
     else:

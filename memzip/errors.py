@@ -38,6 +38,12 @@ class InputFileError(MemzipError):
     exit_code = 2
 
 
+class Interrupted(MemzipError):
+    """The user pressed Ctrl-C (or the process got SIGINT); work done so far is kept."""
+
+    exit_code = 130
+
+
 class OutputExistsError(MemzipError):
     """The output path already exists and --force was not given."""
 
