@@ -122,6 +122,7 @@ def run_bench(loaded, texts: list[str], recipes: list[str], count: int, chunk_to
                 on_result(row)
     chunks = bench_chunks(loaded, texts[0], count, chunk_tokens, seed)
     batching = batching_gain(loaded, chunks, seed=seed)
+    drift = decode_drift(loaded, chunks, seed=seed)
     return {
         "model": loaded.identity.name,
         "device": loaded.device.type,
@@ -132,6 +133,7 @@ def run_bench(loaded, texts: list[str], recipes: list[str], count: int, chunk_to
         "results": results,
         "headline": _headline(results),
         "batching": batching,
+        "drift": drift,
     }
 
 
@@ -149,3 +151,43 @@ def _headline(results: list[dict]) -> dict:
                 "tokens_per_second_ratio": round(d["tokens_per_second"] / p["tokens_per_second"], 2),
             }
     return out
+
+
+@torch.no_grad()
+def _decoder_logits(model, vectors: torch.Tensor, chunks: list[list[int]]) -> torch.Tensor:
+    """Logits of the KV-cache decoder fed the true tokens: [B, L, V] (all chunks of equal length)."""
+    output = model(inputs_embeds=vectors, use_cache=True)
+    cache, steps = output.past_key_values, [output.logits[:, -1].float()]
+    tokens = torch.tensor(chunks, device=vectors.device)
+    for position in range(tokens.shape[1] - 1):
+        output = model(input_ids=tokens[:, position:position + 1], past_key_values=cache, use_cache=True)
+        cache = output.past_key_values
+        steps.append(output.logits[:, -1].float())
+    return torch.stack(steps, dim=1)
+
+
+@torch.no_grad()
+def decode_drift(loaded, chunks: list[list[int]], seed: int = 0) -> dict:
+    """How far logits move between ways of running the same decode. A forced-token margin well
+    above these figures keeps near-ties from flipping when extraction runs differently."""
+    model = loaded.model
+    vectors = initial_vectors(model, len(chunks), 1, seed).to(device=loaded.device, dtype=loaded.dtype)
+    reference = _decoder_logits(model, vectors, chunks)
+    single = torch.cat([_decoder_logits(model, vectors[i:i + 1], chunks[i:i + 1]) for i in range(len(chunks))])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        one_thread = _decoder_logits(model, vectors, chunks)
+    finally:
+        torch.set_num_threads(threads)
+    tokens = torch.tensor(chunks, device=vectors.device)
+    inputs = torch.cat([vectors, model.get_input_embeddings()(tokens)], dim=1)
+    full = model(inputs_embeds=inputs).logits[:, :tokens.shape[1]].float()  # the training forward
+
+    def worst(other):
+        return float((other - reference).abs().max())
+
+    return {"chunks": len(chunks), "tokens_per_chunk": len(chunks[0]), "dtype": str(loaded.dtype),
+            "max_abs_logit_diff_batch_vs_single": worst(single),
+            "max_abs_logit_diff_threads_%d_vs_1" % threads: worst(one_thread),
+            "max_abs_logit_diff_training_forward_vs_decoder": worst(full)}

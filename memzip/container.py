@@ -246,7 +246,7 @@ def _decompress_payload(payload: bytes, expected: int) -> bytes:
 
 def parse_header(raw: bytes) -> Header:
     try:
-        obj = json.loads(raw.decode("utf-8"))
+        obj = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
     # ValueError also covers integers beyond Python's int-digits limit (json raises it as is).
     except (UnicodeDecodeError, json.JSONDecodeError, ValueError, RecursionError) as exc:
         raise HeaderFormatError(f"header is not valid UTF-8 JSON: {exc}") from None
@@ -292,6 +292,19 @@ def parse_header(raw: bytes) -> Header:
         ),
     )
     return header
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")  # a lone surrogate (JSON "\\ud800") has no file-name form
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def _reject_constant(name: str):
+    """NaN and Infinity are not JSON; Python's parser accepts them unless told otherwise."""
+    raise ValueError(f"{name} is not valid JSON")
 
 
 class _Fields:
@@ -345,7 +358,7 @@ class _Fields:
         if value is None:
             return None
         if (not isinstance(value, str) or not value or len(value) > 255 or value in (".", "..")
-                or any(c in value for c in "/\\\0")):
+                or any(c in value for c in "/\\\0") or not _encodable(value)):
             raise self._bad(key, "a plain file name or null")
         return value
 

@@ -28,6 +28,9 @@ def test_bench_report_fields_and_consistency(tiny):
         assert (row["corrections"] == 0) == (row["lossless"] == row["chunks"])
     assert set(report["headline"]) == {"book", "random"}
     assert report["batching"]["decode_speedup"] > 0
+    drift = report["drift"]
+    assert 0 <= drift["max_abs_logit_diff_batch_vs_single"] < 0.5
+    assert 0 <= drift["max_abs_logit_diff_training_forward_vs_decoder"] < 0.5
 
 
 def test_chunks_are_full_length_and_seeded(tiny):

@@ -1168,3 +1168,9 @@ def test_fuzz_patch_ops(ops, text):
     if isinstance(result, Archive):
         assert sum(op[2] for op in ops) == len(text)
         assert all(b[0] >= a[0] + a[1] for a, b in zip(ops, ops[1:]))
+
+
+@pytest.mark.parametrize("constant", [b"NaN", b"Infinity", b"-Infinity"])
+def test_header_non_json_constants_are_refused(constant):
+    with pytest.raises(HeaderFormatError, match="not valid"):
+        parse_header(b'{"memzip_version": ' + constant + b"}")
