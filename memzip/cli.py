@@ -307,6 +307,76 @@ def bench(
                f"optimize x{b['optimize_speedup']}")
 
 
+@app.command()
+@reports_errors
+def capacity(
+    model: ModelOpt = "embedded",
+    texts: Annotated[str, typer.Option("--texts", help="book, random, or both comma-separated.")] = "book,random",
+    quick: Annotated[bool, typer.Option("--quick", help="Minutes on 2 CPU cores: lengths 8,16,32, 2 samples, 1 vector, 200 steps.")] = False,
+    lengths: Annotated[str, typer.Option("--lengths", help="Chunk lengths in tokens, comma-separated.")] = "16,32,64,96,128",
+    samples: Annotated[int, typer.Option("--samples", help="Chunks per length and text set.")] = 8,
+    vectors: Annotated[str, typer.Option("--vectors", help="[mem] vector counts to scale over, comma-separated.")] = "1,2,4,8",
+    max_steps: Annotated[Optional[int], typer.Option("--max-steps", help="Step budget per chunk (default: the recipe's).")] = None,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    plot_path: Annotated[Optional[Path], typer.Option("--plot", help="Write the figures to this PNG (needs matplotlib).")] = None,
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "float32",
+    quiet: QuietOpt = False,
+    json_out: JsonOpt = False,
+):
+    """Measure how much text one [mem] vector holds: the paper's protocol plus real greedy decoding.
+
+    Per chunk length: exact chunks (greedy and teacher-forced), decoding capacity, token gain,
+    information gain (nats and bits) and utilization of Eq. 1's theoretical capacity.
+
+    Examples:
+
+      memzip capacity --quick --texts book
+
+      memzip capacity -m pythia-160m --device cuda --lengths 32,64,80,96 --json --plot cap.png
+    """
+    from memzip.capacity import plot, run_capacity
+    from memzip.models import load_model, resolve_model
+
+    kinds = _csv(texts, str)
+    for kind in kinds:
+        if kind not in ("book", "random"):
+            raise UsageError(f"unknown text set {kind!r}", hint="Use book and/or random.")
+    length_list, vector_list = _csv(lengths, int), _csv(vectors, int)
+    if quick:
+        length_list, samples, vector_list = [8, 16, 32], 2, [1]
+        max_steps = 200 if max_steps is None else max_steps
+    if not length_list or min(length_list) < 1 or not vector_list or min(vector_list) < 1 or samples < 1:
+        raise UsageError("lengths, vectors and samples must be positive")
+    loaded = load_model(resolve_model(model), device=device, dtype=dtype)
+
+    def show(row):
+        _say(quiet or json_out, f"{row['texts']:>6} L={row['tokens']:<4} vectors={row['mem_vectors']}: "
+                                f"greedy exact {row['exact_greedy']}/{row['samples']}, "
+                                f"teacher-forced acc {row['teacher_forced_accuracy']}, "
+                                f"info gain {row['information_gain_nats']} nats, token gain {row['token_gain']}")
+
+    report = run_capacity(loaded, kinds, length_list, samples, vector_list, max_steps, seed, on_row=show)
+    if plot_path is not None:
+        if plot(report, plot_path):
+            _say(quiet or json_out, f"wrote {plot_path}")
+        else:
+            _say(quiet, "no plot: matplotlib is not installed (pip install 'memzip[plot]')")
+    if json_out:
+        _emit_json(report)
+    else:
+        typer.echo(f"L_max (Eq. 1): {report['L_max_eq1']} tokens per vector")
+        typer.echo(f"decoding capacity, greedy: {report['decoding_capacity_greedy']}")
+        typer.echo(f"decoding capacity, teacher-forced: {report['decoding_capacity_teacher_forced']}")
+
+
+def _csv(text: str, kind):
+    try:
+        return [kind(x.strip()) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise UsageError(f"expected a comma-separated list, got {text!r}") from None
+
+
 def _version(value: bool):
     if value:
         typer.echo(f"memzip {__version__}")

@@ -1,0 +1,165 @@
+"""`memzip capacity`: the paper's measurement protocol, with real greedy decoding beside it.
+
+For each text set and chunk length L, `samples` chunks are fitted (all lengths in one batch).
+Per chunk, with and without the [mem] vectors:
+
+- teacher-forced accuracy (the paper's "decoding accuracy") and cross-entropy (nats, summed);
+- greedy exactness: the real decoder reproduces the chunk with no correction at all.
+
+"Without" means the model alone, started from its end-of-text token (the document boundary it
+was trained on), which is the best it can do with no memory.
+
+Reported per L: mean accuracies, share of chunks exact (both ways), token gain
+`(acc_with - acc_without) * L`, information gain `CE_without - CE_with` (nats and bits), and
+capacity utilization `token_gain / L_max` with Eq. 1, `L_max = 16 * d / log2 |V|`.
+Decoding capacity is the largest L whose mean accuracy is >= 0.99 (both ways reported).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import replace
+
+import torch
+import torch.nn.functional as F
+
+from memzip.bench import bench_chunks
+from memzip.decoder import greedy_decode
+from memzip.optimize import RECIPES, fit_chunks
+
+
+def theoretical_capacity(d_model: int, vocab_size: int, bits: int = 16) -> float:
+    """Eq. 1 of the paper: tokens one d-dimensional vector of `bits`-bit floats could index."""
+    return bits * d_model / math.log2(vocab_size)
+
+
+@torch.no_grad()
+def baseline_scores(loaded, chunks: list[list[int]]) -> list[tuple[float, float]]:
+    """(accuracy, summed CE in nats) of each chunk under the model alone, from its EOS token."""
+    model = loaded.model
+    start = loaded.tokenizer.eos_token_id if loaded.tokenizer.eos_token_id is not None else 0
+    scores = []
+    for chunk in chunks:
+        ids = torch.tensor([[start] + chunk], device=loaded.device)
+        logits = model(input_ids=ids).logits[0, :-1].float()
+        target = ids[0, 1:]
+        scores.append(((logits.argmax(-1) == target).float().mean().item(),
+                       F.cross_entropy(logits, target, reduction="sum").item()))
+    return scores
+
+
+def measure(loaded, kinds: list[str], lengths: list[int], samples: int, mem_vectors: int,
+            recipe_name: str = "default", max_steps: int | None = None, seed: int = 0, on_row=None) -> dict:
+    recipe = RECIPES[recipe_name] if max_steps is None else replace(RECIPES[recipe_name], max_steps=max_steps)
+    rows = []
+    points = []  # per chunk, for the plot: CE without vs with
+    for kind in kinds:
+        chunks, sizes = [], []
+        for length in lengths:
+            picked = bench_chunks(loaded, kind, samples, length, seed)
+            chunks += picked
+            sizes += [length] * len(picked)
+        fits = fit_chunks(loaded.model, chunks, recipe, mem_vectors, seed)
+        vectors = torch.stack([f.vectors for f in fits]).to(device=loaded.device, dtype=loaded.dtype)
+        decoded = greedy_decode(loaded.model, vectors, [len(c) for c in chunks], targets=chunks, force_margin=0.0)
+        alone = baseline_scores(loaded, chunks)
+        for length in lengths:
+            idx = [i for i, s in enumerate(sizes) if s == length]
+            if not idx:
+                continue
+            acc_with = statistics.mean(fits[i].accuracy for i in idx)
+            acc_without = statistics.mean(alone[i][0] for i in idx)
+            ce_with = statistics.mean(fits[i].loss * length for i in idx)
+            ce_without = statistics.mean(alone[i][1] for i in idx)
+            greedy_acc = statistics.mean(1 - len(decoded[i].corrections) / length for i in idx)
+            token_gain = (acc_with - acc_without) * length
+            row = {
+                "texts": kind, "tokens": length, "mem_vectors": mem_vectors, "samples": len(idx),
+                "teacher_forced_accuracy": round(acc_with, 4),
+                "greedy_accuracy": round(greedy_acc, 4),
+                "accuracy_without_mem": round(acc_without, 4),
+                "exact_teacher_forced": sum(fits[i].accuracy == 1.0 for i in idx),
+                "exact_greedy": sum(not decoded[i].corrections for i in idx),
+                "token_gain": round(token_gain, 2),
+                "ce_without_nats": round(ce_without, 2),
+                "ce_with_nats": round(ce_with, 2),
+                "information_gain_nats": round(ce_without - ce_with, 2),
+                "information_gain_bits": round((ce_without - ce_with) / math.log(2), 2),
+                "capacity_utilization": round(token_gain / (theoretical_capacity(
+                    loaded.identity.d_model, loaded.identity.vocab_size) * mem_vectors), 4),
+                "mean_steps": round(statistics.mean(fits[i].steps for i in idx), 1),
+            }
+            rows.append(row)
+            if on_row:
+                on_row(row)
+            points += [{"texts": kind, "tokens": length, "ce_without": alone[i][1],
+                        "ce_with": fits[i].loss * length, "exact": not decoded[i].corrections} for i in idx]
+    return {"rows": rows, "points": points}
+
+
+def decoding_capacity(rows: list[dict], key: str) -> dict:
+    """Largest length with mean accuracy >= 0.99, per (texts, mem_vectors)."""
+    out = {}
+    for row in rows:
+        name = f"{row['texts']}/{row['mem_vectors']}"
+        if row[key] >= 0.99:
+            out[name] = max(out.get(name, 0), row["tokens"])
+        else:
+            out.setdefault(name, 0)
+    return out
+
+
+def run_capacity(loaded, kinds, lengths, samples, vector_counts, max_steps=None, seed=0, on_row=None) -> dict:
+    rows, points = [], []
+    for count in vector_counts:
+        result = measure(loaded, kinds, lengths, samples, count, max_steps=max_steps, seed=seed, on_row=on_row)
+        rows += result["rows"]
+        points += [{**p, "mem_vectors": count} for p in result["points"]]
+    identity = loaded.identity
+    return {
+        "model": identity.name, "d_model": identity.d_model, "vocab_size": identity.vocab_size,
+        "device": loaded.device.type, "recipe": "default", "max_steps": max_steps, "seed": seed,
+        "L_max_eq1": round(theoretical_capacity(identity.d_model, identity.vocab_size), 1),
+        "decoding_capacity_teacher_forced": decoding_capacity(rows, "teacher_forced_accuracy"),
+        "decoding_capacity_greedy": decoding_capacity(rows, "greedy_accuracy"),
+        "rows": rows, "points": points,
+    }
+
+
+def plot(report: dict, path) -> bool:
+    """The paper's Figure 3 (CE without vs with the vectors) and tokens vs vectors, as PNG.
+    Returns False when matplotlib is not installed (pip install 'memzip[plot]')."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
+    for kind, marker in (("book", "o"), ("random", "s")):
+        pts = [p for p in report["points"] if p["texts"] == kind]
+        if not pts:
+            continue
+        for exact, color in ((True, "tab:green"), (False, "tab:red")):
+            sel = [p for p in pts if p["exact"] == exact]
+            left.scatter([p["ce_without"] for p in sel], [p["ce_with"] for p in sel], marker=marker, color=color,
+                         alpha=0.7, label=f"{kind}, {'exact' if exact else 'not exact'} (greedy)")
+    left.set_xlabel("CE of chunk without [mem] (nats)")
+    left.set_ylabel("CE with [mem] (nats)")
+    left.set_title(f"{report['model']}: information gain (cf. paper Fig. 3)")
+    left.legend(fontsize=7)
+    for kind in ("book", "random"):
+        caps = report["decoding_capacity_greedy"]
+        xs = sorted({r["mem_vectors"] for r in report["rows"] if r["texts"] == kind})
+        if xs:
+            right.plot(xs, [caps.get(f"{kind}/{x}", 0) for x in xs], marker="o", label=f"{kind} (greedy exact)")
+    right.set_xlabel("[mem] vectors")
+    right.set_ylabel("decoding capacity (tokens)")
+    right.set_title("tokens vs number of vectors")
+    right.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True

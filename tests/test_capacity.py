@@ -1,0 +1,47 @@
+"""`memzip capacity` on the tiny model: the protocol's arithmetic and the report's shape."""
+
+import json
+import math
+
+from typer.testing import CliRunner
+
+from memzip.capacity import decoding_capacity, run_capacity, theoretical_capacity
+from memzip.cli import app
+
+
+def test_eq1_matches_the_paper():
+    # Pythia-160M: d=768, |V|=50304 -> 787 tokens (the paper's Table / DESIGN.md)
+    assert round(theoretical_capacity(768, 50304)) == 787
+    assert round(theoretical_capacity(4096, 128256)) == 3862
+
+
+def test_decoding_capacity_is_the_largest_length_at_99_percent():
+    rows = [{"texts": "book", "mem_vectors": 1, "tokens": t, "acc": a}
+            for t, a in ((8, 1.0), (16, 0.995), (32, 0.9))]
+    assert decoding_capacity(rows, "acc") == {"book/1": 16}
+
+
+def test_report_rows_are_consistent(tiny):
+    report = run_capacity(tiny, ["book", "random"], [4, 8], 2, [1, 2], max_steps=3)
+    assert len(report["rows"]) == 2 * 2 * 2
+    for row in report["rows"]:
+        assert math.isclose(row["information_gain_nats"], row["ce_without_nats"] - row["ce_with_nats"], abs_tol=0.02)
+        assert math.isclose(row["information_gain_bits"], row["information_gain_nats"] / math.log(2), abs_tol=0.02)
+        assert 0 <= row["exact_greedy"] <= row["samples"] == 2
+        assert 0 <= row["greedy_accuracy"] <= 1
+    assert len(report["points"]) == 2 * 2 * 2 * 2
+
+
+def test_capacity_cli_json_and_plot(tiny_dir, tmp_path):
+    png = tmp_path / "cap.png"
+    result = CliRunner().invoke(app, ["capacity", "-m", str(tiny_dir), "--lengths", "4", "--samples", "1",
+                                      "--vectors", "1", "--max-steps", "2", "--texts", "book", "--json",
+                                      "--plot", str(png)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["rows"][0]["tokens"] == 4
+    try:
+        import matplotlib  # noqa: F401
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    except ImportError:
+        assert "matplotlib is not installed" in result.stderr
