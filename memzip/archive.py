@@ -27,7 +27,7 @@ from memzip.decoder import greedy_decode
 from memzip.errors import ModelMismatchError, UsageError, VerificationError
 from memzip.journal import GroupResult, Journal
 from memzip.models import LoadedModel
-from memzip.optimize import fit_chunks, get_recipe
+from memzip.optimize import fit_chunks, get_recipe, sink_tokens
 from memzip.textcodec import EncodedText, TextCodec
 
 VECTOR_DTYPES = ("float32", "float16", "int8")
@@ -133,6 +133,7 @@ def compress_bytes(data: bytes, loaded: LoadedModel, settings: CompressSettings,
             device=loaded.device.type,
             torch_version=torch.__version__,
             transformers_version=_transformers_version(),
+            prefix_tokens=sink_tokens(loaded.tokenizer) if recipe.sink_prefix else [],
         ),
         vectors=VectorLayout(mem_vectors=settings.mem_vectors, dtype=settings.vector_dtype),
         text=TextInfo(bytes=len(data), sha256=hashlib.sha256(data).hexdigest(),
@@ -148,11 +149,13 @@ def compress_bytes(data: bytes, loaded: LoadedModel, settings: CompressSettings,
 def _compress_group(loaded, group, first, recipe, settings, progress) -> GroupResult:
     """Fit one group's vectors, round them to storage, and find the corrections the decoder needs."""
     started = time.perf_counter()
+    prefix = sink_tokens(loaded.tokenizer) if recipe.sink_prefix else []
     fits = fit_chunks(loaded.model, group, recipe, settings.mem_vectors,
-                      seed=settings.seed + first, on_step=progress.on_step)
+                      seed=settings.seed + first, on_step=progress.on_step, prefix=prefix)
     packed, scale = pack_vectors(torch.stack([f.vectors for f in fits]), settings.vector_dtype)
     decoded = greedy_decode(loaded.model, _to_model(unpack_vectors(packed, scale), loaded),
-                            [len(c) for c in group], targets=group, force_margin=settings.force_margin)
+                            [len(c) for c in group], targets=group, force_margin=settings.force_margin,
+                            prefix=prefix)
     return GroupResult(first=first, packed=packed, scales=scale,
                        corrections=[d.corrections for d in decoded], steps=[f.steps for f in fits],
                        losses=[f.loss for f in fits], accuracies=[f.accuracy for f in fits],
@@ -193,7 +196,7 @@ def extract_archive(archive: Archive, loaded: LoadedModel, force: bool = False,
     for first in range(0, len(lengths), batch):
         last = min(first + batch, len(lengths))
         decoded = greedy_decode(loaded.model, _to_model(vectors[first:last], loaded), lengths[first:last],
-                                corrections=corrections[first:last])
+                                corrections=corrections[first:last], prefix=header.decode.prefix_tokens)
         for index, result in zip(range(first, last), decoded):
             if chunk_digest(result.tokens) != arrays["chunk_digests"][index].tobytes():
                 raise VerificationError(

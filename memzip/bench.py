@@ -21,7 +21,7 @@ import torch
 
 from memzip.chunking import even_chunks
 from memzip.decoder import greedy_decode
-from memzip.optimize import RECIPES, fit_chunks, initial_vectors
+from memzip.optimize import RECIPES, fit_chunks, initial_vectors, sink_tokens
 from memzip.textcodec import TextCodec
 
 
@@ -49,10 +49,12 @@ def bench_chunks(loaded, kind: str, count: int, chunk_tokens: int, seed: int = 0
 def run_recipe(loaded, chunks, recipe, seed: int = 0, mem_vectors: int = 1) -> dict:
     model = loaded.model
     start = initial_vectors(model, len(chunks), mem_vectors, seed)
+    prefix = sink_tokens(loaded.tokenizer) if recipe.sink_prefix else []
     began = time.perf_counter()
-    fits = fit_chunks(model, chunks, recipe, mem_vectors, seed, init=start)
+    fits = fit_chunks(model, chunks, recipe, mem_vectors, seed, init=start, prefix=prefix)
     vectors = torch.stack([f.vectors for f in fits]).to(device=loaded.device, dtype=loaded.dtype)
-    decoded = greedy_decode(model, vectors, [len(c) for c in chunks], targets=chunks, force_margin=0.0)
+    decoded = greedy_decode(model, vectors, [len(c) for c in chunks], targets=chunks, force_margin=0.0,
+                            prefix=prefix)
     seconds = time.perf_counter() - began
     lossless = [not d.corrections for d in decoded]
     steps = sorted(f.steps for f, ok in zip(fits, lossless) if ok)

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from memzip.bench import bench_chunks
 from memzip.decoder import greedy_decode
-from memzip.optimize import RECIPES, fit_chunks
+from memzip.optimize import RECIPES, fit_chunks, sink_tokens
 
 
 def theoretical_capacity(d_model: int, vocab_size: int, bits: int = 16) -> float:
@@ -60,9 +60,11 @@ def measure(loaded, kinds: list[str], lengths: list[int], samples: int, mem_vect
             picked = bench_chunks(loaded, kind, samples, length, seed)
             chunks += picked
             sizes += [length] * len(picked)
-        fits = fit_chunks(loaded.model, chunks, recipe, mem_vectors, seed)
+        prefix = sink_tokens(loaded.tokenizer) if recipe.sink_prefix else []
+        fits = fit_chunks(loaded.model, chunks, recipe, mem_vectors, seed, prefix=prefix)
         vectors = torch.stack([f.vectors for f in fits]).to(device=loaded.device, dtype=loaded.dtype)
-        decoded = greedy_decode(loaded.model, vectors, [len(c) for c in chunks], targets=chunks, force_margin=0.0)
+        decoded = greedy_decode(loaded.model, vectors, [len(c) for c in chunks], targets=chunks,
+                                force_margin=0.0, prefix=prefix)
         alone = baseline_scores(loaded, chunks)
         for length in lengths:
             idx = [i for i, s in enumerate(sizes) if s == length]

@@ -83,6 +83,7 @@ class DecodeSettings:
     device: str = "cpu"
     torch_version: str = ""
     transformers_version: str = ""
+    prefix_tokens: list[int] = field(default_factory=list)  # fixed tokens before the [mem] vectors
 
 
 @dataclass
@@ -278,6 +279,7 @@ def parse_header(raw: bytes) -> Header:
             device=decode.str("device"),
             torch_version=decode.str("torch_version"),
             transformers_version=decode.str("transformers_version"),
+            prefix_tokens=decode.token_list("prefix_tokens", vocab=model.int("vocab_size", 1, 1 << 31)),
         ),
         vectors=VectorLayout(
             mem_vectors=vectors.int("mem_vectors", 1, MAX_MEM_VECTORS),
@@ -350,6 +352,14 @@ class _Fields:
         value = self._get(key)
         if value not in allowed:
             raise self._bad(key, "one of " + ", ".join(allowed))
+        return value
+
+    def token_list(self, key: str, vocab: int) -> list[int]:
+        """Optional list of at most 64 token ids below `vocab` (absent means empty)."""
+        value = self.obj_.get(key, [])
+        if (not isinstance(value, list) or len(value) > 64
+                or not all(isinstance(t, int) and not isinstance(t, bool) and 0 <= t < vocab for t in value)):
+            raise self._bad(key, f"a list of at most 64 token ids below {vocab}")
         return value
 
     def file_name(self, key: str) -> str | None:

@@ -34,12 +34,14 @@ def greedy_decode(
     corrections: list[dict[int, int]] | None = None,
     targets: list[list[int]] | None = None,
     force_margin: float = 0.0,
+    prefix: list[int] = (),
 ) -> list[ChunkDecode]:
     """Decode one group of chunks together.
 
     vectors: [B, M, D] in the model's dtype and device. lengths: tokens per chunk.
     Extraction passes `corrections` (from the archive). Compression passes `targets` (the true
-    tokens) and gets back the corrections that make decoding exact.
+    tokens) and gets back the corrections that make decoding exact. `prefix`: fixed token ids
+    before the vectors (the archive's decode.prefix_tokens).
     """
     batch = vectors.shape[0]
     assert len(lengths) == batch
@@ -50,7 +52,10 @@ def greedy_decode(
     if steps == 0:
         return []
 
-    output = model(inputs_embeds=vectors, use_cache=True)
+    embed = model.get_input_embeddings()
+    prefix_ids = torch.tensor(list(prefix), dtype=torch.long, device=vectors.device)
+    prefix_embeds = embed(prefix_ids)[None].expand(batch, -1, -1).to(vectors.dtype)
+    output = model(inputs_embeds=torch.cat([prefix_embeds, vectors], dim=1), use_cache=True, logits_to_keep=1)
     cache = output.past_key_values
     logits = output.logits[:, -1, :].float()
     for position in range(steps):
@@ -72,7 +77,7 @@ def greedy_decode(
         if position + 1 == steps:
             break
         next_ids = torch.tensor(chosen_list, device=vectors.device)[:, None]
-        output = model(input_ids=next_ids, past_key_values=cache, use_cache=True)
+        output = model(input_ids=next_ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
         cache = output.past_key_values
         logits = output.logits[:, -1, :].float()
 

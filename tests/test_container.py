@@ -473,7 +473,8 @@ def known_paths(obj: dict, prefix: tuple = ()) -> list[tuple[str, ...]]:
     return paths
 
 
-REQUIRED = [p for p in known_paths(header_obj()) if p != ("text", "name")]
+OPTIONAL = {("text", "name"), ("decode", "prefix_tokens")}
+REQUIRED = [p for p in known_paths(header_obj()) if p not in OPTIONAL]
 
 
 def test_known_paths_cover_the_spec():
@@ -1062,6 +1063,8 @@ def type_ok(path: tuple[str, ...], value) -> bool:
         return True  # informational
     if path in NULLABLE:
         return value is None or isinstance(value, str)
+    if path == ("decode", "prefix_tokens"):
+        return isinstance(value, list) and all(isinstance(t, int) and not isinstance(t, bool) for t in value)
     if path in STRING_FIELDS or path[-1] in ("source", "dtype", "weights_sha256", "tokenizer_sha256",
                                              "sha256"):
         return isinstance(value, str)
@@ -1090,7 +1093,7 @@ def type_error_expected(obj: dict) -> bool:
     for path in REQUIRED:
         if path not in leaves or not type_ok(path, leaves[path]):
             return True
-    return ("text", "name") in leaves and not type_ok(("text", "name"), leaves[("text", "name")])
+    return any(path in leaves and not type_ok(path, leaves[path]) for path in OPTIONAL)
 
 
 @FUZZ
@@ -1174,3 +1177,19 @@ def test_fuzz_patch_ops(ops, text):
 def test_header_non_json_constants_are_refused(constant):
     with pytest.raises(HeaderFormatError, match="not valid"):
         parse_header(b'{"memzip_version": ' + constant + b"}")
+
+
+@pytest.mark.parametrize("value", [[-1], [10**9], ["1"], [True], 5, [0] * 65])
+def test_header_bad_prefix_tokens(value):
+    obj = header_obj()
+    obj["decode"]["prefix_tokens"] = value
+    with pytest.raises(HeaderFormatError, match="prefix_tokens"):
+        decode_archive(with_header(obj))
+
+
+def test_header_prefix_tokens_round_trip():
+    obj = header_obj()
+    obj["decode"]["prefix_tokens"] = [0, 3]
+    assert decode_archive(with_header(obj)).header.decode.prefix_tokens == [0, 3]
+    del obj["decode"]["prefix_tokens"]
+    assert decode_archive(with_header(obj)).header.decode.prefix_tokens == []
