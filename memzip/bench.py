@@ -193,3 +193,32 @@ def decode_drift(loaded, chunks: list[list[int]], seed: int = 0) -> dict:
             "max_abs_logit_diff_batch_vs_single": worst(single),
             "max_abs_logit_diff_threads_%d_vs_1" % threads: worst(one_thread),
             "max_abs_logit_diff_training_forward_vs_decoder": worst(full)}
+
+
+def peak_rss(files: list[str], args: list[str], workdir) -> list[dict]:
+    """Peak resident memory of `memzip compress` and `extract` on each file, each in a fresh
+    child process (so one measurement cannot inherit another's heap). Compare the rows: the
+    smallest file is the baseline of the same run."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    rows = []
+    for index, source in enumerate(files):
+        archive = Path(workdir) / f"rss-{index}.memz"
+        restored = Path(workdir) / f"rss-{index}.out"
+        row = {"file": str(source), "bytes": Path(source).stat().st_size}
+        for step, command in (("compress", ["compress", str(source), "-o", str(archive), *args]),
+                              ("extract", ["extract", str(archive), "-o", str(restored)])):
+            began = time.perf_counter()
+            pid = subprocess.Popen([sys.executable, "-m", "memzip", *command, "--force", "--quiet"])
+            _, status, usage = os.wait4(pid.pid, 0)
+            if status != 0:
+                raise RuntimeError(f"memzip {step} failed on {source}")
+            row[f"{step}_peak_rss_mb"] = round(usage.ru_maxrss / 1024, 1)  # Linux reports KiB
+            row[f"{step}_seconds"] = round(time.perf_counter() - began, 1)
+        row["identical"] = Path(source).read_bytes() == restored.read_bytes()
+        row["memz_bytes"] = archive.stat().st_size
+        rows.append(row)
+    return rows

@@ -370,6 +370,43 @@ def capacity(
         typer.echo(f"decoding capacity, teacher-forced: {report['decoding_capacity_teacher_forced']}")
 
 
+@app.command("bench-memory")
+@reports_errors
+def bench_memory(
+    files: Annotated[list[Path], typer.Argument(help="Files to compress and extract, smallest first (the baseline).")],
+    model: ModelOpt = "embedded",
+    max_steps: Annotated[int, typer.Option("--max-steps", help="Steps per chunk (0 measures the pipeline without optimization).")] = 0,
+    batch_size: Annotated[int, typer.Option("--batch-size")] = 64,
+    json_out: JsonOpt = False,
+):
+    """Peak memory (RSS) of compress and extract on each file, each in a fresh process.
+
+    Example (a 1 MB book against a 1 KB baseline, in the same run):
+
+      memzip bench-memory examples/alice-chapter1-opening.txt ../shared/corpus/tinyshakespeare.txt
+    """
+    import tempfile
+
+    from memzip.bench import peak_rss
+
+    for path in files:
+        if not path.is_file():
+            raise UsageError(f"not a file: {path}")
+    with tempfile.TemporaryDirectory() as workdir:
+        rows = peak_rss([str(f) for f in files], ["-m", model, "--max-steps", str(max_steps),
+                                                  "--batch-size", str(batch_size)], workdir)
+    if json_out:
+        _emit_json(rows)
+        return
+    base = rows[0]
+    for row in rows:
+        typer.echo(f"{row['file']}: {row['bytes']} bytes; compress {row['compress_peak_rss_mb']} MB "
+                   f"(x{row['compress_peak_rss_mb'] / base['compress_peak_rss_mb']:.2f} of baseline), "
+                   f"{row['compress_seconds']} s; extract {row['extract_peak_rss_mb']} MB "
+                   f"(x{row['extract_peak_rss_mb'] / base['extract_peak_rss_mb']:.2f}), {row['extract_seconds']} s; "
+                   f"identical: {row['identical']}")
+
+
 def _csv(text: str, kind):
     try:
         return [kind(x.strip()) for x in text.split(",") if x.strip()]

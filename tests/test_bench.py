@@ -55,3 +55,15 @@ def test_bench_cli_json(tiny_dir):
 def test_bench_cli_rejects_unknown_recipe(tiny_dir):
     result = CliRunner().invoke(app, ["bench", "-m", str(tiny_dir), "--recipes", "nope"])
     assert result.exit_code == 2 and "unknown recipe" in result.stderr
+
+
+def test_bench_memory_runs_child_processes(tiny_dir, tmp_path):
+    small = tmp_path / "small.txt"
+    small.write_bytes(b"tiny file")
+    big = tmp_path / "big.txt"
+    big.write_bytes(b"a somewhat larger file, repeated. " * 20)
+    result = CliRunner().invoke(app, ["bench-memory", str(small), str(big), "-m", str(tiny_dir), "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert [r["identical"] for r in rows] == [True, True]
+    assert all(r["compress_peak_rss_mb"] > 50 for r in rows)  # a real Python+torch process
