@@ -23,10 +23,10 @@ from memzip.errors import MemzipError, UsageError
 app = typer.Typer(
     name="memzip",
     help="Lossless text archiver: crams text into [mem] vectors of a frozen language model.\n\n"
-         "Examples:\n\n"
-         "  memzip compress book.txt                 # embedded model, writes book.memz\n\n"
-         "  memzip extract book.memz -o copy.txt     # decodes and verifies byte for byte\n\n"
-         "  memzip stats book.memz                   # ratios beside zstd -19 and xz -9\n\n"
+         "\b\nExamples:\n"
+         "  memzip compress book.txt               # embedded model, writes book.memz\n"
+         "  memzip extract book.memz -o copy.txt   # decodes, verifies byte for byte\n"
+         "  memzip stats book.memz                 # ratios beside zstd -19, xz -9\n"
          "  memzip compress book.txt -m llama-3.1-8b --device cuda",
     no_args_is_help=True,
     add_completion=False,
@@ -114,12 +114,10 @@ def compress(
     Every chunk is decoded by the same greedy decoder extraction uses, and whatever it gets wrong
     is stored as a correction, so extraction is exact however far optimization got.
 
+    \b
     Examples:
-
       memzip compress examples/alice.txt
-
       memzip compress notes.txt -o notes.memz --max-steps 100 --seed 1
-
       cat log.txt | memzip compress - -o log.memz
 
     Finished chunks are journaled in OUT.journal; after Ctrl-C or a crash, run the same command
@@ -159,10 +157,9 @@ def extract(
 
     Writes the original file name beside the archive unless -o or --stdout.
 
+    \b
     Examples:
-
       memzip extract book.memz -o book-copy.txt
-
       memzip extract book.memz --stdout | less
     """
     from memzip.api import extract_file
@@ -269,10 +266,9 @@ def bench(
     Prints per recipe: chunks made lossless (no correction needed), median and p90 steps,
     tokens per vector, wall time, tokens per second; then the gain from batching.
 
+    \b
     Examples:
-
       memzip bench --quick
-
       memzip bench -m pythia-160m --device cuda --chunks 32 --chunk-tokens 64 --json
     """
     from memzip.bench import run_bench
@@ -329,10 +325,9 @@ def capacity(
     Per chunk length: exact chunks (greedy and teacher-forced), decoding capacity, token gain,
     information gain (nats and bits) and utilization of Eq. 1's theoretical capacity.
 
+    \b
     Examples:
-
       memzip capacity --quick --texts book
-
       memzip capacity -m pythia-160m --device cuda --lengths 32,64,80,96 --json --plot cap.png
     """
     from memzip.capacity import plot, run_capacity
@@ -381,8 +376,8 @@ def bench_memory(
 ):
     """Peak memory (RSS) of compress and extract on each file, each in a fresh process.
 
+    \b
     Example (a 1 MB book against a 1 KB baseline, in the same run):
-
       memzip bench-memory examples/alice-chapter1-opening.txt ../shared/corpus/tinyshakespeare.txt
     """
     import tempfile
