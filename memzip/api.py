@@ -23,6 +23,7 @@ from memzip.stats import archive_stats, baselines
 
 def compress_file(source: str, target: Path, *, model: str = "embedded", max_steps: int | None = None,
                   seed: int = 0, chunk_tokens: int | None = None, mem_vectors: int = 1,
+                  chunking: str = "auto",
                   recipe: str = "default", vector_dtype: str = "float16", batch_size: int = 8,
                   device: str = "auto", dtype: str = "float32", force: bool = False,
                   resume: bool = False, show_progress: bool = False) -> dict:
@@ -30,7 +31,8 @@ def compress_file(source: str, target: Path, *, model: str = "embedded", max_ste
     same call again after an interruption continues where it stopped (`resume=True` insists)."""
     target = Path(target)
     settings = CompressSettings(recipe=recipe, max_steps=max_steps, seed=seed, chunk_tokens=chunk_tokens,
-                                mem_vectors=mem_vectors, vector_dtype=vector_dtype, batch_size=batch_size)
+                                mem_vectors=mem_vectors, chunking=chunking, vector_dtype=vector_dtype,
+                                batch_size=batch_size)
     settings.check()
     data = read_input(source)
     check_output(target, force, inputs=(source,))  # before any work: never lose hours to a refusal
@@ -48,7 +50,8 @@ def compress_file(source: str, target: Path, *, model: str = "embedded", max_ste
     try:
         with rich_progress("compress", show_progress) as progress:
             archive, report = compress_bytes(data, loaded, settings, progress,
-                                             chunk_tokens_default=chunk_tokens, journal=journal)
+                                             chunk_tokens_default=chunk_tokens, journal=journal,
+                                             nats_per_chunk=location.nats_per_chunk)
     except KeyboardInterrupt:
         raise Interrupted(f"interrupted; finished chunks are saved in {journal_file}",
                           hint="Run the same command again (or add --resume) to continue.") from None

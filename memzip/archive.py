@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from memzip import __version__
-from memzip.chunking import even_chunks
+from memzip.chunking import even_chunks, information_chunks, token_costs
 from memzip.container import Archive, DecodeSettings, Header, TextInfo, VectorLayout
 from memzip.decoder import greedy_decode
 from memzip.errors import ModelMismatchError, UsageError, VerificationError
@@ -40,6 +40,9 @@ class CompressSettings:
     seed: int = 0
     chunk_tokens: int | None = None  # None: the model's registry default
     mem_vectors: int = 1
+    # "information": cut chunks by the text's cross-entropy under the model (needs the model's
+    # budget); "length": equal token counts; "auto": information unless chunk_tokens is given.
+    chunking: str = "auto"
     vector_dtype: str = "float16"
     batch_size: int = 8  # chunks optimized and decoded together
     # Force tokens whose greedy lead is below this (logits), so other hardware cannot flip them.
@@ -52,6 +55,8 @@ class CompressSettings:
             raise UsageError("--mem-vectors must be between 1 and 1024")
         if self.batch_size < 1:
             raise UsageError("--batch-size must be at least 1")
+        if self.chunking not in ("auto", "information", "length"):
+            raise UsageError(f"unknown chunking {self.chunking!r}", hint="Use auto, information or length.")
         if self.vector_dtype not in VECTOR_DTYPES:
             raise UsageError(f"unknown vector dtype {self.vector_dtype!r}",
                              hint="Use " + ", ".join(VECTOR_DTYPES) + ".")
@@ -86,7 +91,8 @@ class Progress:
 
 def compress_bytes(data: bytes, loaded: LoadedModel, settings: CompressSettings,
                    progress: Progress | None = None, chunk_tokens_default: int = 64,
-                   journal: Journal | None = None) -> tuple[Archive, CompressReport]:
+                   journal: Journal | None = None, nats_per_chunk: float | None = None,
+                   ) -> tuple[Archive, CompressReport]:
     """Compress `data` with `loaded`. Returns the archive (not yet serialized) and a report.
     With a journal, finished groups are saved as they complete and reused when resuming."""
     settings.check()
@@ -97,7 +103,15 @@ def compress_bytes(data: bytes, loaded: LoadedModel, settings: CompressSettings,
     encoded = codec.encode(data)
     tokens = encoded.tokens.tolist()
     chunk_tokens = settings.chunk_tokens or chunk_tokens_default
-    spans = even_chunks(len(tokens), chunk_tokens)
+    prefix = sink_tokens(loaded.tokenizer) if recipe.sink_prefix else []
+    by_information = bool(nats_per_chunk) and (
+        settings.chunking == "information" or (settings.chunking == "auto" and settings.chunk_tokens is None))
+    if by_information:
+        # Chunk length then adapts to the text: at most twice the model's default length.
+        costs = token_costs(loaded.model, tokens, prefix)
+        spans = information_chunks(costs, nats_per_chunk, max_tokens=2 * chunk_tokens)
+    else:
+        spans = even_chunks(len(tokens), chunk_tokens)
     chunks = [tokens[a:b] for a, b in spans]
     if progress.on_start:
         progress.on_start(len(chunks), len(tokens))
@@ -139,7 +153,8 @@ def compress_bytes(data: bytes, loaded: LoadedModel, settings: CompressSettings,
         text=TextInfo(bytes=len(data), sha256=hashlib.sha256(data).hexdigest(),
                       tokens=len(tokens), chunks=len(chunks)),
         encode={**recipe.to_header(), "seed": settings.seed, "chunk_tokens": chunk_tokens,
-                "force_margin": settings.force_margin},
+                "chunking": "information" if by_information else "length",
+                "nats_per_chunk": nats_per_chunk, "force_margin": settings.force_margin},
     )
     arrays = _payload_arrays(settings, loaded.d_model, chunks, results, encoded)
     report.seconds = time.perf_counter() - started

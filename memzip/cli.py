@@ -99,6 +99,7 @@ def compress(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the vectors' random start.")] = 0,
     chunk_tokens: Annotated[Optional[int], typer.Option("--chunk-tokens", help="Tokens per chunk (default: the model's).")] = None,
     mem_vectors: Annotated[int, typer.Option("--mem-vectors", help="[mem] vectors per chunk.")] = 1,
+    chunking: Annotated[str, typer.Option("--chunking", help="auto (information unless --chunk-tokens), information (cut by the text's cross-entropy; registry models), or length.")] = "auto",
     recipe: Annotated[str, typer.Option("--recipe", help="Optimization recipe: default or paper.")] = "default",
     vector_dtype: Annotated[str, typer.Option("--vector-dtype", help="Storage of vectors: float16, float32 or int8 (always verified).")] = "float16",
     batch_size: Annotated[int, typer.Option("--batch-size", help="Chunks optimized and decoded together.")] = 8,
@@ -129,7 +130,7 @@ def compress(
         raise UsageError("compressing stdin needs an output name", hint="Add -o OUT.memz.")
     target = output or Path(file).with_suffix(".memz")
     result = compress_file(file, target, model=model, max_steps=max_steps, seed=seed,
-                           chunk_tokens=chunk_tokens, mem_vectors=mem_vectors, recipe=recipe,
+                           chunk_tokens=chunk_tokens, mem_vectors=mem_vectors, chunking=chunking, recipe=recipe,
                            vector_dtype=vector_dtype, batch_size=batch_size, device=device,
                            dtype=dtype, force=force, resume=resume, show_progress=not (quiet or json_out))
     if json_out:

