@@ -69,6 +69,12 @@ RECIPES: dict[str, Recipe] = {
 }
 
 
+# Variants kept so that `memzip bench --recipes ...` reproduces the measurements behind the
+# default (docs/benchmarks.md): each differs from a main recipe in one setting.
+RECIPES["no-sink"] = replace(RECIPES["default"], name="no-sink", sink_prefix=False)
+RECIPES["paper-sink"] = replace(RECIPES["paper"], name="paper-sink", sink_prefix=True)
+
+
 def get_recipe(name: str, max_steps: int | None = None) -> Recipe:
     from memzip.errors import UsageError
 
