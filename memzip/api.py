@@ -43,7 +43,7 @@ def compress_file(source: str, target: Path, *, model: str = "embedded", max_ste
     location = resolve_model(model)
     loaded = load_model(location, device=device, dtype=dtype)
     chunk_tokens = settings.chunk_tokens or location.default_chunk_tokens
-    journal = Journal(journal_file, job_identity(data, loaded, settings, chunk_tokens))
+    journal = Journal(journal_file, job_identity(data, loaded, settings, chunk_tokens, location.nats_per_chunk))
     if resume and not journal.load():
         raise UsageError(f"{journal_file} belongs to another input, model or settings",
                          hint="Run with the same file and options as the interrupted run, or delete the journal.")

@@ -125,7 +125,7 @@ def compress_bytes(data: bytes, loaded: LoadedModel, settings: CompressSettings,
         group = chunks[first:first + settings.batch_size]
         result = finished.get(first)
         if result is None or len(result.steps) != len(group):
-            result = _compress_group(loaded, group, first, recipe, settings, progress)
+            result = _compress_group(loaded, group, first, recipe, settings, progress, prefix)
             if journal:
                 journal.append(result)
         results.append(result)
@@ -147,7 +147,7 @@ def compress_bytes(data: bytes, loaded: LoadedModel, settings: CompressSettings,
             device=loaded.device.type,
             torch_version=torch.__version__,
             transformers_version=_transformers_version(),
-            prefix_tokens=sink_tokens(loaded.tokenizer) if recipe.sink_prefix else [],
+            prefix_tokens=prefix,
         ),
         vectors=VectorLayout(mem_vectors=settings.mem_vectors, dtype=settings.vector_dtype),
         text=TextInfo(bytes=len(data), sha256=hashlib.sha256(data).hexdigest(),
@@ -161,10 +161,9 @@ def compress_bytes(data: bytes, loaded: LoadedModel, settings: CompressSettings,
     return Archive(header, arrays), report
 
 
-def _compress_group(loaded, group, first, recipe, settings, progress) -> GroupResult:
+def _compress_group(loaded, group, first, recipe, settings, progress, prefix) -> GroupResult:
     """Fit one group's vectors, round them to storage, and find the corrections the decoder needs."""
     started = time.perf_counter()
-    prefix = sink_tokens(loaded.tokenizer) if recipe.sink_prefix else []
     fits = fit_chunks(loaded.model, group, recipe, settings.mem_vectors,
                       seed=settings.seed + first, on_step=progress.on_step, prefix=prefix)
     packed, scale = pack_vectors(torch.stack([f.vectors for f in fits]), settings.vector_dtype)
@@ -177,13 +176,14 @@ def _compress_group(loaded, group, first, recipe, settings, progress) -> GroupRe
                        seconds=(time.perf_counter() - started) / len(group))
 
 
-def job_identity(data: bytes, loaded: LoadedModel, settings: CompressSettings, chunk_tokens: int) -> dict:
+def job_identity(data: bytes, loaded: LoadedModel, settings: CompressSettings, chunk_tokens: int,
+                 nats_per_chunk: float | None = None) -> dict:
     """What must match for a journal to be resumed: same input, model, settings and device."""
     from dataclasses import asdict
 
     return {"input_sha256": hashlib.sha256(data).hexdigest(), "weights": loaded.identity.weights_sha256,
             "tokenizer": loaded.identity.tokenizer_sha256, "settings": asdict(settings),
-            "chunk_tokens": chunk_tokens, "dtype": str(loaded.dtype), "device": loaded.device.type,
+            "chunk_tokens": chunk_tokens, "nats_per_chunk": nats_per_chunk, "dtype": str(loaded.dtype), "device": loaded.device.type,
             "torch": torch.__version__, "memzip": __version__}
 
 
