@@ -16,7 +16,7 @@ from memzip.container import encode_archive, read_archive
 from memzip.errors import Interrupted, UsageError
 from memzip.files import check_output, read_input, write_atomic, write_stdout
 from memzip.journal import Journal, journal_path
-from memzip.models import ModelLocation, load_model, resolve_model
+from memzip.models import REGISTRY, ModelLocation, load_model, resolve_model
 from memzip.progress import rich_progress
 from memzip.stats import archive_stats, baselines
 
@@ -102,18 +102,17 @@ def archive_report(source: Path) -> dict:
 
 
 def _archive_model(header) -> ModelLocation:
-    """Where to find the model an archive names: the embedded one, a hub id, or a path."""
+    """Where to find the model an archive names: the embedded one, a hub id, or a path. For
+    local models the absolute path recorded at compression comes first (the user's -m text may
+    have been relative to another directory); the fingerprints are checked after loading."""
     recorded = header.model
     if recorded.source == "hub" and recorded.hub_id:
-        name = recorded.name if recorded.name in _aliases() else f"{recorded.hub_id}@{recorded.revision}"
-        return resolve_model(name)
+        if recorded.name in REGISTRY:
+            return resolve_model(recorded.name)
+        return resolve_model(f"{recorded.hub_id}@{recorded.revision}" if recorded.revision else recorded.hub_id)
+    if recorded.name not in REGISTRY and recorded.file and Path(recorded.file).exists():
+        return resolve_model(recorded.file)
     return resolve_model(recorded.name)
-
-
-def _aliases():
-    from memzip.models import REGISTRY
-
-    return REGISTRY
 
 
 def _safe_name(source: str) -> str | None:

@@ -151,3 +151,15 @@ def test_help_has_examples():
     result = run("compress", "--help")
     assert result.exit_code == 0 and "Examples" in result.stdout
     assert run("--version").stdout.startswith("memzip ")
+
+
+def test_extract_finds_a_local_model_from_another_directory(tiny_dir, tmp_path, monkeypatch):
+    """-m was relative at compression; extraction elsewhere uses the recorded absolute path."""
+    source = tmp_path / "a.txt"
+    source.write_bytes(b"relative model path")
+    monkeypatch.chdir(tiny_dir.parent)
+    assert run("compress", source, "-m", tiny_dir.name, *FAST).exit_code == 0
+    monkeypatch.chdir(tmp_path)
+    result = run("extract", tmp_path / "a.memz", "-o", tmp_path / "b.txt", "-q")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "b.txt").read_bytes() == b"relative model path"
