@@ -62,3 +62,17 @@ def test_tokenizer_fingerprint_is_stable_across_loads(embedded):
 
     again = load_model(resolve_model("embedded"), device="cpu")
     assert again.identity == embedded.identity
+
+
+@pytest.mark.parametrize("name", ["empty", "one_byte", "crlf", "emoji_multilingual", "non_utf8_latin1",
+                                  "invalid_sequences", "random_binary", "special_token_text", "bom"])
+def test_every_kind_of_input_round_trips_through_the_embedded_model(name, embedded):
+    """Zero optimizer steps keeps this fast: exactness comes from the corrections either way."""
+    from inputs import INPUTS
+    from memzip.archive import CompressSettings, compress_bytes, extract_archive
+    from memzip.container import decode_archive, encode_archive
+
+    data = INPUTS[name]
+    archive, _ = compress_bytes(data, embedded, CompressSettings(max_steps=0), nats_per_chunk=90.0,
+                                chunk_tokens_default=32)
+    assert extract_archive(decode_archive(encode_archive(archive)), embedded) == data
