@@ -40,8 +40,9 @@ def test_capacity_cli_json_and_plot(tiny_dir, tmp_path):
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["rows"][0]["tokens"] == 4
-    try:
-        import matplotlib  # noqa: F401
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib"):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    except ImportError:
+    else:
         assert "matplotlib is not installed" in result.stderr
