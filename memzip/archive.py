@@ -22,7 +22,7 @@ import torch
 
 from memzip import __version__
 from memzip.chunking import even_chunks, information_chunks, token_costs
-from memzip.container import Archive, DecodeSettings, Header, TextInfo, VectorLayout
+from memzip.container import VECTOR_DTYPES, Archive, DecodeSettings, Header, TextInfo, VectorLayout
 from memzip.decoder import greedy_decode
 from memzip.errors import ModelMismatchError, UsageError, VerificationError
 from memzip.journal import GroupResult, Journal
@@ -30,7 +30,6 @@ from memzip.models import LoadedModel
 from memzip.optimize import fit_chunks, get_recipe, sink_tokens
 from memzip.textcodec import EncodedText, TextCodec
 
-VECTOR_DTYPES = ("float32", "float16", "int8")
 
 
 @dataclass
@@ -289,7 +288,7 @@ def _payload_arrays(settings, d_model, chunks, results: list[GroupResult], encod
     stored = [r.packed for r in results]
     scales = [r.scales for r in results if r.scales is not None]
     corrections = [c for r in results for c in r.corrections]
-    vector_dtype = {"float32": np.float32, "float16": np.float16, "int8": np.int8}[settings.vector_dtype]
+    vector_dtype = VECTOR_DTYPES[settings.vector_dtype]
     vectors = (np.concatenate(stored) if stored
                else np.zeros((0, settings.mem_vectors, d_model), dtype=vector_dtype))
     offsets = np.zeros(count + 1, dtype=np.int64)

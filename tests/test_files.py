@@ -69,7 +69,7 @@ def test_unreadable_input_and_read_only_directory(tmp_path, tiny_dir):
     assert result.exit_code == 3 and "not writable" in result.stderr
 
 
-def test_extract_never_writes_outside_the_archive_directory(tiny_dir, tmp_path):
+def test_extract_never_writes_outside_the_archive_directory():
     """The stored name is a bare file name; a crafted '../x' is refused by the reader."""
     from memzip.container import _Fields
     from memzip.errors import HeaderFormatError
