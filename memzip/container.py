@@ -21,6 +21,7 @@ from safetensors import SafetensorError
 from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 
+from memzip import quantize
 from memzip.errors import (
     ChecksumMismatchError,
     HeaderFormatError,
@@ -46,9 +47,9 @@ MAX_CHUNK_TOKENS = 1 << 20
 
 ZSTD_LEVEL = 19
 
-# Storage dtypes of the vectors. No bfloat16: numpy (and so safetensors.numpy) has no such dtype,
-# and float16 holds embedding-scale values more precisely anyway.
-VECTOR_DTYPES = {"float32": np.float32, "float16": np.float16, "int8": np.int8}
+# Storage dtypes of the vectors (memzip/quantize.py). No bfloat16: numpy (and so
+# safetensors.numpy) has no such dtype, and float16 holds embedding-scale values more precisely.
+VECTOR_DTYPES = quantize.STORAGE_DTYPES
 MODEL_DTYPES = ("float32", "bfloat16", "float16")
 MODEL_SOURCES = ("hub", "dir", "gguf")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -386,7 +387,7 @@ def _check_arrays(header: Header, arrays: dict[str, np.ndarray]) -> None:
     """Check tensor names, dtypes, shapes and value ranges against the header (format.md §3)."""
     C, M, D = header.text.chunks, header.vectors.mem_vectors, header.model.d_model
     expected: dict[str, tuple[Any, tuple | None]] = {
-        "vectors": (VECTOR_DTYPES[header.vectors.dtype], (C, M, D)),
+        "vectors": (quantize.numpy_dtype(header.vectors.dtype), (C, M, quantize.stored_width(header.vectors.dtype, D))),
         "chunk_tokens": (np.int32, (C,)),
         "chunk_digests": (np.uint8, (C, 8)),
         "correction_offsets": (np.int64, (C + 1,)),
@@ -397,7 +398,7 @@ def _check_arrays(header: Header, arrays: dict[str, np.ndarray]) -> None:
         "patch_ops": (np.int64, None),
         "patch_text": (np.uint8, None),
     }
-    if header.vectors.dtype == "int8":
+    if quantize.has_scales(header.vectors.dtype):
         expected["vector_scales"] = (np.float32, (C, M))
     if set(arrays) != set(expected):
         missing, extra = set(expected) - set(arrays), set(arrays) - set(expected)
@@ -451,5 +452,17 @@ def _check_arrays(header: Header, arrays: dict[str, np.ndarray]) -> None:
             raise PayloadFormatError("patch_ops overlap or are not sorted")
     elif text.shape[0]:
         raise PayloadFormatError("patch_text is not empty but there are no patch_ops")
-    if header.vectors.dtype == "int8" and C and not np.all(np.isfinite(arrays["vector_scales"])):
-        raise PayloadFormatError("vector_scales has non-finite values")
+    _check_vectors(header, arrays)
+
+
+def _check_vectors(header: Header, arrays: dict[str, np.ndarray]) -> None:
+    dtype, vectors = header.vectors.dtype, arrays["vectors"]
+    if not vectors.size:
+        return
+    if quantize.has_scales(dtype):
+        if not np.all(np.isfinite(arrays["vector_scales"])):
+            raise PayloadFormatError("vector_scales has non-finite values")
+        limit = quantize.levels(dtype)
+        q = quantize.unpack_integers(vectors, dtype, header.model.d_model)
+        if q.min() < -limit or q.max() > limit:
+            raise PayloadFormatError(f"vectors has {dtype} values outside -{limit}..{limit}")

@@ -33,8 +33,8 @@ MAGIC = "memzip-journal-1"
 @dataclass
 class GroupResult:
     first: int  # index of the group's first chunk
-    packed: np.ndarray  # stored vectors [n, M, D]
-    scales: np.ndarray | None  # int8 scales [n, M]
+    packed: np.ndarray  # stored vectors [n, M, stored width]
+    scales: np.ndarray | None  # per-vector scales of integer storage [n, M]
     corrections: list[dict[int, int]]
     steps: list[int]
     losses: list[float]

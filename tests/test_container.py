@@ -11,12 +11,14 @@ import struct
 
 import numpy as np
 import pytest
+import torch
 import zstandard
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from safetensors.numpy import save as st_save
 
+from memzip import quantize
 from memzip.container import (
     MAGIC,
     MAX_HEADER_BYTES,
@@ -88,10 +90,8 @@ def make_arrays(vector_dtype: str = "float16") -> dict[str, np.ndarray]:
         "patch_ops": np.array([[1, 0, 3]], np.int64),
         "patch_text": np.frombuffer(b"abc", np.uint8).copy(),
     }
-    if vector_dtype == "int8":
-        scales = np.abs(vectors).max(axis=2) / 127
-        arrays["vectors"] = np.round(vectors / scales[:, :, None]).astype(np.int8)
-        arrays["vector_scales"] = scales.astype(np.float32)
+    if quantize.has_scales(vector_dtype):
+        arrays["vectors"], arrays["vector_scales"] = quantize.pack(torch.from_numpy(vectors), vector_dtype)
     else:
         arrays["vectors"] = vectors.astype(vector_dtype)
     return arrays
@@ -260,6 +260,30 @@ def test_roundtrip_int8_with_vector_scales():
     assert decoded.arrays["vectors"].dtype == np.int8
     assert decoded.arrays["vector_scales"].shape == (2, 1)
     assert_archives_equal(decoded, archive)
+
+
+@pytest.mark.parametrize("dtype", ["int6", "int5", "int4", "int3", "int2"])
+def test_roundtrip_packed_integer_vectors(dtype):
+    archive = make_archive(dtype)
+    decoded = decode_archive(encode_archive(archive))
+    assert decoded.arrays["vectors"].dtype == np.uint8
+    assert decoded.arrays["vectors"].shape == (2, 1, quantize.stored_width(dtype, 8))
+    assert_archives_equal(decoded, archive)
+
+
+def test_packed_vectors_with_an_unused_code_are_refused():
+    """int2 stores -1, 0, +1 as 1, 2, 3: the code 0 means nothing and is refused."""
+    arrays = make_arrays("int2")
+    arrays["vectors"] = np.zeros_like(arrays["vectors"])
+    with pytest.raises(PayloadFormatError, match="outside -1..1"):
+        decode_archive(encode_archive(Archive(make_header(vector_dtype="int2"), arrays)))
+
+
+def test_int8_value_minus_128_is_refused():
+    arrays = make_arrays("int8")
+    arrays["vectors"][0, 0, 0] = -128
+    with pytest.raises(PayloadFormatError, match="outside -127..127"):
+        decode_archive(encode_archive(Archive(make_header(vector_dtype="int8"), arrays)))
 
 
 def test_roundtrip_float32_and_file_name():

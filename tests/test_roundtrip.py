@@ -26,7 +26,7 @@ def test_every_input_comes_back_identical(name, tiny):
     assert out == data
 
 
-@pytest.mark.parametrize("vector_dtype", ["float32", "float16", "int8"])
+@pytest.mark.parametrize("vector_dtype", ["float32", "float16", "int8", "int5", "int4", "int2"])
 def test_vector_storage_dtypes_are_exact(vector_dtype, tiny):
     data = INPUTS["emoji_multilingual"]
     out, _, _ = round_trip(data, tiny, vector_dtype=vector_dtype)
