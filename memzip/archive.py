@@ -20,14 +20,14 @@ from typing import Callable
 import numpy as np
 import torch
 
-from memzip import __version__
+from memzip import __version__, quantize
 from memzip.chunking import even_chunks, information_chunks, token_costs
 from memzip.container import VECTOR_DTYPES, Archive, DecodeSettings, Header, TextInfo, VectorLayout
-from memzip.decoder import greedy_decode
+from memzip.decoder import ChunkDecode, greedy_decode
 from memzip.errors import ModelMismatchError, UsageError, VerificationError
 from memzip.journal import GroupResult, Journal
 from memzip.models import LoadedModel
-from memzip.optimize import fit_chunks, get_recipe, sink_tokens
+from memzip.optimize import ChunkFit, Recipe, fit_chunks, get_recipe, sink_tokens
 from memzip.textcodec import EncodedText, TextCodec
 
 
@@ -160,17 +160,40 @@ def compress_bytes(data: bytes, loaded: LoadedModel, settings: CompressSettings,
     return Archive(header, arrays), report
 
 
+@dataclass
+class FittedGroup:
+    """Chunks fitted together, their vectors as stored, and the greedy decode of those vectors."""
+
+    fits: list[ChunkFit]
+    packed: np.ndarray  # stored vectors
+    scales: np.ndarray | None  # per-vector scales of integer storage
+    decoded: list[ChunkDecode]  # corrections: what extraction must force (none = exact alone)
+
+
+def fit_and_decode(loaded: LoadedModel, chunks: list[list[int]], recipe: Recipe, *, mem_vectors: int = 1,
+                   seed: int = 0, storage: str = "float32", force_margin: float = 0.0,
+                   prefix: list[int] = (), on_step=None) -> FittedGroup:
+    """The one path from chunks to verified vectors, used by compression, bench and capacity:
+    fit (with the storage rounding in the loop), round to storage, then run the extraction
+    decoder on the stored vectors with the true tokens beside it."""
+    fits = fit_chunks(loaded.model, chunks, recipe, mem_vectors, seed=seed, on_step=on_step,
+                      prefix=prefix, storage=storage)
+    packed, scales = quantize.pack(torch.stack([f.vectors for f in fits]), storage)
+    stored = quantize.unpack(packed, scales, storage, loaded.d_model)
+    decoded = greedy_decode(loaded.model, _to_model(stored, loaded), [len(c) for c in chunks],
+                            targets=chunks, force_margin=force_margin, prefix=prefix)
+    return FittedGroup(fits, packed, scales, decoded)
+
+
 def _compress_group(loaded, group, first, recipe, settings, progress, prefix) -> GroupResult:
-    """Fit one group's vectors, round them to storage, and find the corrections the decoder needs."""
+    """Fit one group's vectors and find the corrections the decoder needs."""
     started = time.perf_counter()
-    fits = fit_chunks(loaded.model, group, recipe, settings.mem_vectors,
-                      seed=settings.seed + first, on_step=progress.on_step, prefix=prefix)
-    packed, scale = pack_vectors(torch.stack([f.vectors for f in fits]), settings.vector_dtype)
-    decoded = greedy_decode(loaded.model, _to_model(unpack_vectors(packed, scale), loaded),
-                            [len(c) for c in group], targets=group, force_margin=settings.force_margin,
-                            prefix=prefix)
-    return GroupResult(first=first, packed=packed, scales=scale,
-                       corrections=[d.corrections for d in decoded], steps=[f.steps for f in fits],
+    done = fit_and_decode(loaded, group, recipe, mem_vectors=settings.mem_vectors, seed=settings.seed + first,
+                          storage=settings.vector_dtype, force_margin=settings.force_margin, prefix=prefix,
+                          on_step=progress.on_step)
+    fits = done.fits
+    return GroupResult(first=first, packed=done.packed, scales=done.scales,
+                       corrections=[d.corrections for d in done.decoded], steps=[f.steps for f in fits],
                        losses=[f.loss for f in fits], accuracies=[f.accuracy for f in fits],
                        seconds=(time.perf_counter() - started) / len(group))
 
@@ -200,8 +223,8 @@ def extract_archive(archive: Archive, loaded: LoadedModel, force: bool = False,
     positions, forced = arrays["correction_positions"].tolist(), arrays["correction_tokens"].tolist()
     corrections = [dict(zip(positions[offsets[i]:offsets[i + 1]], forced[offsets[i]:offsets[i + 1]]))
                    for i in range(len(lengths))]
-    vectors = unpack_vectors(torch.from_numpy(arrays["vectors"].copy()),
-                             torch.from_numpy(arrays["vector_scales"]) if "vector_scales" in arrays else None)
+    vectors = quantize.unpack(arrays["vectors"], arrays.get("vector_scales"), header.vectors.dtype,
+                              header.model.d_model)
     if progress.on_start:
         progress.on_start(len(lengths), sum(lengths))
 
@@ -258,27 +281,6 @@ def chunk_digest(tokens: list[int]) -> bytes:
     return hashlib.sha256(np.asarray(tokens, dtype="<i4").tobytes()).digest()[:8]
 
 
-# --- vector storage ---------------------------------------------------------------------------
-
-
-def pack_vectors(vectors: torch.Tensor, dtype: str) -> tuple[np.ndarray, np.ndarray | None]:
-    """float32 [C, M, D] -> the stored array (and per-vector scales for int8)."""
-    if dtype == "float32":
-        return vectors.float().numpy(), None
-    if dtype == "float16":
-        return vectors.half().numpy(), None
-    scale = vectors.abs().amax(dim=-1).clamp_min(1e-12) / 127.0  # symmetric, per vector
-    quantized = torch.round(vectors / scale[..., None]).clamp(-127, 127).to(torch.int8)
-    return quantized.numpy(), scale.float().numpy()
-
-
-def unpack_vectors(packed, scale) -> torch.Tensor:
-    packed = torch.as_tensor(packed)
-    if scale is None:
-        return packed.float()
-    return packed.float() * torch.as_tensor(scale).float()[..., None]
-
-
 def _to_model(vectors: torch.Tensor, loaded: LoadedModel) -> torch.Tensor:
     return vectors.to(device=loaded.device, dtype=loaded.dtype)
 
@@ -288,9 +290,9 @@ def _payload_arrays(settings, d_model, chunks, results: list[GroupResult], encod
     stored = [r.packed for r in results]
     scales = [r.scales for r in results if r.scales is not None]
     corrections = [c for r in results for c in r.corrections]
-    vector_dtype = VECTOR_DTYPES[settings.vector_dtype]
-    vectors = (np.concatenate(stored) if stored
-               else np.zeros((0, settings.mem_vectors, d_model), dtype=vector_dtype))
+    dtype = settings.vector_dtype
+    vectors = (np.concatenate(stored) if stored else np.zeros(
+        (0, settings.mem_vectors, quantize.stored_width(dtype, d_model)), dtype=quantize.numpy_dtype(dtype)))
     offsets = np.zeros(count + 1, dtype=np.int64)
     offsets[1:] = np.cumsum([len(c) for c in corrections]) if count else []
     ordered = [sorted(c.items()) for c in corrections]
@@ -307,7 +309,7 @@ def _payload_arrays(settings, d_model, chunks, results: list[GroupResult], encod
         "patch_ops": encoded.patch_ops,
         "patch_text": encoded.patch_text,
     }
-    if settings.vector_dtype == "int8":
+    if quantize.has_scales(dtype):
         arrays["vector_scales"] = (np.concatenate(scales) if scales
                                    else np.zeros((0, settings.mem_vectors), dtype=np.float32))
     return arrays

@@ -19,7 +19,8 @@ from importlib import resources
 
 import torch
 
-from memzip.chunking import even_chunks
+from memzip.archive import fit_and_decode
+from memzip.errors import UsageError
 from memzip.decoder import greedy_decode
 from memzip.optimize import RECIPES, fit_chunks, initial_vectors, sink_tokens
 from memzip.textcodec import TextCodec
@@ -39,22 +40,23 @@ def sample_text(kind: str, seed: int = 0, words: int = 2000) -> str:
 
 
 def bench_chunks(loaded, kind: str, count: int, chunk_tokens: int, seed: int = 0) -> list[list[int]]:
+    """`count` chunks of exactly `chunk_tokens` tokens, picked at random (seeded) among the
+    back-to-back spans of the sample text."""
     tokens = TextCodec(loaded.tokenizer).tokenize(sample_text(kind, seed))
-    spans = [s for s in even_chunks(len(tokens), chunk_tokens) if s[1] - s[0] == chunk_tokens]
+    if chunk_tokens > len(tokens):
+        raise UsageError(f"the {kind} sample text has {len(tokens)} tokens, fewer than a chunk of {chunk_tokens}",
+                         hint=f"Use lengths (times vectors) of at most {len(tokens)}.")
+    spans = [(start, start + chunk_tokens) for start in range(0, len(tokens) - chunk_tokens + 1, chunk_tokens)]
     rng = random.Random(seed)
     picked = sorted(rng.sample(range(len(spans)), min(count, len(spans))))
     return [tokens[spans[i][0]:spans[i][1]] for i in picked]
 
 
 def run_recipe(loaded, chunks, recipe, seed: int = 0, mem_vectors: int = 1) -> dict:
-    model = loaded.model
-    start = initial_vectors(model, len(chunks), mem_vectors, seed)
     prefix = sink_tokens(loaded.tokenizer) if recipe.sink_prefix else []
     began = time.perf_counter()
-    fits = fit_chunks(model, chunks, recipe, mem_vectors, seed, init=start, prefix=prefix)
-    vectors = torch.stack([f.vectors for f in fits]).to(device=loaded.device, dtype=loaded.dtype)
-    decoded = greedy_decode(model, vectors, [len(c) for c in chunks], targets=chunks, force_margin=0.0,
-                            prefix=prefix)
+    done = fit_and_decode(loaded, chunks, recipe, mem_vectors=mem_vectors, seed=seed, prefix=prefix)
+    fits, decoded = done.fits, done.decoded
     seconds = time.perf_counter() - began
     lossless = [not d.corrections for d in decoded]
     steps = sorted(f.steps for f, ok in zip(fits, lossless) if ok)

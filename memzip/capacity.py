@@ -13,6 +13,11 @@ Reported per L: mean accuracies, share of chunks exact (both ways), token gain
 `(acc_with - acc_without) * L`, information gain `CE_without - CE_with` (nats and bits), and
 capacity utilization `token_gain / L_max` with Eq. 1, `L_max = 16 * d / log2 |V|`.
 Decoding capacity is the largest L whose mean accuracy is >= 0.99 (both ways reported).
+
+Lengths are given per vector: with k vectors each chunk is k times as long, so one grid serves
+every vector count. Vectors are fitted and judged in a storage dtype (float32 unless asked),
+with the rounding in the loop as compression does, and each row says what that costs in bytes:
+text bytes per stored vector byte.
 """
 
 from __future__ import annotations
@@ -24,9 +29,10 @@ from dataclasses import replace
 import torch
 import torch.nn.functional as F
 
+from memzip import quantize
+from memzip.archive import fit_and_decode
 from memzip.bench import bench_chunks
-from memzip.decoder import greedy_decode
-from memzip.optimize import RECIPES, fit_chunks, sink_tokens
+from memzip.optimize import RECIPES, sink_tokens
 
 
 def theoretical_capacity(d_model: int, vocab_size: int, bits: int = 16) -> float:
@@ -50,8 +56,11 @@ def baseline_scores(loaded, chunks: list[list[int]]) -> list[tuple[float, float]
 
 
 def measure(loaded, kinds: list[str], lengths: list[int], samples: int, mem_vectors: int,
-            recipe_name: str = "default", max_steps: int | None = None, seed: int = 0, on_row=None) -> dict:
+            recipe_name: str = "default", max_steps: int | None = None, seed: int = 0, on_row=None,
+            storage: str = "float32") -> dict:
     recipe = RECIPES[recipe_name] if max_steps is None else replace(RECIPES[recipe_name], max_steps=max_steps)
+    prefix = sink_tokens(loaded.tokenizer) if recipe.sink_prefix else []
+    vector_bytes = quantize.bytes_per_vector(storage, loaded.d_model) * mem_vectors
     rows = []
     points = []  # per chunk, for the plot: CE without vs with
     for kind in kinds:
@@ -60,11 +69,9 @@ def measure(loaded, kinds: list[str], lengths: list[int], samples: int, mem_vect
             picked = bench_chunks(loaded, kind, samples, length, seed)
             chunks += picked
             sizes += [length] * len(picked)
-        prefix = sink_tokens(loaded.tokenizer) if recipe.sink_prefix else []
-        fits = fit_chunks(loaded.model, chunks, recipe, mem_vectors, seed, prefix=prefix)
-        vectors = torch.stack([f.vectors for f in fits]).to(device=loaded.device, dtype=loaded.dtype)
-        decoded = greedy_decode(loaded.model, vectors, [len(c) for c in chunks], targets=chunks,
-                                force_margin=0.0, prefix=prefix)
+        done = fit_and_decode(loaded, chunks, recipe, mem_vectors=mem_vectors, seed=seed, storage=storage,
+                              prefix=prefix)
+        fits, decoded = done.fits, done.decoded
         alone = baseline_scores(loaded, chunks)
         for length in lengths:
             idx = [i for i, s in enumerate(sizes) if s == length]
@@ -76,8 +83,10 @@ def measure(loaded, kinds: list[str], lengths: list[int], samples: int, mem_vect
             ce_without = statistics.mean(alone[i][1] for i in idx)
             greedy_acc = statistics.mean(1 - len(decoded[i].corrections) / length for i in idx)
             token_gain = (acc_with - acc_without) * length
+            text_bytes = statistics.mean(len(loaded.tokenizer.decode(chunks[i]).encode("utf-8")) for i in idx)
             row = {
                 "texts": kind, "tokens": length, "mem_vectors": mem_vectors, "samples": len(idx),
+                "vector_dtype": storage,
                 "teacher_forced_accuracy": round(acc_with, 4),
                 "greedy_accuracy": round(greedy_acc, 4),
                 "accuracy_without_mem": round(acc_without, 4),
@@ -91,6 +100,9 @@ def measure(loaded, kinds: list[str], lengths: list[int], samples: int, mem_vect
                 "capacity_utilization": round(token_gain / (theoretical_capacity(
                     loaded.identity.d_model, loaded.identity.vocab_size) * mem_vectors), 4),
                 "mean_steps": round(statistics.mean(fits[i].steps for i in idx), 1),
+                "text_bytes": round(text_bytes, 1),
+                "vector_bytes": vector_bytes,
+                "text_bytes_per_vector_byte": round(text_bytes / vector_bytes, 3),
             }
             rows.append(row)
             if on_row:
@@ -112,16 +124,20 @@ def decoding_capacity(rows: list[dict], key: str) -> dict:
     return out
 
 
-def run_capacity(loaded, kinds, lengths, samples, vector_counts, max_steps=None, seed=0, on_row=None) -> dict:
+def run_capacity(loaded, kinds, lengths, samples, vector_counts, max_steps=None, seed=0, on_row=None,
+                 storage: str = "float32") -> dict:
+    """`lengths` are per vector: with k vectors, chunks of k * L tokens are measured."""
     rows, points = [], []
     for count in vector_counts:
-        result = measure(loaded, kinds, lengths, samples, count, max_steps=max_steps, seed=seed, on_row=on_row)
+        result = measure(loaded, kinds, [length * count for length in lengths], samples, count,
+                         max_steps=max_steps, seed=seed, on_row=on_row, storage=storage)
         rows += result["rows"]
         points += [{**p, "mem_vectors": count} for p in result["points"]]
     identity = loaded.identity
     return {
         "model": identity.name, "d_model": identity.d_model, "vocab_size": identity.vocab_size,
         "device": loaded.device.type, "recipe": "default", "max_steps": max_steps, "seed": seed,
+        "vector_dtype": storage, "lengths_per_vector": lengths,
         "L_max_eq1": round(theoretical_capacity(identity.d_model, identity.vocab_size), 1),
         "decoding_capacity_teacher_forced": decoding_capacity(rows, "teacher_forced_accuracy"),
         "decoding_capacity_greedy": decoding_capacity(rows, "greedy_accuracy"),

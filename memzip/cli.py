@@ -101,7 +101,7 @@ def compress(
     mem_vectors: Annotated[int, typer.Option("--mem-vectors", help="[mem] vectors per chunk.")] = 1,
     chunking: Annotated[str, typer.Option("--chunking", help="auto (information unless --chunk-tokens), information (cut by the text's cross-entropy; registry models), or length.")] = "auto",
     recipe: Annotated[str, typer.Option("--recipe", help="Optimization recipe: default or paper.")] = "default",
-    vector_dtype: Annotated[str, typer.Option("--vector-dtype", help="Storage of vectors: float16, float32 or int8 (always verified).")] = "float16",
+    vector_dtype: Annotated[str, typer.Option("--vector-dtype", help="Storage of vectors: float32, float16, int8, int6, int5, int4, int3 or int2 (fitted with the rounding in the loop; always verified).")] = "float16",
     batch_size: Annotated[int, typer.Option("--batch-size", help="Chunks optimized and decoded together.")] = 8,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "float32",
@@ -288,8 +288,8 @@ def bench(
         chunks, chunk_tokens, max_steps = 2, 12, 150 if max_steps is None else max_steps
     loaded = load_model(resolve_model(model), device=device, dtype=dtype)
 
-    def show(row):
-        _say(quiet or json_out, f"{row['texts']:>6} {row['recipe']:>8}: {row['lossless']}/{row['chunks']} lossless, "
+    def show(row):  # to stderr as rows come in, also with --json (the report goes to stdout)
+        _say(quiet, f"{row['texts']:>6} {row['recipe']:>8}: {row['lossless']}/{row['chunks']} lossless, "
                                 f"median steps {row['median_steps']}, p90 {row['p90_steps']}, "
                                 f"{row['tokens_per_second']} tokens/s, {row['wall_seconds']} s")
 
@@ -310,12 +310,13 @@ def capacity(
     model: ModelOpt = "embedded",
     texts: Annotated[str, typer.Option("--texts", help="book, random, or both comma-separated.")] = "book,random",
     quick: Annotated[bool, typer.Option("--quick", help="Minutes on 2 CPU cores: lengths 8,16,32, 2 samples, 1 vector, 200 steps.")] = False,
-    lengths: Annotated[str, typer.Option("--lengths", help="Chunk lengths in tokens, comma-separated.")] = "16,32,64,96,128",
+    lengths: Annotated[str, typer.Option("--lengths", help="Chunk lengths in tokens per vector, comma-separated (k vectors: k times as long).")] = "16,32,64,96,128",
     samples: Annotated[int, typer.Option("--samples", help="Chunks per length and text set.")] = 8,
     vectors: Annotated[str, typer.Option("--vectors", help="[mem] vector counts to scale over, comma-separated.")] = "1,2,4,8",
     max_steps: Annotated[Optional[int], typer.Option("--max-steps", help="Step budget per chunk (default: the recipe's).")] = None,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     plot_path: Annotated[Optional[Path], typer.Option("--plot", help="Write the figures to this PNG (needs matplotlib).")] = None,
+    vector_dtype: Annotated[str, typer.Option("--vector-dtype", help="Storage the vectors are fitted and judged in (see compress).")] = "float32",
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "float32",
     quiet: QuietOpt = False,
@@ -330,9 +331,14 @@ def capacity(
     Examples:
       memzip capacity --quick --texts book
       memzip capacity -m pythia-160m --device cuda --lengths 32,64,80,96 --json --plot cap.png
+      memzip capacity --texts book --lengths 32,48,64 --vector-dtype int4
     """
     from memzip.capacity import plot, run_capacity
     from memzip.models import load_model, resolve_model
+    from memzip.quantize import STORAGE_DTYPES
+
+    if vector_dtype not in STORAGE_DTYPES:
+        raise UsageError(f"unknown vector dtype {vector_dtype!r}", hint="Use " + ", ".join(STORAGE_DTYPES) + ".")
 
     kinds = _csv(texts, str)
     for kind in kinds:
@@ -346,13 +352,15 @@ def capacity(
         raise UsageError("lengths, vectors and samples must be positive")
     loaded = load_model(resolve_model(model), device=device, dtype=dtype)
 
-    def show(row):
-        _say(quiet or json_out, f"{row['texts']:>6} L={row['tokens']:<4} vectors={row['mem_vectors']}: "
+    def show(row):  # to stderr as rows come in, also with --json (the report goes to stdout)
+        _say(quiet, f"{row['texts']:>6} L={row['tokens']:<4} vectors={row['mem_vectors']}: "
                                 f"greedy exact {row['exact_greedy']}/{row['samples']}, "
                                 f"teacher-forced acc {row['teacher_forced_accuracy']}, "
-                                f"info gain {row['information_gain_nats']} nats, token gain {row['token_gain']}")
+                                f"info gain {row['information_gain_nats']} nats, token gain {row['token_gain']}, "
+                                f"{row['text_bytes_per_vector_byte']} text bytes per vector byte")
 
-    report = run_capacity(loaded, kinds, length_list, samples, vector_list, max_steps, seed, on_row=show)
+    report = run_capacity(loaded, kinds, length_list, samples, vector_list, max_steps, seed, on_row=show,
+                          storage=vector_dtype)
     if plot_path is not None:
         if plot(report, plot_path):
             _say(quiet or json_out, f"wrote {plot_path}")

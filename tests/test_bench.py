@@ -67,3 +67,22 @@ def test_bench_memory_runs_child_processes(tiny_dir, tmp_path):
     rows = json.loads(result.stdout)
     assert [r["identical"] for r in rows] == [True, True]
     assert all(r["compress_peak_rss_mb"] > 50 for r in rows)  # a real Python+torch process
+
+
+def test_bench_chunks_have_exactly_the_asked_length_for_any_length(tiny):
+    # Regression: chunks were cut "evenly" and then filtered, so some lengths found none at all.
+    from memzip.bench import bench_chunks
+
+    for length in (7, 16, 64, 128):
+        chunks = bench_chunks(tiny, "book", 3, length)
+        assert len(chunks) == 3 and all(len(c) == length for c in chunks)
+
+
+def test_bench_chunks_longer_than_the_sample_is_a_usage_error(tiny):
+    import pytest
+
+    from memzip.bench import bench_chunks
+    from memzip.errors import UsageError
+
+    with pytest.raises(UsageError, match="fewer than a chunk"):
+        bench_chunks(tiny, "book", 1, 10**6)

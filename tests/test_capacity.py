@@ -30,6 +30,15 @@ def test_report_rows_are_consistent(tiny):
         assert 0 <= row["exact_greedy"] <= row["samples"] == 2
         assert 0 <= row["greedy_accuracy"] <= 1
     assert len(report["points"]) == 2 * 2 * 2 * 2
+    # lengths are per vector: two vectors measure chunks twice as long
+    assert sorted({(r["mem_vectors"], r["tokens"]) for r in report["rows"]}) == [(1, 4), (1, 8), (2, 8), (2, 16)]
+
+
+def test_rows_price_the_storage_dtype(tiny):
+    report = run_capacity(tiny, ["book"], [8], 1, [1], max_steps=2, storage="int4")
+    row = report["rows"][0]
+    assert row["vector_dtype"] == "int4" and row["vector_bytes"] == 64 * 4 // 8 + 4
+    assert math.isclose(row["text_bytes_per_vector_byte"], row["text_bytes"] / row["vector_bytes"], rel_tol=0.01)
 
 
 def test_capacity_cli_json_and_plot(tiny_dir, tmp_path):
