@@ -23,7 +23,8 @@ from memzip.stats import archive_stats, baselines
 def compress_file(source: str, target: Path, *, model: str = "embedded", max_steps: int | None = None,
                   seed: int = 0, chunk_tokens: int | None = None, mem_vectors: int = 1,
                   chunking: str = "auto",
-                  recipe: str = "default", vector_dtype: str = "float16", batch_size: int = 8,
+                  recipe: str = "default", vector_dtype: str = "float16", code_dims: int | None = None,
+                  batch_size: int = 8,
                   device: str = "auto", dtype: str = "float32", force: bool = False,
                   resume: bool = False, show_progress: bool = False) -> dict:
     """Compress a file. Finished chunk groups are journaled beside the output, so running the
@@ -31,7 +32,7 @@ def compress_file(source: str, target: Path, *, model: str = "embedded", max_ste
     target = Path(target)
     settings = CompressSettings(recipe=recipe, max_steps=max_steps, seed=seed, chunk_tokens=chunk_tokens,
                                 mem_vectors=mem_vectors, chunking=chunking, vector_dtype=vector_dtype,
-                                batch_size=batch_size)
+                                code_dims=code_dims, batch_size=batch_size)
     settings.check()
     data = read_input(source)
     check_output(target, force, inputs=(source,))  # before any work: never lose hours to a refusal

@@ -43,6 +43,9 @@ class CompressSettings:
     # budget); "length": equal token counts; "auto": information unless chunk_tokens is given.
     chunking: str = "auto"
     vector_dtype: str = "float16"
+    # Store each vector as a code of this many numbers in a fixed random subspace (quantize.py);
+    # None stores whole vectors.
+    code_dims: int | None = None
     batch_size: int = 8  # chunks optimized and decoded together
     # Force tokens whose greedy lead is below this (logits), so other hardware cannot flip them.
     force_margin: float = 0.5
@@ -56,6 +59,8 @@ class CompressSettings:
             raise UsageError("--batch-size must be at least 1")
         if self.chunking not in ("auto", "information", "length"):
             raise UsageError(f"unknown chunking {self.chunking!r}", hint="Use auto, information or length.")
+        if self.code_dims is not None and self.code_dims < 1:
+            raise UsageError("--code-dims must be at least 1")
         if self.vector_dtype not in VECTOR_DTYPES:
             raise UsageError(f"unknown vector dtype {self.vector_dtype!r}",
                              hint="Use " + ", ".join(VECTOR_DTYPES) + ".")
@@ -148,14 +153,15 @@ def compress_bytes(data: bytes, loaded: LoadedModel, settings: CompressSettings,
             transformers_version=_transformers_version(),
             prefix_tokens=prefix,
         ),
-        vectors=VectorLayout(mem_vectors=settings.mem_vectors, dtype=settings.vector_dtype),
+        vectors=VectorLayout(mem_vectors=settings.mem_vectors, dtype=settings.vector_dtype,
+                             code_dims=settings.code_dims),
         text=TextInfo(bytes=len(data), sha256=hashlib.sha256(data).hexdigest(),
                       tokens=len(tokens), chunks=len(chunks)),
         encode={**recipe.to_header(), "seed": settings.seed, "chunk_tokens": chunk_tokens,
                 "chunking": "information" if by_information else "length",
                 "nats_per_chunk": nats_per_chunk, "force_margin": settings.force_margin},
     )
-    arrays = _payload_arrays(settings, loaded.d_model, chunks, results, encoded)
+    arrays = _payload_arrays(settings, settings.code_dims or loaded.d_model, chunks, results, encoded)
     report.seconds = time.perf_counter() - started
     return Archive(header, arrays), report
 
@@ -171,15 +177,16 @@ class FittedGroup:
 
 
 def fit_and_decode(loaded: LoadedModel, chunks: list[list[int]], recipe: Recipe, *, mem_vectors: int = 1,
-                   seed: int = 0, storage: str = "float32", force_margin: float = 0.0,
-                   prefix: list[int] = (), on_step=None) -> FittedGroup:
+                   seed: int = 0, storage: str = "float32", code_dims: int | None = None,
+                   force_margin: float = 0.0, prefix: list[int] = (), on_step=None) -> FittedGroup:
     """The one path from chunks to verified vectors, used by compression, bench and capacity:
     fit (with the storage rounding in the loop), round to storage, then run the extraction
     decoder on the stored vectors with the true tokens beside it."""
+    code_basis = quantize.basis(code_dims, loaded.d_model) if code_dims else None
     fits = fit_chunks(loaded.model, chunks, recipe, mem_vectors, seed=seed, on_step=on_step,
-                      prefix=prefix, storage=storage)
+                      prefix=prefix, storage=storage, code_basis=code_basis)
     packed, scales = quantize.pack(torch.stack([f.vectors for f in fits]), storage)
-    stored = quantize.unpack(packed, scales, storage, loaded.d_model)
+    stored = quantize.expand(quantize.unpack(packed, scales, storage, code_dims or loaded.d_model), code_basis)
     decoded = greedy_decode(loaded.model, _to_model(stored, loaded), [len(c) for c in chunks],
                             targets=chunks, force_margin=force_margin, prefix=prefix)
     return FittedGroup(fits, packed, scales, decoded)
@@ -189,8 +196,8 @@ def _compress_group(loaded, group, first, recipe, settings, progress, prefix) ->
     """Fit one group's vectors and find the corrections the decoder needs."""
     started = time.perf_counter()
     done = fit_and_decode(loaded, group, recipe, mem_vectors=settings.mem_vectors, seed=settings.seed + first,
-                          storage=settings.vector_dtype, force_margin=settings.force_margin, prefix=prefix,
-                          on_step=progress.on_step)
+                          storage=settings.vector_dtype, code_dims=settings.code_dims,
+                          force_margin=settings.force_margin, prefix=prefix, on_step=progress.on_step)
     fits = done.fits
     return GroupResult(first=first, packed=done.packed, scales=done.scales,
                        corrections=[d.corrections for d in done.decoded], steps=[f.steps for f in fits],
@@ -223,8 +230,10 @@ def extract_archive(archive: Archive, loaded: LoadedModel, force: bool = False,
     positions, forced = arrays["correction_positions"].tolist(), arrays["correction_tokens"].tolist()
     corrections = [dict(zip(positions[offsets[i]:offsets[i + 1]], forced[offsets[i]:offsets[i + 1]]))
                    for i in range(len(lengths))]
-    vectors = quantize.unpack(arrays["vectors"], arrays.get("vector_scales"), header.vectors.dtype,
-                              header.model.d_model)
+    layout, d_model = header.vectors, header.model.d_model
+    code_basis = quantize.basis(layout.code_dims, d_model) if layout.code_dims else None
+    vectors = quantize.expand(quantize.unpack(arrays["vectors"], arrays.get("vector_scales"), layout.dtype,
+                                              layout.stored_dims(d_model)), code_basis)
     if progress.on_start:
         progress.on_start(len(lengths), sum(lengths))
 
@@ -285,14 +294,14 @@ def _to_model(vectors: torch.Tensor, loaded: LoadedModel) -> torch.Tensor:
     return vectors.to(device=loaded.device, dtype=loaded.dtype)
 
 
-def _payload_arrays(settings, d_model, chunks, results: list[GroupResult], encoded: EncodedText) -> dict:
+def _payload_arrays(settings, stored_dims, chunks, results: list[GroupResult], encoded: EncodedText) -> dict:
     count = len(chunks)
     stored = [r.packed for r in results]
     scales = [r.scales for r in results if r.scales is not None]
     corrections = [c for r in results for c in r.corrections]
     dtype = settings.vector_dtype
     vectors = (np.concatenate(stored) if stored else np.zeros(
-        (0, settings.mem_vectors, quantize.stored_width(dtype, d_model)), dtype=quantize.numpy_dtype(dtype)))
+        (0, settings.mem_vectors, quantize.stored_width(dtype, stored_dims)), dtype=quantize.numpy_dtype(dtype)))
     offsets = np.zeros(count + 1, dtype=np.int64)
     offsets[1:] = np.cumsum([len(c) for c in corrections]) if count else []
     ordered = [sorted(c.items()) for c in corrections]

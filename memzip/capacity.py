@@ -57,10 +57,10 @@ def baseline_scores(loaded, chunks: list[list[int]]) -> list[tuple[float, float]
 
 def measure(loaded, kinds: list[str], lengths: list[int], samples: int, mem_vectors: int,
             recipe_name: str = "default", max_steps: int | None = None, seed: int = 0, on_row=None,
-            storage: str = "float32") -> dict:
+            storage: str = "float32", code_dims: int | None = None) -> dict:
     recipe = RECIPES[recipe_name] if max_steps is None else replace(RECIPES[recipe_name], max_steps=max_steps)
     prefix = sink_tokens(loaded.tokenizer) if recipe.sink_prefix else []
-    vector_bytes = quantize.bytes_per_vector(storage, loaded.d_model) * mem_vectors
+    vector_bytes = quantize.bytes_per_vector(storage, code_dims or loaded.d_model) * mem_vectors
     rows = []
     points = []  # per chunk, for the plot: CE without vs with
     for kind in kinds:
@@ -70,7 +70,7 @@ def measure(loaded, kinds: list[str], lengths: list[int], samples: int, mem_vect
             chunks += picked
             sizes += [length] * len(picked)
         done = fit_and_decode(loaded, chunks, recipe, mem_vectors=mem_vectors, seed=seed, storage=storage,
-                              prefix=prefix)
+                              code_dims=code_dims, prefix=prefix)
         fits, decoded = done.fits, done.decoded
         alone = baseline_scores(loaded, chunks)
         for length in lengths:
@@ -86,7 +86,7 @@ def measure(loaded, kinds: list[str], lengths: list[int], samples: int, mem_vect
             text_bytes = statistics.mean(len(loaded.tokenizer.decode(chunks[i]).encode("utf-8")) for i in idx)
             row = {
                 "texts": kind, "tokens": length, "mem_vectors": mem_vectors, "samples": len(idx),
-                "vector_dtype": storage,
+                "vector_dtype": storage, "code_dims": code_dims,
                 "teacher_forced_accuracy": round(acc_with, 4),
                 "greedy_accuracy": round(greedy_acc, 4),
                 "accuracy_without_mem": round(acc_without, 4),
@@ -125,19 +125,19 @@ def decoding_capacity(rows: list[dict], key: str) -> dict:
 
 
 def run_capacity(loaded, kinds, lengths, samples, vector_counts, max_steps=None, seed=0, on_row=None,
-                 storage: str = "float32") -> dict:
+                 storage: str = "float32", code_dims: int | None = None) -> dict:
     """`lengths` are per vector: with k vectors, chunks of k * L tokens are measured."""
     rows, points = [], []
     for count in vector_counts:
         result = measure(loaded, kinds, [length * count for length in lengths], samples, count,
-                         max_steps=max_steps, seed=seed, on_row=on_row, storage=storage)
+                         max_steps=max_steps, seed=seed, on_row=on_row, storage=storage, code_dims=code_dims)
         rows += result["rows"]
         points += [{**p, "mem_vectors": count} for p in result["points"]]
     identity = loaded.identity
     return {
         "model": identity.name, "d_model": identity.d_model, "vocab_size": identity.vocab_size,
         "device": loaded.device.type, "recipe": "default", "max_steps": max_steps, "seed": seed,
-        "vector_dtype": storage, "lengths_per_vector": lengths,
+        "vector_dtype": storage, "code_dims": code_dims, "lengths_per_vector": lengths,
         "L_max_eq1": round(theoretical_capacity(identity.d_model, identity.vocab_size), 1),
         "decoding_capacity_teacher_forced": decoding_capacity(rows, "teacher_forced_accuracy"),
         "decoding_capacity_greedy": decoding_capacity(rows, "greedy_accuracy"),

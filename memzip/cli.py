@@ -102,6 +102,7 @@ def compress(
     chunking: Annotated[str, typer.Option("--chunking", help="auto (information unless --chunk-tokens), information (cut by the text's cross-entropy; registry models), or length.")] = "auto",
     recipe: Annotated[str, typer.Option("--recipe", help="Optimization recipe: default or paper.")] = "default",
     vector_dtype: Annotated[str, typer.Option("--vector-dtype", help="Storage of vectors: float32, float16, int8, int6, int5, int4, int3 or int2 (fitted with the rounding in the loop; always verified).")] = "float16",
+    code_dims: Annotated[Optional[int], typer.Option("--code-dims", help="Store each vector as a code of this many numbers in a fixed random subspace (fewer bytes per vector; default: whole vectors).")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Chunks optimized and decoded together.")] = 8,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "float32",
@@ -119,6 +120,7 @@ def compress(
     Examples:
       memzip compress examples/alice.txt
       memzip compress notes.txt -o notes.memz --max-steps 100 --seed 1
+      memzip compress book.txt --vector-dtype int4 --code-dims 128   # fewest bytes
       cat log.txt | memzip compress - -o log.memz
 
     Finished chunks are journaled in OUT.journal; after Ctrl-C or a crash, run the same command
@@ -131,7 +133,7 @@ def compress(
     target = output or Path(file).with_suffix(".memz")
     result = compress_file(file, target, model=model, max_steps=max_steps, seed=seed,
                            chunk_tokens=chunk_tokens, mem_vectors=mem_vectors, chunking=chunking, recipe=recipe,
-                           vector_dtype=vector_dtype, batch_size=batch_size, device=device,
+                           vector_dtype=vector_dtype, code_dims=code_dims, batch_size=batch_size, device=device,
                            dtype=dtype, force=force, resume=resume, show_progress=not (quiet or json_out))
     if json_out:
         _emit_json(result)
@@ -317,6 +319,7 @@ def capacity(
     seed: Annotated[int, typer.Option("--seed")] = 0,
     plot_path: Annotated[Optional[Path], typer.Option("--plot", help="Write the figures to this PNG (needs matplotlib).")] = None,
     vector_dtype: Annotated[str, typer.Option("--vector-dtype", help="Storage the vectors are fitted and judged in (see compress).")] = "float32",
+    code_dims: Annotated[Optional[int], typer.Option("--code-dims", help="Fit codes of this many numbers in a random subspace (see compress).")] = None,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "float32",
     quiet: QuietOpt = False,
@@ -339,6 +342,8 @@ def capacity(
 
     if vector_dtype not in STORAGE_DTYPES:
         raise UsageError(f"unknown vector dtype {vector_dtype!r}", hint="Use " + ", ".join(STORAGE_DTYPES) + ".")
+    if code_dims is not None and code_dims < 1:
+        raise UsageError("--code-dims must be at least 1")
 
     kinds = _csv(texts, str)
     for kind in kinds:
@@ -360,7 +365,7 @@ def capacity(
                                 f"{row['text_bytes_per_vector_byte']} text bytes per vector byte")
 
     report = run_capacity(loaded, kinds, length_list, samples, vector_list, max_steps, seed, on_row=show,
-                          storage=vector_dtype)
+                          storage=vector_dtype, code_dims=code_dims)
     if plot_path is not None:
         if plot(report, plot_path):
             _say(quiet or json_out, f"wrote {plot_path}")

@@ -91,6 +91,12 @@ class DecodeSettings:
 class VectorLayout:
     mem_vectors: int = 1
     dtype: str = "float16"
+    # Stored as codes of this many numbers, each vector = code @ quantize.basis(code_dims, d_model);
+    # None: the vectors themselves are stored.
+    code_dims: int | None = None
+
+    def stored_dims(self, d_model: int) -> int:
+        return self.code_dims or d_model
 
 
 @dataclass
@@ -285,6 +291,7 @@ def parse_header(raw: bytes) -> Header:
         vectors=VectorLayout(
             mem_vectors=vectors.int("mem_vectors", 1, MAX_MEM_VECTORS),
             dtype=vectors.choice("dtype", tuple(VECTOR_DTYPES)),
+            code_dims=vectors.optional_int("code_dims", 1, MAX_D_MODEL),
         ),
         text=TextInfo(
             bytes=text.int("bytes", 0, 1 << 50),
@@ -349,6 +356,12 @@ class _Fields:
             raise self._bad(key, f"an integer in {low}..{high}")
         return value
 
+    def optional_int(self, key: str, low: int, high: int) -> int | None:
+        """An integer in low..high, or absent / null."""
+        if self.obj_.get(key) is None:
+            return None
+        return self.int(key, low, high)
+
     def choice(self, key: str, allowed: tuple) -> str:
         value = self._get(key)
         if value not in allowed:
@@ -385,7 +398,8 @@ class _Fields:
 
 def _check_arrays(header: Header, arrays: dict[str, np.ndarray]) -> None:
     """Check tensor names, dtypes, shapes and value ranges against the header (format.md §3)."""
-    C, M, D = header.text.chunks, header.vectors.mem_vectors, header.model.d_model
+    C, M = header.text.chunks, header.vectors.mem_vectors
+    D = header.vectors.stored_dims(header.model.d_model)
     expected: dict[str, tuple[Any, tuple | None]] = {
         "vectors": (quantize.numpy_dtype(header.vectors.dtype), (C, M, quantize.stored_width(header.vectors.dtype, D))),
         "chunk_tokens": (np.int32, (C,)),
@@ -463,6 +477,6 @@ def _check_vectors(header: Header, arrays: dict[str, np.ndarray]) -> None:
         if not np.all(np.isfinite(arrays["vector_scales"])):
             raise PayloadFormatError("vector_scales has non-finite values")
         limit = quantize.levels(dtype)
-        q = quantize.unpack_integers(vectors, dtype, header.model.d_model)
+        q = quantize.unpack_integers(vectors, dtype, header.vectors.stored_dims(header.model.d_model))
         if q.min() < -limit or q.max() > limit:
             raise PayloadFormatError(f"vectors has {dtype} values outside -{limit}..{limit}")

@@ -22,7 +22,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from memzip.quantize import fake_quantize
+from memzip.quantize import expand, fake_quantize
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,7 @@ def get_recipe(name: str, max_steps: int | None = None) -> Recipe:
 
 @dataclass
 class ChunkFit:
-    vectors: torch.Tensor  # [M, D] float32, on the CPU
+    vectors: torch.Tensor  # [M, D] float32 on the CPU (the codes [M, k] when fitted in a subspace)
     steps: int  # optimizer steps taken for this chunk
     loss: float  # teacher-forced mean cross-entropy (nats/token) of the returned vectors
     accuracy: float  # teacher-forced argmax accuracy of the returned vectors
@@ -104,13 +104,13 @@ class ChunkFit:
 StepCallback = Callable[[int, int, float, float], None]  # step, chunks active, mean loss, mean accuracy
 
 
-def initial_vectors(model, count: int, mem_vectors: int, seed: int) -> torch.Tensor:
+def initial_vectors(model, count: int, mem_vectors: int, seed: int, dims: int | None = None) -> torch.Tensor:
     """randn * std(input embedding matrix), as the authors do; seeded, generated on the CPU so
-    the same seed gives the same start on every device."""
+    the same seed gives the same start on every device. `dims`: code size (default d_model)."""
     weight = model.get_input_embeddings().weight
     std = float(weight.float().std())
     generator = torch.Generator().manual_seed(seed)
-    return torch.randn(count, mem_vectors, weight.shape[1], generator=generator) * std
+    return torch.randn(count, mem_vectors, dims or weight.shape[1], generator=generator) * std
 
 
 def fit_chunks(
@@ -123,11 +123,14 @@ def fit_chunks(
     init: torch.Tensor | None = None,
     prefix: list[int] = (),
     storage: str = "float32",
+    code_basis: torch.Tensor | None = None,
 ) -> list[ChunkFit]:
     """Optimize one group of chunks together. Returns the best vectors found for each.
     `prefix`: fixed token ids placed before the [mem] vectors (see Recipe.sink_prefix).
     `storage`: the dtype the vectors will be stored in; the forward pass sees them rounded to
-    it (memzip/quantize.py), so the returned scores are those of the stored vectors."""
+    it (memzip/quantize.py), so the returned scores are those of the stored vectors.
+    `code_basis`: fit codes z [M, k] whose vectors are z @ code_basis (quantize.basis); the
+    returned `vectors` are then the codes."""
     if not chunks:
         return []
     device = model.get_input_embeddings().weight.device
@@ -143,7 +146,9 @@ def fit_chunks(
         token_embeds = model.get_input_embeddings()(ids)
         prefix_embeds = model.get_input_embeddings()(torch.tensor(list(prefix), dtype=torch.long, device=device))
 
-    start = init if init is not None else initial_vectors(model, count, mem_vectors, seed)
+    dims = None if code_basis is None else code_basis.shape[0]
+    start = init if init is not None else initial_vectors(model, count, mem_vectors, seed, dims)
+    code_basis = None if code_basis is None else code_basis.to(device)
     params = [torch.nn.Parameter(start[i].to(device=device, dtype=torch.float32).clone()) for i in range(count)]
     optimizer = torch.optim.AdamW(params, lr=recipe.lr, betas=recipe.betas, weight_decay=recipe.weight_decay)
 
@@ -152,7 +157,7 @@ def fit_chunks(
     steps = [0] * count
     with _fast_float32_matmul(device):
         _optimize(model, chunks, recipe, params, optimizer, best, done, steps, prefix_embeds, token_embeds,
-                  ids, mask, storage, dtype, on_step)
+                  ids, mask, storage, code_basis, dtype, on_step)
     return [ChunkFit(b.vectors.cpu(), steps[i], b.loss, b.accuracy, b.margin,
                      b.margin >= recipe.margin and b.accuracy == 1.0)
             for i, b in enumerate(best)]
@@ -175,14 +180,14 @@ def _fast_float32_matmul(device: torch.device):
 
 
 def _optimize(model, chunks, recipe, params, optimizer, best, done, steps, prefix_embeds, token_embeds,
-              ids, mask, storage, dtype, on_step) -> None:
+              ids, mask, storage, code_basis, dtype, on_step) -> None:
     count = len(chunks)
     for step in range(recipe.max_steps + 1):
         active = [i for i in range(count) if not done[i]]
         if not active:
             break
         loss, accuracy, margin = _forward(model, params, active, prefix_embeds, token_embeds, ids, mask,
-                                          storage, dtype)
+                                          storage, code_basis, dtype)
         # One device-to-host copy per step rather than three per chunk (each one a GPU sync).
         scores = torch.stack([loss.detach(), accuracy.float(), margin.float()]).tolist()
         for slot, i in enumerate(active):
@@ -211,9 +216,9 @@ def _optimize(model, chunks, recipe, params, optimizer, best, done, steps, prefi
         optimizer.zero_grad(set_to_none=True)
 
 
-def _forward(model, params, active, prefix_embeds, token_embeds, ids, mask, storage, dtype):
+def _forward(model, params, active, prefix_embeds, token_embeds, ids, mask, storage, code_basis, dtype):
     """Teacher-forced forward for the active chunks: per-chunk loss, accuracy and min margin."""
-    mem = fake_quantize(torch.stack([params[i] for i in active]), storage).to(dtype)
+    mem = expand(fake_quantize(torch.stack([params[i] for i in active]), storage), code_basis).to(dtype)
     prefix = prefix_embeds[None].expand(len(active), -1, -1)
     inputs = torch.cat([prefix, mem, token_embeds[active]], dim=1)
     longest = ids.shape[1]

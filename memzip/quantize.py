@@ -8,6 +8,13 @@ A vector is fitted in float32 but stored smaller (docs/format.md §3):
   (int2 is ternary: -1, 0, +1), one float32 scale per vector, stored as `q + 2^(bits-1)` in
   `bits` bits each, packed big-endian into a uint8 row of ceil(D * bits / 8) bytes.
 
+A vector can also be stored as a shorter *code* z of `code_dims` numbers: the vector is then
+z @ B, with B a fixed random sign matrix (`basis`, defined bit for bit below and in
+docs/format.md). The optimizer searches that subspace directly. A vector holds far fewer
+tokens than its bits could index (the paper's Eq. 1 utilization is a few percent), so a
+subspace of a fraction of d_model dimensions still holds much of the text at a fraction of the
+bytes (the idea of measuring a landscape's intrinsic dimension with random subspaces).
+
 The optimizer sees the stored values, not the float32 ones (`fake_quantize`): its forward pass
 uses exactly what `unpack(pack(v))` returns, and its gradient passes straight through the
 rounding. So a chunk is "done" by the same vectors that extraction will read, and low
@@ -106,3 +113,30 @@ def unpack(stored: np.ndarray, scales: np.ndarray | None, dtype: str, d_model: i
         return torch.from_numpy(np.ascontiguousarray(stored)).float()
     q = torch.from_numpy(unpack_integers(stored, dtype, d_model)).float()
     return q * torch.from_numpy(np.ascontiguousarray(scales)).float()[..., None]
+
+
+# --- codes in a random subspace -----------------------------------------------------------------
+
+
+def _splitmix64(index: np.ndarray) -> np.ndarray:
+    """SplitMix64 output for states (index + 1) * golden ratio: a fixed, portable bit stream."""
+    with np.errstate(over="ignore"):
+        z = (index + np.uint64(1)) * np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+
+def basis(code_dims: int, d_model: int) -> torch.Tensor:
+    """B [code_dims, d_model] float32: entry (i, j) is +-1/sqrt(code_dims), + when the top bit of
+    SplitMix64(i * d_model + j) is 0. Same on every machine; an iid code of std s expands to a
+    vector whose entries have std s."""
+    index = np.arange(code_dims * d_model, dtype=np.uint64)
+    signs = 1.0 - 2.0 * (_splitmix64(index) >> np.uint64(63)).astype(np.float32)
+    scale = np.float32(1.0 / math.sqrt(code_dims))
+    return torch.from_numpy((signs * scale).astype(np.float32).reshape(code_dims, d_model))
+
+
+def expand(codes: torch.Tensor, code_basis: torch.Tensor | None) -> torch.Tensor:
+    """Codes [..., code_dims] -> vectors [..., d_model]; without a basis codes are the vectors."""
+    return codes if code_basis is None else codes @ code_basis.to(codes.device)

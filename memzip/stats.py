@@ -49,6 +49,7 @@ def archive_stats(archive: Archive, memz_bytes: int, path: Path | None = None) -
         "mem_vectors_per_chunk": header.vectors.mem_vectors,
         "vectors": vectors,
         "vector_dtype": header.vectors.dtype,
+        "code_dims": header.vectors.code_dims,
         "tokens_per_vector": round(tokens / vectors, 2) if vectors else 0.0,
         "corrections": corrections,
         "corrections_per_token": round(corrections / tokens, 4) if tokens else 0.0,

@@ -99,7 +99,7 @@ def test_compress_json_reports_the_numbers(sample, tiny_dir, tmp_path):
     (["compress", "{sample}", "-m", "/tmp/missing.gguf"], 4, "GGUF file not found"),
     (["compress", "{sample}", "-m", "{tiny}", "--chunk-tokens", "0"], 2, "--chunk-tokens"),
     (["compress", "{sample}", "-m", "{tiny}", "--recipe", "magic"], 2, "unknown recipe"),
-    (["compress", "{sample}", "-m", "{tiny}", "--vector-dtype", "int3"], 2, "vector dtype"),
+    (["compress", "{sample}", "-m", "{tiny}", "--vector-dtype", "int1"], 2, "vector dtype"),
     (["compress", "{sample}", "-m", "{tiny}", "-o", "{sample}"], 2, "is the input"),
     (["compress", "{sample}", "-m", "{tiny}", "-o", "/no/such/dir/x.memz"], 3, "does not exist"),
     (["extract", "/no/such/archive.memz"], 2, "not found"),

@@ -271,6 +271,18 @@ def test_roundtrip_packed_integer_vectors(dtype):
     assert_archives_equal(decoded, archive)
 
 
+def test_roundtrip_codes_and_their_shape_is_checked():
+    header = make_header(vector_dtype="int4")
+    header.vectors.code_dims = 5
+    arrays = make_arrays("int4")
+    arrays["vectors"], arrays["vector_scales"] = quantize.pack(torch.randn(2, 1, 5), "int4")
+    decoded = decode_archive(encode_archive(Archive(header, arrays)))
+    assert decoded.header.vectors.code_dims == 5 and decoded.arrays["vectors"].shape == (2, 1, 3)
+    header.vectors.code_dims = 8  # disagrees with the stored width
+    with pytest.raises(PayloadFormatError, match="vectors has shape"):
+        decode_archive(encode_archive(Archive(header, arrays)))
+
+
 def test_packed_vectors_with_an_unused_code_are_refused():
     """int2 stores -1, 0, +1 as 1, 2, 3: the code 0 means nothing and is refused."""
     arrays = make_arrays("int2")
@@ -497,7 +509,7 @@ def known_paths(obj: dict, prefix: tuple = ()) -> list[tuple[str, ...]]:
     return paths
 
 
-OPTIONAL = {("text", "name"), ("decode", "prefix_tokens")}
+OPTIONAL = {("text", "name"), ("decode", "prefix_tokens"), ("vectors", "code_dims")}
 REQUIRED = [p for p in known_paths(header_obj()) if p not in OPTIONAL]
 
 
@@ -1087,6 +1099,8 @@ def type_ok(path: tuple[str, ...], value) -> bool:
         return True  # informational
     if path in NULLABLE:
         return value is None or isinstance(value, str)
+    if path == ("vectors", "code_dims"):
+        return value is None or (isinstance(value, int) and not isinstance(value, bool))
     if path == ("decode", "prefix_tokens"):
         return isinstance(value, list) and all(isinstance(t, int) and not isinstance(t, bool) for t in value)
     if path in STRING_FIELDS or path[-1] in ("source", "dtype", "weights_sha256", "tokenizer_sha256",

@@ -33,6 +33,17 @@ def test_vector_storage_dtypes_are_exact(vector_dtype, tiny):
     assert out == data
 
 
+@pytest.mark.parametrize("vector_dtype", ["float16", "int4", "int2"])
+def test_codes_in_a_subspace_are_exact_and_smaller(vector_dtype, tiny):
+    data = INPUTS["emoji_multilingual"]
+    out, raw, _ = round_trip(data, tiny, vector_dtype=vector_dtype, code_dims=16, mem_vectors=2)
+    assert out == data
+    archive = decode_archive(raw)
+    assert archive.header.vectors.code_dims == 16
+    full = decode_archive(round_trip(data, tiny, vector_dtype=vector_dtype, mem_vectors=2)[1])
+    assert archive.arrays["vectors"].nbytes * 4 == full.arrays["vectors"].nbytes  # 16 of 64 dims
+
+
 def test_more_mem_vectors_and_odd_batches(tiny):
     data = INPUTS["crlf"] * 3
     out, _, report = round_trip(data, tiny, mem_vectors=3, batch_size=3, chunk_tokens=7)
