@@ -386,6 +386,7 @@ def bench_memory(
     model: ModelOpt = "embedded",
     max_steps: Annotated[int, typer.Option("--max-steps", help="Steps per chunk (0 measures the pipeline without optimization).")] = 0,
     batch_size: Annotated[int, typer.Option("--batch-size")] = 64,
+    chunk_tokens: Annotated[Optional[int], typer.Option("--chunk-tokens", help="Cut chunks by length (skips the information pass, which is slow on CPU).")] = None,
     json_out: JsonOpt = False,
 ):
     """Peak memory (RSS) of compress and extract on each file, each in a fresh process.
@@ -402,8 +403,10 @@ def bench_memory(
         if not path.is_file():
             raise UsageError(f"not a file: {path}")
     with tempfile.TemporaryDirectory() as workdir:
-        rows = peak_rss([str(f) for f in files], ["-m", model, "--max-steps", str(max_steps),
-                                                  "--batch-size", str(batch_size)], workdir)
+        args = ["-m", model, "--max-steps", str(max_steps), "--batch-size", str(batch_size)]
+        if chunk_tokens is not None:
+            args += ["--chunk-tokens", str(chunk_tokens)]
+        rows = peak_rss([str(f) for f in files], args, workdir)
     if json_out:
         _emit_json(rows)
         return
