@@ -193,7 +193,9 @@ def stats(archive: ArchiveArg, json_out: JsonOpt = False):
     rows = [
         ("model", report["model"]),
         ("tokens / chunks / vectors", f"{report['tokens']} / {report['chunks']} / {report['vectors']} "
-                                      f"({report['mem_vectors_per_chunk']} per chunk, {report['vector_dtype']})"),
+                                      f"({report['mem_vectors_per_chunk']} per chunk, {report['vector_dtype']}"
+                                      + (f", {report['code_dims']}-number codes" if report["code_dims"] else "")
+                                      + f", {report['bytes_per_vector']} bytes each)"),
         ("tokens per vector (token ratio)", f"{report['tokens_per_vector']}"),
         ("corrections", f"{report['corrections']} ({report['corrections_per_token']:.2%} of tokens; "
                         f"{report['chunks_exact_without_corrections']} of {report['chunks']} chunks need none)"),

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import zstandard
 
+from memzip import quantize
 from memzip.container import Archive
 
 
@@ -50,6 +51,8 @@ def archive_stats(archive: Archive, memz_bytes: int, path: Path | None = None) -
         "vectors": vectors,
         "vector_dtype": header.vectors.dtype,
         "code_dims": header.vectors.code_dims,
+        "bytes_per_vector": quantize.bytes_per_vector(header.vectors.dtype,
+                                                      header.vectors.stored_dims(header.model.d_model)),
         "tokens_per_vector": round(tokens / vectors, 2) if vectors else 0.0,
         "corrections": corrections,
         "corrections_per_token": round(corrections / tokens, 4) if tokens else 0.0,

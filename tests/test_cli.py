@@ -50,6 +50,18 @@ def test_compress_extract_stats_info(sample, tiny_dir, tmp_path):
     assert "zstd -19" in result.stdout and "tokens per vector" in result.stdout
 
 
+def test_smallest_storage_round_trips_through_the_cli(sample, tiny_dir, tmp_path):
+    archive = tmp_path / "small.memz"
+    result = run("compress", sample, "-m", tiny_dir, "-o", archive, "--vector-dtype", "int3", "--code-dims", "8", *FAST)
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "out.txt"
+    assert run("extract", archive, "-o", out, "--quiet").exit_code == 0
+    assert out.read_bytes() == sample.read_bytes()
+    report = json.loads(run("stats", archive, "--json").stdout)
+    assert (report["vector_dtype"], report["code_dims"], report["bytes_per_vector"]) == ("int3", 8, 3 + 4)
+    assert "8-number codes" in " ".join(run("stats", archive).stdout.split())  # rich wraps lines
+
+
 def test_extract_defaults_to_original_name_and_never_overwrites(sample, tiny_dir, tmp_path):
     run("compress", sample, "-m", tiny_dir, *FAST)
     archive = sample.with_suffix(".memz")
