@@ -207,7 +207,7 @@ def decode_drift(loaded, chunks: list[list[int]], seed: int = 0) -> dict:
             "max_abs_logit_diff_training_forward_vs_decoder": worst(full)}
 
 
-def peak_rss(files: list[str], args: list[str], workdir) -> list[dict]:
+def peak_rss(files: list[str], args: list[str], workdir, on_row=None) -> list[dict]:
     """Peak resident memory of `memzip compress` and `extract` on each file, each in a fresh
     child process (so one measurement cannot inherit another's heap). Compare the rows: the
     smallest file is the baseline of the same run."""
@@ -233,4 +233,6 @@ def peak_rss(files: list[str], args: list[str], workdir) -> list[dict]:
         row["identical"] = Path(source).read_bytes() == restored.read_bytes()
         row["memz_bytes"] = archive.stat().st_size
         rows.append(row)
+        if on_row:  # a 1 MB file takes long on a CPU: each row is shown as soon as it is measured
+            on_row(row)
     return rows

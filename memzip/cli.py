@@ -408,7 +408,8 @@ def bench_memory(
         args = ["-m", model, "--max-steps", str(max_steps), "--batch-size", str(batch_size)]
         if chunk_tokens is not None:
             args += ["--chunk-tokens", str(chunk_tokens)]
-        rows = peak_rss([str(f) for f in files], args, workdir)
+        rows = peak_rss([str(f) for f in files], args, workdir,
+                        on_row=lambda row: _say(False, json.dumps(row)))
     if json_out:
         _emit_json(rows)
         return
