@@ -125,18 +125,19 @@ def decoding_capacity(rows: list[dict], key: str) -> dict:
 
 
 def run_capacity(loaded, kinds, lengths, samples, vector_counts, max_steps=None, seed=0, on_row=None,
-                 storage: str = "float32", code_dims: int | None = None) -> dict:
+                 storage: str = "float32", code_dims: int | None = None, recipe: str = "default") -> dict:
     """`lengths` are per vector: with k vectors, chunks of k * L tokens are measured."""
     rows, points = [], []
     for count in vector_counts:
         result = measure(loaded, kinds, [length * count for length in lengths], samples, count,
-                         max_steps=max_steps, seed=seed, on_row=on_row, storage=storage, code_dims=code_dims)
+                         recipe_name=recipe, max_steps=max_steps, seed=seed, on_row=on_row, storage=storage,
+                         code_dims=code_dims)
         rows += result["rows"]
         points += [{**p, "mem_vectors": count} for p in result["points"]]
     identity = loaded.identity
     return {
         "model": identity.name, "d_model": identity.d_model, "vocab_size": identity.vocab_size,
-        "device": loaded.device.type, "recipe": "default", "max_steps": max_steps, "seed": seed,
+        "device": loaded.device.type, "recipe": recipe, "max_steps": max_steps, "seed": seed,
         "vector_dtype": storage, "code_dims": code_dims, "lengths_per_vector": lengths,
         "L_max_eq1": round(theoretical_capacity(identity.d_model, identity.vocab_size), 1),
         "decoding_capacity_teacher_forced": decoding_capacity(rows, "teacher_forced_accuracy"),

@@ -322,6 +322,7 @@ def capacity(
     plot_path: Annotated[Optional[Path], typer.Option("--plot", help="Write the figures to this PNG (needs matplotlib).")] = None,
     vector_dtype: Annotated[str, typer.Option("--vector-dtype", help="Storage the vectors are fitted and judged in (see compress).")] = "float32",
     code_dims: Annotated[Optional[int], typer.Option("--code-dims", help="Fit codes of this many numbers in a random subspace (see compress).")] = None,
+    recipe: Annotated[str, typer.Option("--recipe", help="Optimization recipe: default, long (cosine decay, for chunks near capacity), paper, ...")] = "default",
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "float32",
     quiet: QuietOpt = False,
@@ -340,6 +341,7 @@ def capacity(
     """
     from memzip.capacity import plot, run_capacity
     from memzip.models import load_model, resolve_model
+    from memzip.optimize import get_recipe
     from memzip.quantize import STORAGE_DTYPES
 
     if vector_dtype not in STORAGE_DTYPES:
@@ -357,6 +359,7 @@ def capacity(
         max_steps = 200 if max_steps is None else max_steps
     if not length_list or min(length_list) < 1 or not vector_list or min(vector_list) < 1 or samples < 1:
         raise UsageError("lengths, vectors and samples must be positive")
+    get_recipe(recipe)  # an unknown recipe is a usage error before the model loads
     loaded = load_model(resolve_model(model), device=device, dtype=dtype)
 
     def show(row):  # to stderr as rows come in, also with --json (the report goes to stdout)
@@ -367,7 +370,7 @@ def capacity(
                                 f"{row['text_bytes_per_vector_byte']} text bytes per vector byte")
 
     report = run_capacity(loaded, kinds, length_list, samples, vector_list, max_steps, seed, on_row=show,
-                          storage=vector_dtype, code_dims=code_dims)
+                          storage=vector_dtype, code_dims=code_dims, recipe=recipe)
     if plot_path is not None:
         if plot(report, plot_path):
             _say(quiet or json_out, f"wrote {plot_path}")

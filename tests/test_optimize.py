@@ -41,3 +41,21 @@ def test_batched_fit_equals_separate_fits(tiny):
 
 def test_sink_tokens_prefers_endoftext(tiny):
     assert sink_tokens(tiny.tokenizer) == [tiny.tokenizer.convert_tokens_to_ids("<|endoftext|>")]
+
+
+def test_the_last_evaluation_builds_no_autograd_graph(tiny):
+    """Nothing is trained after the last evaluation, so it runs without a graph (with
+    --max-steps 0 that graph was most of compression's peak memory)."""
+    from dataclasses import replace
+
+    model = tiny.model
+    seen = []
+    hook = model.register_forward_pre_hook(lambda module, args: seen.append(torch.is_grad_enabled()))
+    try:
+        for steps in (0, 2):
+            seen.clear()
+            recipe = replace(RECIPES["default"], max_steps=steps, margin=float("inf"), patience=10)
+            fit_chunks(model, [[5, 6, 7]], recipe)
+            assert seen == [True] * steps + [False]
+    finally:
+        hook.remove()
