@@ -43,6 +43,10 @@ class Recipe:
     # position 0 (an "attention sink") whose values carry little; a [mem] vector sitting there
     # is read poorly by later tokens. With a real token as the sink, it is an ordinary position.
     sink_prefix: bool = False
+    # Weight of a hinge term added to the cross-entropy: the mean over tokens of
+    # max(0, margin - lead). Cross-entropy averages over the chunk, so one stubborn token near
+    # capacity gets 1/L of the push; the hinge acts only on tokens that do not lead yet.
+    hinge: float = 0.0
 
     def to_header(self) -> dict:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
@@ -80,6 +84,9 @@ RECIPES["paper-sink"] = replace(RECIPES["paper"], name="paper-sink", sink_prefix
 # of its tokens and then circles (measured: 95 of 96 book tokens, no gain in the last 200 of
 # 929 steps); decaying it lets the last tokens settle. No early stop before the budget.
 RECIPES["long"] = replace(RECIPES["default"], name="long", max_steps=2000, patience=2000, schedule="cosine")
+# The hinge made the 96-token chunk that "long" left at 95/96 exact, margin reached at step
+# 1713 (machine A, docs/capacity.md); one chunk, so not yet the default.
+RECIPES["long-hinge"] = replace(RECIPES["long"], name="long-hinge", hinge=1.0)
 
 
 def get_recipe(name: str, max_steps: int | None = None) -> Recipe:
@@ -193,8 +200,8 @@ def _optimize(model, chunks, recipe, params, optimizer, best, done, steps, prefi
         # The last evaluation is never followed by a backward pass: no autograd graph for it
         # (with --max-steps 0 that graph would be most of the memory).
         with torch.set_grad_enabled(step < recipe.max_steps):
-            loss, accuracy, margin = _forward(model, params, active, prefix_embeds, token_embeds, ids, mask,
-                                              storage, code_basis, dtype)
+            objective, loss, accuracy, margin = _forward(model, params, active, prefix_embeds, token_embeds,
+                                                         ids, mask, storage, code_basis, dtype, recipe)
         # One device-to-host copy per step rather than three per chunk (each one a GPU sync).
         scores = torch.stack([loss.detach(), accuracy.float(), margin.float()]).tolist()
         for slot, i in enumerate(active):
@@ -214,7 +221,7 @@ def _optimize(model, chunks, recipe, params, optimizer, best, done, steps, prefi
             break
         for group in optimizer.param_groups:
             group["lr"] = recipe.lr_at(step)
-        loss[still].sum().backward()
+        objective[still].sum().backward()
         # Chunks that just finished must not move: their gradients are dropped.
         for slot, i in enumerate(active):
             if done[i]:
@@ -223,8 +230,9 @@ def _optimize(model, chunks, recipe, params, optimizer, best, done, steps, prefi
         optimizer.zero_grad(set_to_none=True)
 
 
-def _forward(model, params, active, prefix_embeds, token_embeds, ids, mask, storage, code_basis, dtype):
-    """Teacher-forced forward for the active chunks: per-chunk loss, accuracy and min margin."""
+def _forward(model, params, active, prefix_embeds, token_embeds, ids, mask, storage, code_basis, dtype, recipe):
+    """Teacher-forced forward for the active chunks: per-chunk objective (what is minimized),
+    mean cross-entropy, accuracy and min margin."""
     mem = expand(fake_quantize(torch.stack([params[i] for i in active]), storage), code_basis).to(dtype)
     prefix = prefix_embeds[None].expand(len(active), -1, -1)
     inputs = torch.cat([prefix, mem, token_embeds[active]], dim=1)
@@ -235,13 +243,18 @@ def _forward(model, params, active, prefix_embeds, token_embeds, ids, mask, stor
     ce = F.cross_entropy(logits.transpose(1, 2), target, reduction="none")
     counts = valid.sum(dim=1)
     loss = (ce * valid).sum(dim=1) / counts
-    with torch.no_grad():
+    with torch.set_grad_enabled(torch.is_grad_enabled() and recipe.hinge > 0):
         true = logits.gather(2, target[..., None])[..., 0]
         others = logits.scatter(2, target[..., None], float("-inf")).max(dim=2).values
-        lead = (true - others).masked_fill(~valid, float("inf"))
-        margin = lead.min(dim=1).values
-        accuracy = ((lead > 0) & valid).sum(dim=1) / counts
-    return loss, accuracy, margin
+        lead = true - others
+    objective = loss
+    if recipe.hinge > 0:
+        shortfall = (recipe.margin - lead).clamp(min=0) * valid
+        objective = loss + recipe.hinge * shortfall.sum(dim=1) / counts
+    lead = lead.detach().masked_fill(~valid, float("inf"))
+    margin = lead.min(dim=1).values
+    accuracy = ((lead > 0) & valid).sum(dim=1) / counts
+    return objective, loss.detach(), accuracy, margin
 
 
 def sink_tokens(tokenizer) -> list[int]:
