@@ -1,6 +1,7 @@
 """The command line, through typer's CliRunner, on the tiny model saved as a directory."""
 
 import json
+import re
 
 import pytest
 from typer.testing import CliRunner
@@ -163,6 +164,13 @@ def test_help_has_examples():
     result = run("compress", "--help")
     assert result.exit_code == 0 and "Examples" in result.stdout
     assert run("--version").stdout.startswith("memzip ")
+
+
+def test_recipe_help_names_every_recipe():
+    from memzip.cli import RECIPE_HELP
+    from memzip.optimize import RECIPES
+    named = set(re.findall(r"[a-z][a-z-]+", RECIPE_HELP))
+    assert set(RECIPES) <= named, set(RECIPES) - named
 
 
 def test_extract_finds_a_local_model_from_another_directory(tiny_dir, tmp_path, monkeypatch):
