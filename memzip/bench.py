@@ -207,10 +207,12 @@ def decode_drift(loaded, chunks: list[list[int]], seed: int = 0) -> dict:
             "max_abs_logit_diff_training_forward_vs_decoder": worst(full)}
 
 
-def peak_rss(files: list[str], args: list[str], workdir, on_row=None) -> list[dict]:
+def peak_rss(files: list[str], args: list[str], workdir, on_row=None, on_step=None) -> list[dict]:
     """Peak resident memory of `memzip compress` and `extract` on each file, each in a fresh
     child process (so one measurement cannot inherit another's heap). Compare the rows: the
-    smallest file is the baseline of the same run."""
+    smallest file is the baseline of the same run. A 1 MB file takes long on a CPU, so each
+    step (on_step(file, step, peak MB, seconds)) and each row (on_row) is reported as soon as
+    it is measured."""
     import os
     import subprocess
     import sys
@@ -230,9 +232,11 @@ def peak_rss(files: list[str], args: list[str], workdir, on_row=None) -> list[di
                 raise RuntimeError(f"memzip {step} failed on {source}")
             row[f"{step}_peak_rss_mb"] = round(usage.ru_maxrss / 1024, 1)  # Linux reports KiB
             row[f"{step}_seconds"] = round(time.perf_counter() - began, 1)
+            if on_step:
+                on_step(str(source), step, row[f"{step}_peak_rss_mb"], row[f"{step}_seconds"])
         row["identical"] = Path(source).read_bytes() == restored.read_bytes()
         row["memz_bytes"] = archive.stat().st_size
         rows.append(row)
-        if on_row:  # a 1 MB file takes long on a CPU: each row is shown as soon as it is measured
+        if on_row:
             on_row(row)
     return rows

@@ -417,7 +417,8 @@ def bench_memory(
         if chunk_tokens is not None:
             args += ["--chunk-tokens", str(chunk_tokens)]
         rows = peak_rss([str(f) for f in files], args, workdir,
-                        on_row=lambda row: _say(False, json.dumps(row)))
+                        on_row=lambda row: _say(False, json.dumps(row)),
+                        on_step=lambda source, step, mb, seconds: _say(False, f"{source}: {step} peak {mb} MB, {seconds} s"))
     if json_out:
         _emit_json(rows)
         return

@@ -67,6 +67,8 @@ def test_bench_memory_runs_child_processes(tiny_dir, tmp_path):
     rows = json.loads(result.stdout)
     assert [r["identical"] for r in rows] == [True, True]
     assert all(r["compress_peak_rss_mb"] > 50 for r in rows)  # a real Python+torch process
+    # Each step is reported on stderr as it finishes (a 1 MB file runs for an hour on a CPU).
+    assert f"{big}: compress peak" in result.stderr and f"{big}: extract peak" in result.stderr
 
 
 def test_bench_chunks_have_exactly_the_asked_length_for_any_length(tiny):
