@@ -1,7 +1,6 @@
 import time, cProfile, pstats, io, torch
 from dataclasses import replace
 from transformers import LlamaConfig, LlamaForCausalLM
-from memzip.models import wrap_model
 from memzip.optimize import RECIPES, fit_chunks
 from memzip.decoder import greedy_decode
 import tests.tiny as tiny
