@@ -245,7 +245,11 @@ def _forward(model, params, active, prefix_embeds, token_embeds, ids, mask, stor
     loss = (ce * valid).sum(dim=1) / counts
     with torch.set_grad_enabled(torch.is_grad_enabled() and recipe.hinge > 0):
         true = logits.gather(2, target[..., None])[..., 0]
-        others = logits.scatter(2, target[..., None], float("-inf")).max(dim=2).values
+        # The best other token is the runner-up when the target is on top. topk(2) rather than
+        # masking the target out of a copy: that copy is as large as the logits (3 GB for 256
+        # chunks of 64 tokens). On a tie the target may come second; the lead is 0 either way.
+        top = logits.topk(2, dim=2)
+        others = torch.where(top.indices[..., 0] == target, top.values[..., 1], top.values[..., 0])
         lead = true - others
     objective = loss
     if recipe.hinge > 0:

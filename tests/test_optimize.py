@@ -82,10 +82,13 @@ def test_hinge_adds_the_mean_shortfall_below_the_margin(tiny):
         logits = tiny.model(inputs_embeds=torch.cat([param[None], tokens], dim=1)).logits[0, :len(chunk)]
         true = logits[torch.arange(len(chunk)), ids[0]]
         others = logits.scatter(1, ids[0][:, None], float("-inf")).max(dim=1).values
-        expected = (3.0 - (true - others)).clamp(min=0).mean().item()
+        lead = true - others
+        expected = (3.0 - lead).clamp(min=0).mean().item()
     assert expected > 0  # an untrained vector leaves tokens short of a 3-logit lead
-    objective, loss, _, _ = _forward(tiny.model, [param], [0], tokens[0][:0], tokens, ids, mask,
-                                     "float32", None, torch.float32, recipe)
+    objective, loss, accuracy, margin = _forward(tiny.model, [param], [0], tokens[0][:0], tokens, ids, mask,
+                                                 "float32", None, torch.float32, recipe)
     assert abs((objective - loss).item() - 2.0 * expected) < 1e-4
+    assert abs(margin.item() - lead.min().item()) < 1e-5
+    assert abs(accuracy.item() - (lead > 0).float().mean().item()) < 1e-6
     objective.sum().backward()
     assert param.grad is not None and param.grad.abs().sum() > 0
