@@ -12,8 +12,10 @@ loads take well under a second.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
+import io
 import json
 import os
 import re
@@ -273,10 +275,11 @@ def _dequantized_cache(location: ModelLocation) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".partial-"))
     _quiet_transformers()
-    previous_tqdm = os.environ.get("TQDM_DISABLE")
-    os.environ["TQDM_DISABLE"] = "1"  # the GGUF converter draws its own bar, bypassing transformers' switch
     try:
-        with warnings.catch_warnings():
+        # The GGUF converter draws its own tqdm bar, bypassing transformers' switch; TQDM_DISABLE
+        # cannot stop it (tqdm reads it at import). It would break --quiet and --json on the first
+        # run, so its stderr goes nowhere; failures still arrive as exceptions.
+        with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
             warnings.simplefilter("ignore")
             tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
             model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
@@ -298,11 +301,6 @@ def _dequantized_cache(location: ModelLocation) -> Path:
         shutil.rmtree(staging, ignore_errors=True)
         raise ModelLoadError(f"could not read GGUF file {gguf}: {type(exc).__name__}: {exc}".splitlines()[0],
                              hint="Check that it is a llama.cpp GGUF model transformers supports.") from None
-    finally:
-        if previous_tqdm is None:
-            os.environ.pop("TQDM_DISABLE", None)
-        else:
-            os.environ["TQDM_DISABLE"] = previous_tqdm
     return target
 
 

@@ -76,3 +76,15 @@ def test_every_kind_of_input_round_trips_through_the_embedded_model(name, embedd
     archive, _ = compress_bytes(data, embedded, CompressSettings(max_steps=0), nats_per_chunk=90.0,
                                 chunk_tokens_default=32)
     assert extract_archive(decode_archive(encode_archive(archive)), embedded) == data
+
+
+def test_first_gguf_conversion_prints_nothing(tmp_path, monkeypatch, capfd):
+    """The one-time GGUF conversion must not draw transformers' tqdm bar: it would break
+    --quiet and --json on a user's first run (the shared test cache hides that first run)."""
+    from memzip.models import _dequantized_cache, resolve_model
+
+    monkeypatch.setenv("MEMZIP_CACHE", str(tmp_path))
+    target = _dequantized_cache(resolve_model("embedded"))
+    assert (target / "model.safetensors").is_file()
+    captured = capfd.readouterr()
+    assert captured.err == "" and captured.out == ""
