@@ -43,6 +43,7 @@ def decode_errors(vectors: torch.Tensor, dtype: str) -> int:
 
 
 cache = Path(f"/tmp/mz/warm/float32-{length}-{seed}.pt")
+cache.parent.mkdir(parents=True, exist_ok=True)
 began = time.time()
 if cache.exists():
     base = torch.load(cache)
