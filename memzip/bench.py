@@ -11,54 +11,28 @@ time, and optimizer steps on the whole batch against one chunk at a time.
 
 from __future__ import annotations
 
-import random
 import statistics
 import time
 from dataclasses import replace
-from importlib import resources
 
 import torch
 
-from memzip.archive import fit_and_decode
-from memzip.errors import UsageError
-from memzip.decoder import greedy_decode
-from memzip.optimize import RECIPES, fit_chunks, initial_vectors, sink_tokens
-from memzip.textcodec import TextCodec
-
-
-def sample_text(kind: str, seed: int = 0, words: int = 2000) -> str:
-    """Book text (Alice in Wonderland, ch. 1) or random words drawn uniformly from the authors'
-    vocabulary (a 4000-word sample of vocab_100k shipped with memzip), like the paper's."""
-    data = resources.files("memzip") / "data"
-    if kind == "book":
-        return (data / "book.txt").read_text(encoding="utf-8")
-    if kind == "random":
-        vocabulary = (data / "words.txt").read_text(encoding="utf-8").split()
-        rng = random.Random(seed)
-        return " ".join(rng.choice(vocabulary) for _ in range(words))
-    raise ValueError(kind)
-
-
-def bench_chunks(loaded, kind: str, count: int, chunk_tokens: int, seed: int = 0) -> list[list[int]]:
-    """`count` chunks of exactly `chunk_tokens` tokens, picked at random (seeded) among the
-    back-to-back spans of the sample text."""
-    tokens = TextCodec(loaded.tokenizer).tokenize(sample_text(kind, seed))
-    if chunk_tokens > len(tokens):
-        raise UsageError(f"the {kind} sample text has {len(tokens)} tokens, fewer than a chunk of {chunk_tokens}",
-                         hint=f"Use lengths (times vectors) of at most {len(tokens)}.")
-    spans = [(start, start + chunk_tokens) for start in range(0, len(tokens) - chunk_tokens + 1, chunk_tokens)]
-    rng = random.Random(seed)
-    picked = sorted(rng.sample(range(len(spans)), min(count, len(spans))))
-    return [tokens[spans[i][0]:spans[i][1]] for i in picked]
+from memzip.decoder import _cache_argument, _cache_of, decode_group, start_embeddings
+from memzip.engine import fit_and_decode
+from memzip.layout import Layout
+from memzip.optimize import VectorSpace, fit_chunks, initial_vectors, recipe_layout
+from memzip.options import DEFAULT_MARGIN
+from memzip.recipes import RECIPES, get_recipe
+from memzip.samples import bench_chunks
 
 
 def run_recipe(loaded, chunks, recipe, seed: int = 0, mem_vectors: int = 1) -> dict:
-    prefix = sink_tokens(loaded.tokenizer) if recipe.sink_prefix else []
     began = time.perf_counter()
-    done = fit_and_decode(loaded, chunks, recipe, mem_vectors=mem_vectors, seed=seed, prefix=prefix)
-    fits, decoded = done.fits, done.decoded
+    done = fit_and_decode(loaded, chunks, recipe, VectorSpace(mem_vectors), recipe_layout(recipe, loaded.tokenizer),
+                          DEFAULT_MARGIN["float32"], seed=seed)
+    fits, misses = done.fits, done.decoded.misses
     seconds = time.perf_counter() - began
-    lossless = [not d.corrections for d in decoded]
+    lossless = [m == 0 for m in misses]
     steps = sorted(f.steps for f, ok in zip(fits, lossless) if ok)
     total_tokens = sum(len(c) for c in chunks)
     return {
@@ -74,24 +48,25 @@ def run_recipe(loaded, chunks, recipe, seed: int = 0, mem_vectors: int = 1) -> d
         "tokens_per_second": round(total_tokens / seconds, 3),
         "lossless_tokens_per_second": round(sum(len(c) for c, ok in zip(chunks, lossless) if ok) / seconds, 3),
         "final_loss_median": round(statistics.median(f.loss for f in fits), 4),
-        "corrections": sum(len(d.corrections) for d in decoded),
+        "corrections": sum(misses),
     }
 
 
 def batching_gain(loaded, chunks, steps: int = 5, seed: int = 0) -> dict:
     """Decode and optimize all chunks in one batch vs one at a time, same vectors, same run."""
     model = loaded.model
-    vectors = initial_vectors(model, len(chunks), 1, seed).to(device=loaded.device, dtype=loaded.dtype)
+    vectors = initial_vectors(model, len(chunks), 1, seed)
     lengths = [len(c) for c in chunks]
+    layout, margin = Layout(), DEFAULT_MARGIN["float32"]
     began = time.perf_counter()
-    together = greedy_decode(model, vectors, lengths)
+    decode_group(model, lengths, layout, margin, vectors=vectors, targets=chunks)
     batched = time.perf_counter() - began
     began = time.perf_counter()
-    alone = [greedy_decode(model, vectors[i:i + 1], lengths[i:i + 1])[0] for i in range(len(chunks))]
+    for i in range(len(chunks)):
+        decode_group(model, lengths[i:i + 1], layout, margin, vectors=vectors[i:i + 1], targets=chunks[i:i + 1])
     single = time.perf_counter() - began
-    # Note: batched and single decodes may differ in low-order bits; memzip always decodes with
-    # the batch layout recorded in the archive, so this comparison is about speed only.
-    del together, alone
+    # Batched and single decodes may differ in low-order bits; memzip always decodes with the
+    # batch layout recorded in the archive, so this comparison is about speed only.
     fixed = replace(RECIPES["default"], max_steps=steps, margin=float("inf"), patience=steps + 1)
     began = time.perf_counter()
     fit_chunks(model, chunks, fixed, seed=seed)
@@ -119,7 +94,7 @@ def run_bench(loaded, texts: list[str], recipes: list[str], count: int, chunk_to
     for kind in texts:
         chunks = bench_chunks(loaded, kind, count, chunk_tokens, seed)
         for name in recipes:
-            recipe = RECIPES[name] if max_steps is None else replace(RECIPES[name], max_steps=max_steps)
+            recipe = get_recipe(name, max_steps)
             row = {"texts": kind, **run_recipe(loaded, chunks, recipe, seed)}
             results.append(row)
             if on_result:
@@ -170,12 +145,12 @@ def _headline(results: list[dict], max_steps: int | None) -> dict:
 @torch.no_grad()
 def _decoder_logits(model, vectors: torch.Tensor, chunks: list[list[int]]) -> torch.Tensor:
     """Logits of the KV-cache decoder fed the true tokens: [B, L, V] (all chunks of equal length)."""
-    output = model(inputs_embeds=vectors, use_cache=True)
-    cache, steps = output.past_key_values, [output.logits[:, -1].float()]
+    cache_arg = _cache_argument(model)
+    output = model(inputs_embeds=start_embeddings(model, len(chunks), Layout(), vectors), use_cache=True)
+    steps = [output.logits[:, -1].float()]
     tokens = torch.tensor(chunks, device=vectors.device)
     for position in range(tokens.shape[1] - 1):
-        output = model(input_ids=tokens[:, position:position + 1], past_key_values=cache, use_cache=True)
-        cache = output.past_key_values
+        output = model(input_ids=tokens[:, position:position + 1], use_cache=True, **{cache_arg: _cache_of(output)})
         steps.append(output.logits[:, -1].float())
     return torch.stack(steps, dim=1)
 

@@ -24,15 +24,15 @@ from __future__ import annotations
 
 import math
 import statistics
-from dataclasses import replace
-
 import torch
 import torch.nn.functional as F
 
-from memzip import quantize
-from memzip.archive import fit_and_decode
-from memzip.bench import bench_chunks
-from memzip.optimize import RECIPES, sink_tokens
+from memzip.samples import bench_chunks
+from memzip.engine import fit_and_decode
+from memzip.format import vectors as storage
+from memzip.optimize import VectorSpace, recipe_layout
+from memzip.options import DEFAULT_MARGIN
+from memzip.recipes import get_recipe
 
 
 def theoretical_capacity(d_model: int, vocab_size: int, bits: int = 16) -> float:
@@ -57,10 +57,10 @@ def baseline_scores(loaded, chunks: list[list[int]]) -> list[tuple[float, float]
 
 def measure(loaded, kinds: list[str], lengths: list[int], samples: int, mem_vectors: int,
             recipe_name: str = "default", max_steps: int | None = None, seed: int = 0, on_row=None,
-            storage: str = "float32", code_dims: int | None = None) -> dict:
-    recipe = RECIPES[recipe_name] if max_steps is None else replace(RECIPES[recipe_name], max_steps=max_steps)
-    prefix = sink_tokens(loaded.tokenizer) if recipe.sink_prefix else []
-    vector_bytes = quantize.bytes_per_vector(storage, code_dims or loaded.d_model) * mem_vectors
+            vector_dtype: str = "float32", code_dims: int | None = None) -> dict:
+    recipe = get_recipe(recipe_name, max_steps)
+    layout = recipe_layout(recipe, loaded.tokenizer)
+    vector_bytes = storage.bytes_per_vector(vector_dtype, code_dims or loaded.d_model) * mem_vectors
     rows = []
     points = []  # per chunk, for the plot: CE without vs with
     for kind in kinds:
@@ -69,9 +69,9 @@ def measure(loaded, kinds: list[str], lengths: list[int], samples: int, mem_vect
             picked = bench_chunks(loaded, kind, samples, length, seed)
             chunks += picked
             sizes += [length] * len(picked)
-        done = fit_and_decode(loaded, chunks, recipe, mem_vectors=mem_vectors, seed=seed, storage=storage,
-                              code_dims=code_dims, prefix=prefix)
-        fits, decoded = done.fits, done.decoded
+        done = fit_and_decode(loaded, chunks, recipe, VectorSpace(mem_vectors, vector_dtype, code_dims), layout,
+                              DEFAULT_MARGIN["float32"], seed=seed)
+        fits, misses = done.fits, done.decoded.misses
         alone = baseline_scores(loaded, chunks)
         for length in lengths:
             idx = [i for i, s in enumerate(sizes) if s == length]
@@ -81,17 +81,17 @@ def measure(loaded, kinds: list[str], lengths: list[int], samples: int, mem_vect
             acc_without = statistics.mean(alone[i][0] for i in idx)
             ce_with = statistics.mean(fits[i].loss * length for i in idx)
             ce_without = statistics.mean(alone[i][1] for i in idx)
-            greedy_acc = statistics.mean(1 - len(decoded[i].corrections) / length for i in idx)
+            greedy_acc = statistics.mean(1 - misses[i] / length for i in idx)
             token_gain = (acc_with - acc_without) * length
             text_bytes = statistics.mean(len(loaded.tokenizer.decode(chunks[i]).encode("utf-8")) for i in idx)
             row = {
                 "texts": kind, "tokens": length, "mem_vectors": mem_vectors, "samples": len(idx),
-                "vector_dtype": storage, "code_dims": code_dims,
+                "vector_dtype": vector_dtype, "code_dims": code_dims,
                 "teacher_forced_accuracy": round(acc_with, 4),
                 "greedy_accuracy": round(greedy_acc, 4),
                 "accuracy_without_mem": round(acc_without, 4),
                 "exact_teacher_forced": sum(fits[i].accuracy == 1.0 for i in idx),
-                "exact_greedy": sum(not decoded[i].corrections for i in idx),
+                "exact_greedy": sum(misses[i] == 0 for i in idx),
                 "token_gain": round(token_gain, 2),
                 "ce_without_nats": round(ce_without, 2),
                 "ce_with_nats": round(ce_with, 2),
@@ -108,7 +108,7 @@ def measure(loaded, kinds: list[str], lengths: list[int], samples: int, mem_vect
             if on_row:
                 on_row(row)
             points += [{"texts": kind, "tokens": length, "ce_without": alone[i][1],
-                        "ce_with": fits[i].loss * length, "exact": not decoded[i].corrections} for i in idx]
+                        "ce_with": fits[i].loss * length, "exact": misses[i] == 0} for i in idx]
     return {"rows": rows, "points": points}
 
 
@@ -125,20 +125,20 @@ def decoding_capacity(rows: list[dict], key: str) -> dict:
 
 
 def run_capacity(loaded, kinds, lengths, samples, vector_counts, max_steps=None, seed=0, on_row=None,
-                 storage: str = "float32", code_dims: int | None = None, recipe: str = "default") -> dict:
+                 vector_dtype: str = "float32", code_dims: int | None = None, recipe: str = "default") -> dict:
     """`lengths` are per vector: with k vectors, chunks of k * L tokens are measured."""
     rows, points = [], []
     for count in vector_counts:
         result = measure(loaded, kinds, [length * count for length in lengths], samples, count,
-                         recipe_name=recipe, max_steps=max_steps, seed=seed, on_row=on_row, storage=storage,
-                         code_dims=code_dims)
+                         recipe_name=recipe, max_steps=max_steps, seed=seed, on_row=on_row,
+                         vector_dtype=vector_dtype, code_dims=code_dims)
         rows += result["rows"]
         points += [{**p, "mem_vectors": count} for p in result["points"]]
     identity = loaded.identity
     return {
         "model": identity.name, "d_model": identity.d_model, "vocab_size": identity.vocab_size,
         "device": loaded.device.type, "recipe": recipe, "max_steps": max_steps, "seed": seed,
-        "vector_dtype": storage, "code_dims": code_dims, "lengths_per_vector": lengths,
+        "vector_dtype": vector_dtype, "code_dims": code_dims, "lengths_per_vector": lengths,
         "L_max_eq1": round(theoretical_capacity(identity.d_model, identity.vocab_size), 1),
         "decoding_capacity_teacher_forced": decoding_capacity(rows, "teacher_forced_accuracy"),
         "decoding_capacity_greedy": decoding_capacity(rows, "greedy_accuracy"),

@@ -6,6 +6,7 @@ print one line and a hint and exit non-zero; MEMZIP_DEBUG=1 shows the traceback.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -19,6 +20,7 @@ from rich.console import Console
 
 from memzip import __version__
 from memzip.errors import MemzipError, UsageError
+from memzip.recipes import RECIPES, get_recipe
 
 app = typer.Typer(
     name="memzip",
@@ -39,16 +41,14 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Alias (see `memzip models`), hub id[@revision], model directory or .gguf file.")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")]
-DtypeOpt = Annotated[str, typer.Option("--dtype", help="Model dtype: float32, bfloat16 or float16.")]
+DtypeOpt = Annotated[str, typer.Option("--dtype", help="Model dtype: auto, float32, bfloat16 or float16.")]
 OutputOpt = Annotated[Optional[Path], typer.Option("--output", "-o", help="Output file.")]
 ForceOpt = Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existing output; extract even if the model differs.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or messages on stderr.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print a JSON result on stdout (implies no progress).")]
 ArchiveArg = Annotated[Path, typer.Argument(help="A .memz archive.", show_default=False)]
-# Written out rather than built from optimize.RECIPES so that --help does not import torch;
-# tests/test_cli.py checks that every recipe is named here.
-RECIPE_HELP = ("Optimization recipe: default; long or long-hinge (2000 cosine-decayed steps, for chunks "
-               "near capacity, e.g. 96 tokens on the embedded model); paper; no-sink; paper-sink.")
+RECIPE_HELP = ("How [mem] vectors are fitted: " + ", ".join(RECIPES) + " (long, long-hinge: 2000 cosine-decayed "
+               "steps for chunks near capacity; paper: the authors' code as it runs).")
 RecipeOpt = Annotated[str, typer.Option("--recipe", help=RECIPE_HELP)]
 
 
@@ -91,26 +91,60 @@ def _say(quiet: bool, message: str) -> None:
         err.print(message, markup=False)
 
 
+# --- progress ---------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def progress_bar(enabled: bool):
+    """A rich bar on stderr (chunks done, ETA, the optimizer's numbers) fed by the library's plain
+    progress callback; yields None when disabled."""
+    if not enabled:
+        yield None
+        return
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
+
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("chunks"),
+                   TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[detail]}"),
+                   console=err, transient=False)
+    tasks: dict[str, int] = {}
+
+    def on_progress(event) -> None:
+        if event.stage not in tasks:
+            tasks[event.stage] = bar.add_task(event.stage, total=event.total, detail=f"{event.tokens} tokens")
+        detail = {}
+        if event.step is not None:
+            if event.step % 5:
+                return
+            detail["detail"] = (f"step {event.step}  loss {event.loss:.3f}  acc {event.accuracy:.3f}  "
+                                f"({event.active} in work)")
+        bar.update(tasks[event.stage], completed=event.done, **detail)
+
+    with bar:
+        yield on_progress
+
+
 # --- commands -------------------------------------------------------------------------------------
 
 
 @app.command()
 @reports_errors
 def compress(
-    file: Annotated[str, typer.Argument(help="Text file to compress ('-' for stdin, then -o is required).", show_default=False)],
+    file: Annotated[str, typer.Argument(help="File to compress ('-' for stdin, then -o is required).", show_default=False)],
     model: ModelOpt = "embedded",
     output: OutputOpt = None,
+    mem_vectors: Annotated[int, typer.Option("--mem-vectors", help="[mem] vectors fitted per chunk (the paper's method). 0: the model codes the text alone, fewest bytes and no fitting.")] = 0,
+    chunk_tokens: Annotated[Optional[int], typer.Option("--chunk-tokens", help="Tokens per chunk (default: 512 without vectors; the model's registry length with vectors).")] = None,
+    margin: Annotated[Optional[float], typer.Option("--margin", help="Logit differences the archive tolerates on another machine, x2 (default: 0.01 for float32 models, 0.5 for bfloat16). Larger: more portable, more bytes.")] = None,
+    recipe: RecipeOpt = "default",
     max_steps: Annotated[Optional[int], typer.Option("--max-steps", help="Optimizer steps per chunk at most (default: the recipe's).")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the vectors' random start.")] = 0,
-    chunk_tokens: Annotated[Optional[int], typer.Option("--chunk-tokens", help="Tokens per chunk (default: the model's).")] = None,
-    mem_vectors: Annotated[int, typer.Option("--mem-vectors", help="[mem] vectors per chunk.")] = 1,
-    chunking: Annotated[str, typer.Option("--chunking", help="auto (information unless --chunk-tokens), information (cut by the text's cross-entropy; registry models), or length.")] = "auto",
-    recipe: RecipeOpt = "default",
-    vector_dtype: Annotated[str, typer.Option("--vector-dtype", help="Storage of vectors: float32, float16, int8, int6, int5, int4, int3 or int2 (fitted with the rounding in the loop; always verified).")] = "float16",
-    code_dims: Annotated[Optional[int], typer.Option("--code-dims", help="Store each vector as a code of this many numbers in a fixed random subspace (fewer bytes per vector; default: whole vectors).")] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Chunks optimized and decoded together.")] = 8,
+    chunking: Annotated[str, typer.Option("--chunking", help="With vectors: auto (information unless --chunk-tokens), information (cut by the text's cross-entropy; registry models), or length.")] = "auto",
+    vector_dtype: Annotated[str, typer.Option("--vector-dtype", help="Storage of vectors: float32, float16, int8, int6, int5, int4, int3 or int2 (fitted with the rounding in the loop).")] = "float16",
+    code_dims: Annotated[Optional[int], typer.Option("--code-dims", help="Store each vector as a code of this many numbers in a fixed random subspace.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Chunks decoded (and fitted) together (default: 32 without vectors, 8 with).")] = None,
     device: DeviceOpt = "auto",
-    dtype: DtypeOpt = "float32",
+    dtype: DtypeOpt = "auto",
     force: ForceOpt = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its journal (running the same command again does this too).")] = False,
     quiet: QuietOpt = False,
@@ -118,35 +152,39 @@ def compress(
 ):
     """Compress FILE into a .memz archive (FILE.memz beside it unless -o).
 
-    Every chunk is decoded by the same greedy decoder extraction uses, and whatever it gets wrong
-    is stored as a correction, so extraction is exact however far optimization got.
+    The model greedy-decodes every chunk; the archive stores, for each token, which of the
+    model's candidates to take (almost always its first). With --mem-vectors N, N trained
+    vectors per chunk steer the model first (Kuratov et al. 2025). Extraction is exact either way.
 
     \b
     Examples:
-      memzip compress examples/alice.txt
-      memzip compress notes.txt -o notes.memz --max-steps 100 --seed 1
-      memzip compress book.txt --vector-dtype int4 --code-dims 128   # fewest bytes
+      memzip compress book.txt                        # fewest bytes: the model alone
+      memzip compress book.txt -m llama-3.2-1b --device cuda
+      memzip compress notes.txt --mem-vectors 1       # the paper's [mem] vectors
+      memzip compress notes.txt --mem-vectors 1 --vector-dtype int4 --recipe paper
       cat log.txt | memzip compress - -o log.memz
 
     Finished chunks are journaled in OUT.journal; after Ctrl-C or a crash, run the same command
     again (or add --resume) to continue.
     """
-    from memzip.api import compress_file
+    from memzip.api import CompressOptions, compress_file
 
     if file == "-" and output is None:
         raise UsageError("compressing stdin needs an output name", hint="Add -o OUT.memz.")
     target = output or Path(file).with_suffix(".memz")
-    result = compress_file(file, target, model=model, max_steps=max_steps, seed=seed,
-                           chunk_tokens=chunk_tokens, mem_vectors=mem_vectors, chunking=chunking, recipe=recipe,
-                           vector_dtype=vector_dtype, code_dims=code_dims, batch_size=batch_size, device=device,
-                           dtype=dtype, force=force, resume=resume, show_progress=not (quiet or json_out))
+    options = CompressOptions(mem_vectors=mem_vectors, chunk_tokens=chunk_tokens, chunking=chunking, recipe=recipe,
+                              max_steps=max_steps, seed=seed, vector_dtype=vector_dtype, code_dims=code_dims,
+                              batch_size=batch_size, margin=margin)
+    with progress_bar(not (quiet or json_out)) as on_progress:
+        result = compress_file(file, target, options, model=model, device=device, dtype=dtype, force=force,
+                               resume=resume, on_progress=on_progress)
     if json_out:
         _emit_json(result)
     else:
-        _say(quiet, f"wrote {result['output']}: {result['original_bytes']} -> {result['memz_bytes']} bytes, "
-                    f"{result['tokens']} tokens in {result['chunks']} chunks "
-                    f"({result['tokens_per_vector']} tokens/vector), {result['corrections']} corrections, "
-                    f"{result['seconds']:.1f} s")
+        vectors = f", {result['tokens_per_vector']} tokens/vector" if result["vectors"] else ""
+        _say(quiet, f"wrote {result['output']}: {result['original_bytes']} -> {result['memz_bytes']} bytes "
+                    f"({result['bits_per_byte']} bits/byte; xz -9: {result['xz_bytes']}), "
+                    f"{result['tokens']} tokens in {result['chunks']} chunks{vectors}, {result['seconds']:.1f} s")
 
 
 @app.command()
@@ -174,8 +212,9 @@ def extract(
 
     if stdout and output is not None:
         raise UsageError("--stdout and -o exclude each other")
-    result = extract_file(archive, output, to_stdout=stdout, model=model, device=device, force=force,
-                          show_progress=not (quiet or json_out))
+    with progress_bar(not (quiet or json_out)) as on_progress:
+        result = extract_file(archive, output, to_stdout=stdout, model=model, device=device, force=force,
+                              on_progress=on_progress)
     if json_out:
         _emit_json(result)
     elif not stdout:
@@ -185,7 +224,8 @@ def extract(
 @app.command()
 @reports_errors
 def stats(archive: ArchiveArg, json_out: JsonOpt = False):
-    """Compression report: tokens per vector (the paper's ratio) and bytes beside zstd -19 and xz -9."""
+    """Where the bytes went: bits per byte beside zstd -19, xz -9 and the model's ideal; vectors
+    (tokens per vector, the paper's ratio, and what each saved against what it cost)."""
     from memzip.api import archive_report
 
     report = archive_report(archive)
@@ -194,23 +234,32 @@ def stats(archive: ArchiveArg, json_out: JsonOpt = False):
         return
     from rich.table import Table
 
-    table = Table(title=f"{archive}", show_header=False, box=None)
+    sizes = report["bytes"]
     rows = [
-        ("model", report["model"]),
-        ("tokens / chunks / vectors", f"{report['tokens']} / {report['chunks']} / {report['vectors']} "
-                                      f"({report['mem_vectors_per_chunk']} per chunk, {report['vector_dtype']}"
-                                      + (f", {report['code_dims']}-number codes" if report["code_dims"] else "")
-                                      + f", {report['bytes_per_vector']} bytes each)"),
-        ("tokens per vector (token ratio)", f"{report['tokens_per_vector']}"),
-        ("corrections", f"{report['corrections']} ({report['corrections_per_token']:.2%} of tokens; "
-                        f"{report['chunks_exact_without_corrections']} of {report['chunks']} chunks need none)"),
-        ("original", f"{report['original_bytes']} bytes"),
-        (".memz", f"{report['memz_bytes']} bytes  (x{report['byte_ratio']}, {report['bits_per_byte']} bits/byte)"),
-        ("zstd -19", f"{report['zstd_bytes']} bytes  (x{report['zstd_ratio']})"),
-        ("xz -9", f"{report['xz_bytes']} bytes  (x{report['xz_ratio']})"),
+        ("model", f"{report['model']} ({report['mode']}, margin {report['margin']:g})"),
+        ("original", f"{report['original_bytes']} bytes, {report['tokens']} tokens in {report['chunks']} chunks"),
+        (".memz", f"{report['memz_bytes']} bytes  x{report['byte_ratio']}  {report['bits_per_byte']} bits/byte"),
+        ("zstd -19", f"{report['zstd_bytes']} bytes  x{report['zstd_ratio']}  {report['zstd_bits_per_byte']} bits/byte"),
+        ("xz -9", f"{report['xz_bytes']} bytes  x{report['xz_ratio']}  {report['xz_bits_per_byte']} bits/byte"),
+        ("model's ideal", f"{report['model_only_ideal_bits_per_byte']} bits/byte (its cross-entropy, no vectors)"),
+        ("bytes", f"header {sizes['header']}, payload {sizes['payload']} (residual {sizes['residual_raw']}"
+                  + (f", vectors {sizes['vectors_raw']}" if report["vectors"] else "") + f"), framing {sizes['framing']}"),
+        ("greedy misses", f"{report['corrections']} tokens not the model's first choice; "
+                          f"{report['chunks_exact_without_corrections']} of {report['chunks']} chunks have none"),
     ]
+    if report["vectors"]:
+        rows += [
+            ("vectors", f"{report['vectors']} ({report['mem_vectors_per_chunk']} per chunk, {report['vector_dtype']}"
+                        + (f", {report['code_dims']}-number codes" if report["code_dims"] else "")
+                        + f", {report['bytes_per_vector']} bytes each)"),
+            ("tokens per vector", f"{report['tokens_per_vector']} (the paper's ratio; not a byte ratio)"),
+        ]
+        if "saved_bits_per_vector" in report:
+            rows.append(("per vector", f"saved {report['saved_bits_per_vector']} bits of cross-entropy, "
+                                       f"cost {report['stored_bits_per_vector']} bits stored"))
+    table = Table(title=str(archive), show_header=False, box=None)
     for key, value in rows:
-        table.add_row(key, str(value))
+        table.add_row(key, value)
     Console(highlight=False).print(table)
 
 
@@ -220,9 +269,9 @@ def info(archive: ArchiveArg, json_out: JsonOpt = False):
     """Show an archive's header (model, fingerprints, settings) without loading any model."""
     from dataclasses import asdict
 
-    from memzip.container import read_header
+    from memzip.api import archive_header
 
-    header = asdict(read_header(archive))
+    header = asdict(archive_header(archive))
     if json_out:
         _emit_json(header)
         return
@@ -283,16 +332,13 @@ def bench(
     """
     from memzip.bench import run_bench
     from memzip.models import load_model, resolve_model
-    from memzip.optimize import RECIPES
+    from memzip.samples import check_text_sets
 
     text_sets = [t.strip() for t in texts.split(",") if t.strip()]
     recipe_names = [r.strip() for r in recipes.split(",") if r.strip()]
     for name in recipe_names:
-        if name not in RECIPES:
-            raise UsageError(f"unknown recipe {name!r}", hint="Choose from: " + ", ".join(RECIPES))
-    for name in text_sets:
-        if name not in ("book", "random"):
-            raise UsageError(f"unknown text set {name!r}", hint="Use book and/or random.")
+        get_recipe(name)  # an unknown recipe is a usage error before the model loads
+    check_text_sets(text_sets)
     if quick:
         chunks, chunk_tokens, max_steps = 2, 12, 150 if max_steps is None else max_steps
     loaded = load_model(resolve_model(model), device=device, dtype=dtype)
@@ -345,9 +391,9 @@ def capacity(
       memzip capacity --texts book --lengths 32,48,64 --vector-dtype int4
     """
     from memzip.capacity import plot, run_capacity
+    from memzip.format.vectors import STORAGE_DTYPES
+    from memzip.samples import check_text_sets
     from memzip.models import load_model, resolve_model
-    from memzip.optimize import get_recipe
-    from memzip.quantize import STORAGE_DTYPES
 
     if vector_dtype not in STORAGE_DTYPES:
         raise UsageError(f"unknown vector dtype {vector_dtype!r}", hint="Use " + ", ".join(STORAGE_DTYPES) + ".")
@@ -355,9 +401,7 @@ def capacity(
         raise UsageError("--code-dims must be at least 1")
 
     kinds = _csv(texts, str)
-    for kind in kinds:
-        if kind not in ("book", "random"):
-            raise UsageError(f"unknown text set {kind!r}", hint="Use book and/or random.")
+    check_text_sets(kinds)
     length_list, vector_list = _csv(lengths, int), _csv(vectors, int)
     if quick:
         length_list, samples, vector_list = [8, 16, 32], 2, [1]
@@ -375,7 +419,7 @@ def capacity(
                                 f"{row['text_bytes_per_vector_byte']} text bytes per vector byte")
 
     report = run_capacity(loaded, kinds, length_list, samples, vector_list, max_steps, seed, on_row=show,
-                          storage=vector_dtype, code_dims=code_dims, recipe=recipe)
+                          vector_dtype=vector_dtype, code_dims=code_dims, recipe=recipe)
     if plot_path is not None:
         if plot(report, plot_path):
             _say(quiet or json_out, f"wrote {plot_path}")

@@ -1,96 +1,114 @@
-"""Greedy decoding from [mem] vectors: the one code path that compression and extraction share.
+"""Greedy decoding steered by the archive: the one code path that compression and extraction share.
 
-Why one path: teacher-forced accuracy 1.0 does not mean greedy decoding reproduces the text
-(the full-sequence forward used in training and the incremental KV-cache forward used here
-differ in low-order bits, and near-ties flip). So compression runs *this* decoder on the final
-vectors, with the true tokens known, and records a correction wherever the decoder would go
-wrong. Extraction runs the same decoder with those corrections and feeds the model exactly the
-same tokens in exactly the same batch shapes, so it reproduces the text by construction.
+Every chunk is decoded from its start (the layout's fixed tokens around the chunk's [mem]
+vectors, if it has any) with the model's KV cache, one token per step, a group of chunks at a
+time. At each step:
 
-A correction *forces* the token at that step and decoding continues from it (re-anchoring);
-patching the output afterwards would not work, since one wrong token derails all later ones.
-Positions where the right token leads by less than `force_margin` are forced too, so that
-another machine's rounding cannot flip them.
+- compression knows the true token and *names* it (memzip/ranking.py), producing the choices
+  the archive stores;
+- extraction reads those choices and *picks* the token they name.
+
+Both feed the model exactly the same tokens in exactly the same batch shapes, so on the same
+machine extraction sees the very logits compression saw, and elsewhere it tolerates the
+rounding differences the archive's margin allows.
+
+Why not trust teacher-forced training instead? Accuracy 1.0 under teacher forcing does not mean
+greedy decoding reproduces the text: the full-sequence forward of training and this incremental
+forward differ in low-order bits, and near-ties flip. Running this decoder at compression time
+is what makes extraction exact by construction.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import inspect
+import math
+from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
+
+from memzip.format.residual import Choices
+from memzip.layout import Layout
+from memzip.ranking import name_tokens, pick_tokens
 
 
 @dataclass
-class ChunkDecode:
-    tokens: list[int]
-    corrections: dict[int, int]  # position -> forced token
+class GroupDecode:
+    tokens: list[list[int]]  # per chunk
+    choices: Choices  # in decoding order (step by step, chunk by chunk)
+    misses: list[int]  # per chunk: tokens that were not the model's first choice (rank > 0)
+    ce_bits: list[float] = field(default_factory=list)  # per chunk, compression only: -log2 p(token)
+
+
+def start_embeddings(model, batch: int, layout: Layout, vectors: torch.Tensor | None) -> torch.Tensor:
+    """[batch, positions, d]: prefix embeddings, the vectors (if any), infix embeddings."""
+    embed = model.get_input_embeddings()
+    device, dtype = embed.weight.device, embed.weight.dtype
+
+    def tokens(ids):
+        return embed(torch.tensor(list(ids), dtype=torch.long, device=device))[None].expand(batch, -1, -1)
+
+    parts = [tokens(layout.prefix)]
+    if vectors is not None:
+        parts.append(vectors.to(device=device, dtype=dtype))
+    parts.append(tokens(layout.infix))
+    start = torch.cat(parts, dim=1)
+    if start.shape[1] == 0:
+        raise ValueError("a chunk needs at least one start position (a layout token or a vector)")
+    return start
 
 
 @torch.no_grad()
-def greedy_decode(
-    model,
-    vectors: torch.Tensor,
-    lengths: list[int],
-    corrections: list[dict[int, int]] | None = None,
-    targets: list[list[int]] | None = None,
-    force_margin: float = 0.0,
-    prefix: list[int] = (),
-) -> list[ChunkDecode]:
-    """Decode one group of chunks together.
-
-    vectors: [B, M, D] in the model's dtype and device. lengths: tokens per chunk.
-    Extraction passes `corrections` (from the archive). Compression passes `targets` (the true
-    tokens) and gets back the corrections that make decoding exact. `prefix`: fixed token ids
-    before the vectors (the archive's decode.prefix_tokens).
-    """
-    batch = vectors.shape[0]
-    assert len(lengths) == batch
-    known = corrections if corrections is not None else [{} for _ in range(batch)]
-    found: list[dict[int, int]] = [{} for _ in range(batch)]
-    produced: list[list[int]] = [[] for _ in range(batch)]
-    steps = max(lengths, default=0)
+def decode_group(model, lengths: list[int], layout: Layout, margin: float, *, vectors: torch.Tensor | None = None,
+                 targets: list[list[int]] | None = None, choices: Choices | None = None,
+                 where: str = "group") -> GroupDecode:
+    """Decode one group of chunks: with `targets` (compression) name them and return the
+    choices; with `choices` (extraction) return the tokens they name. `vectors`: [B, M, d]."""
+    assert (targets is None) != (choices is None)
+    batch, steps = len(lengths), max(lengths, default=0)
     if steps == 0:
-        return []
-
-    embed = model.get_input_embeddings()
-    prefix_ids = torch.tensor(list(prefix), dtype=torch.long, device=vectors.device)
-    prefix_embeds = embed(prefix_ids)[None].expand(batch, -1, -1).to(vectors.dtype)
-    output = model(inputs_embeds=torch.cat([prefix_embeds, vectors], dim=1), use_cache=True, logits_to_keep=1)
-    cache = output.past_key_values
-    logits = output.logits[:, -1, :].float()
+        return GroupDecode([[] for _ in lengths], Choices(), [0] * batch, [0.0] * batch)
+    produced: list[list[int]] = [[] for _ in range(batch)]
+    stream = Choices() if targets is not None else choices  # filled (compression) or read (extraction)
+    ce = [0.0] * batch
+    misses = [0] * batch
+    cursor = 0  # choices of earlier steps
+    cache_arg = _cache_argument(model)
+    output = model(inputs_embeds=start_embeddings(model, batch, layout, vectors), use_cache=True, logits_to_keep=1)
     for position in range(steps):
-        chosen = torch.argmax(logits, dim=-1)  # first index on ties: deterministic
-        chosen_list = chosen.tolist()
+        logits = output.logits[:, -1, :].float()
+        active = [b for b in range(batch) if position < lengths[b]]
+        rows = logits[active] if len(active) < batch else logits
+        here = slice(cursor, cursor + len(active))  # this step's choices
+        cursor = here.stop
         if targets is not None:
-            margins = _target_margins(logits, targets, position)
-        for b in range(batch):
-            if position >= lengths[b]:
-                continue  # finished chunks keep stepping so the batch shape never changes
-            if targets is not None:
-                want = targets[b][position]
-                if chosen_list[b] != want or margins[b] < force_margin:
-                    found[b][position] = want
-                    chosen_list[b] = want
-            elif position in known[b]:
-                chosen_list[b] = known[b][position]
-            produced[b].append(chosen_list[b])
+            wanted = [targets[b][position] for b in active]
+            name_tokens(rows, wanted, margin, into=stream)
+            log_probs = F.log_softmax(rows, dim=-1).gather(1, torch.tensor(wanted, device=rows.device)[:, None])
+            for b, lp in zip(active, log_probs[:, 0].tolist()):
+                ce[b] -= lp / math.log(2)
+            chosen = wanted
+        else:
+            chosen = pick_tokens(rows, stream.ranks[here], stream.bits[here], stream.hashes[here], margin,
+                                 where=f"{where}, token {position}")
+        for b, rank in zip(active, stream.ranks[here]):
+            misses[b] += rank > 0
+        next_ids = [0] * batch  # finished chunks keep stepping so the batch shape never changes
+        for b, token in zip(active, chosen):
+            produced[b].append(token)
+            next_ids[b] = token
         if position + 1 == steps:
             break
-        next_ids = torch.tensor(chosen_list, device=vectors.device)[:, None]
-        output = model(input_ids=next_ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
-        cache = output.past_key_values
-        logits = output.logits[:, -1, :].float()
-
-    results = []
-    for b in range(batch):
-        results.append(ChunkDecode(produced[b], found[b] if targets is not None else dict(known[b])))
-    return results
+        output = model(input_ids=torch.tensor(next_ids, device=logits.device)[:, None], use_cache=True,
+                       logits_to_keep=1, **{cache_arg: _cache_of(output)})
+    return GroupDecode(produced, stream, misses, ce)
 
 
-def _target_margins(logits: torch.Tensor, targets: list[list[int]], position: int) -> list[float]:
-    """logit(true token) - best other logit, per chunk (inf for finished chunks)."""
-    index = torch.tensor([t[position] if position < len(t) else 0 for t in targets], device=logits.device)
-    true = logits.gather(1, index[:, None])[:, 0]
-    others = logits.scatter(1, index[:, None], float("-inf")).max(dim=1).values
-    margins = (true - others).tolist()
-    return [m if position < len(t) else float("inf") for m, t in zip(margins, targets)]
+def _cache_argument(model) -> str:
+    """transformers renamed `past_key_values` to `cache` (5.2x); accept both."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def _cache_of(output):
+    cache = output.get("cache")
+    return cache if cache is not None else output.get("past_key_values")

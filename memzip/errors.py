@@ -72,6 +72,12 @@ class ModelLoadError(MemzipError):
     exit_code = 4
 
 
+class ModelOutputError(MemzipError):
+    """The model's output cannot be used (non-finite logits)."""
+
+    exit_code = 4
+
+
 class ModelMismatchError(MemzipError):
     """The model available now differs from the one the archive was made with."""
 

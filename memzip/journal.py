@@ -2,8 +2,8 @@
 
 Compressing a book takes hours; Ctrl-C, a kill or a crash must not throw that away. After each
 group of chunks, compression appends the group's result to `<output>.journal` beside the output
-and fsyncs it. Running the same command again (or with `--resume`) reads the journal, skips the
-groups already done and produces exactly the archive an uninterrupted run would have made
+and fsyncs it. Running the same command again (or with `--resume`) reads the journal once, skips
+the groups already done and produces exactly the archive an uninterrupted run would have made
 (each group's random start depends only on the seed and the group's position).
 
 File layout: a line of JSON identifying the job, then records of
@@ -17,29 +17,35 @@ import hashlib
 import json
 import os
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 
-from memzip.errors import OutputWriteError
+from memzip.errors import OutputWriteError, UsageError
 
 _LENGTH = struct.Struct("<Q")
-MAGIC = "memzip-journal-1"
+MAGIC = "memzip-journal-2"
 
 
 @dataclass
 class GroupResult:
+    """What compression keeps of one group of chunks."""
+
     first: int  # index of the group's first chunk
-    packed: np.ndarray  # stored vectors [n, M, stored width]
-    scales: np.ndarray | None  # per-vector scales of integer storage [n, M]
-    corrections: list[dict[int, int]]
-    steps: list[int]
-    losses: list[float]
-    accuracies: list[float]
-    seconds: float
+    residual: bytes  # the group's coded choices
+    digest: bytes  # 8 bytes over the group's tokens
+    misses: list[int]  # per chunk: tokens that were not the model's first choice
+    ce_bits: list[float]  # per chunk: cross-entropy under the decoder, bits
+    ce_without_vectors_bits: list[float] = field(default_factory=list)  # per chunk, same start without vectors
+    packed: np.ndarray | None = None  # stored vectors [n, M, width] (with vectors only)
+    scales: np.ndarray | None = None  # per-vector scales of integer storage [n, M]
+    steps: list[int] = field(default_factory=list)  # optimizer steps per chunk (with vectors)
+    losses: list[float] = field(default_factory=list)
+    accuracies: list[float] = field(default_factory=list)
+    seconds: float = 0.0
 
 
 def journal_path(output: Path) -> Path:
@@ -47,24 +53,41 @@ def journal_path(output: Path) -> Path:
 
 
 class Journal:
-    def __init__(self, path: Path, identity: dict):
+    def __init__(self, path: Path):
         self.path = path
-        self.identity = {"format": MAGIC, **identity}
+        self.identity: dict | None = None
 
-    def load(self) -> dict[int, GroupResult]:
-        """Finished groups from a journal of the same job; {} if there is none or it is another job's."""
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def open(self, identity: dict, require_match: bool = False) -> dict[int, GroupResult]:
+        """Start journaling this job. Returns the groups a journal of the same job already holds
+        (none if there is no journal, or it belongs to another job, which is then replaced).
+        `require_match`: a journal of another job is an error instead (`--resume`)."""
+        self.identity = {"format": MAGIC, **identity}
+        groups = self._read()
+        if groups is None:
+            if require_match:
+                raise UsageError(f"{self.path} belongs to another input, model or settings",
+                                 hint="Run with the same file and options as the interrupted run, or delete the journal.")
+            self._create()
+            return {}
+        return groups
+
+    def _read(self) -> dict[int, GroupResult] | None:
+        """The groups of a journal of this job; None if there is none or it is another job's."""
         try:
             data = self.path.read_bytes()
         except FileNotFoundError:
-            return {}
+            return None
         except OSError as exc:
             raise OutputWriteError(f"cannot read the journal {self.path}: {exc.strerror}") from None
         line_end = data.find(b"\n")
         try:
             if line_end < 0 or json.loads(data[:line_end]) != self.identity:
-                return {}
+                return None
         except ValueError:
-            return {}
+            return None
         groups: dict[int, GroupResult] = {}
         offset = line_end + 1
         while offset + _LENGTH.size <= len(data):
@@ -77,10 +100,7 @@ class Journal:
             offset = end + 32
         return groups
 
-    def start(self, keep: bool) -> None:
-        """Create the journal (or keep a matching one) before the first group is computed."""
-        if keep and self.path.exists():
-            return
+    def _create(self) -> None:
         try:
             with open(self.path, "wb") as f:
                 f.write(json.dumps(self.identity, sort_keys=True).encode() + b"\n")
@@ -89,7 +109,6 @@ class Journal:
         except OSError as exc:
             raise OutputWriteError(f"cannot write the journal {self.path}: {exc.strerror}",
                                    hint="The output directory must be writable.") from None
-        # Normalize the identity line: load() compares parsed JSON, so key order is irrelevant.
 
     def append(self, group: GroupResult) -> None:
         raw = _encode_group(group)
@@ -110,32 +129,29 @@ class Journal:
 
 
 def _encode_group(group: GroupResult) -> bytes:
-    positions = [p for c in group.corrections for p, _ in sorted(c.items())]
-    tokens = [t for c in group.corrections for _, t in sorted(c.items())]
     arrays = {
         "first": np.asarray([group.first], dtype=np.int64),
-        "packed": np.ascontiguousarray(group.packed),
-        "counts": np.asarray([len(c) for c in group.corrections], dtype=np.int64),
-        "positions": np.asarray(positions, dtype=np.int64),
-        "tokens": np.asarray(tokens, dtype=np.int64),
+        "residual": np.frombuffer(group.residual, dtype=np.uint8),
+        "digest": np.frombuffer(group.digest, dtype=np.uint8),
+        "misses": np.asarray(group.misses, dtype=np.int64),
+        "ce_bits": np.asarray(group.ce_bits, dtype=np.float64),
+        "ce_without_vectors_bits": np.asarray(group.ce_without_vectors_bits, dtype=np.float64),
         "steps": np.asarray(group.steps, dtype=np.int64),
         "losses": np.asarray(group.losses, dtype=np.float64),
         "accuracies": np.asarray(group.accuracies, dtype=np.float64),
         "seconds": np.asarray([group.seconds], dtype=np.float64),
     }
-    if group.scales is not None:
-        arrays["scales"] = np.ascontiguousarray(group.scales)
+    for name in ("packed", "scales"):
+        if getattr(group, name) is not None:
+            arrays[name] = np.ascontiguousarray(getattr(group, name))
     return st_save(arrays)
 
 
 def _decode_group(raw: bytes) -> GroupResult:
-    arrays = st_load(raw)
-    corrections, offset = [], 0
-    positions, tokens = arrays["positions"].tolist(), arrays["tokens"].tolist()
-    for count in arrays["counts"].tolist():
-        corrections.append(dict(zip(positions[offset:offset + count], tokens[offset:offset + count])))
-        offset += count
+    a = st_load(raw)
     return GroupResult(
-        first=int(arrays["first"][0]), packed=arrays["packed"], scales=arrays.get("scales"),
-        corrections=corrections, steps=arrays["steps"].tolist(), losses=arrays["losses"].tolist(),
-        accuracies=arrays["accuracies"].tolist(), seconds=float(arrays["seconds"][0]))
+        first=int(a["first"][0]), residual=a["residual"].tobytes(), digest=a["digest"].tobytes(),
+        misses=a["misses"].tolist(), ce_bits=a["ce_bits"].tolist(),
+        ce_without_vectors_bits=a["ce_without_vectors_bits"].tolist(), packed=a.get("packed"), scales=a.get("scales"),
+        steps=a["steps"].tolist(), losses=a["losses"].tolist(), accuracies=a["accuracies"].tolist(),
+        seconds=float(a["seconds"][0]))

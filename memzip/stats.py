@@ -1,9 +1,15 @@
-"""The ratio report of an archive, honest about what each number counts.
+"""The report of an archive: where its bytes went, honest about what each number counts.
 
-"Tokens per vector" is the paper's ratio: text tokens held by one [mem] vector. It is not a
-byte ratio. The byte ratio compares the `.memz` file with the original file, and beside it
-stand zstd -19 and xz -9 of the same original (measured at compression time and stored in
-the header, so `stats` needs no model).
+Everything here comes from the archive itself (no model is loaded, torch is never imported):
+the header records the baselines and the cross-entropies measured at compression.
+
+- Bytes: the `.memz` file against the original, beside zstd -19 and xz -9 of the same original,
+  and split into header, payload (vectors, residual, the rest) and framing.
+- Bits per byte, and the *ideal* the model allows: its cross-entropy on the text without any
+  vector (what an arithmetic coder on its probabilities would need), beside memzip's residual.
+- Tokens per vector is the paper's ratio (text tokens held by one [mem] vector). It is not a
+  byte ratio; what a vector *saved* (the cross-entropy it removed) stands beside what it *cost*
+  (its stored bits).
 """
 
 from __future__ import annotations
@@ -13,8 +19,8 @@ from pathlib import Path
 
 import zstandard
 
-from memzip import quantize
-from memzip.container import Archive
+from memzip.format import vectors as storage
+from memzip.format.container import PREAMBLE, TRAILER_SIZE, Archive
 
 
 def baselines(data: bytes) -> dict[str, int]:
@@ -27,16 +33,19 @@ def baselines(data: bytes) -> dict[str, int]:
 
 def archive_stats(archive: Archive, memz_bytes: int, path: Path | None = None) -> dict:
     header, arrays = archive.header, archive.arrays
-    chunks, tokens = header.text.chunks, header.text.tokens
-    vectors = chunks * header.vectors.mem_vectors
-    original = header.text.bytes
-    corrections = int(arrays["correction_positions"].shape[0])
-    base = header.encode.get("baselines", {})
-    exact_chunks = int(sum(1 for i in range(chunks)
-                           if arrays["correction_offsets"][i + 1] == arrays["correction_offsets"][i]))
-    return {
+    encode = header.encode
+    chunks, tokens, original = header.text.chunks, header.text.tokens, header.text.bytes
+    layout = header.vectors
+    vectors = chunks * layout.mem_vectors
+    per_vector = storage.bytes_per_vector(layout.dtype, layout.stored_dims(header.model.d_model)) if vectors else 0
+    base = encode.get("baselines", {})
+    misses = encode.get("misses")
+    residual_bytes = int(arrays["residual"].nbytes)
+    vector_bytes = sum(int(arrays[n].nbytes) for n in ("vectors", "vector_scales") if n in arrays)
+    report = {
         "file": str(path) if path else None,
         "model": header.model.name,
+        "mode": "mem-vectors" if layout.mem_vectors else "model-only",
         "original_bytes": original,
         "memz_bytes": memz_bytes,
         "zstd_bytes": base.get("zstd_bytes"),
@@ -44,25 +53,46 @@ def archive_stats(archive: Archive, memz_bytes: int, path: Path | None = None) -
         "byte_ratio": _ratio(original, memz_bytes),
         "zstd_ratio": _ratio(original, base.get("zstd_bytes")),
         "xz_ratio": _ratio(original, base.get("xz_bytes")),
-        "bits_per_byte": round(8 * memz_bytes / original, 3) if original else None,
+        "bits_per_byte": _bpb(8 * memz_bytes, original),
+        "zstd_bits_per_byte": _bpb(8 * base["zstd_bytes"], original) if "zstd_bytes" in base else None,
+        "xz_bits_per_byte": _bpb(8 * base["xz_bytes"], original) if "xz_bytes" in base else None,
+        # What the model alone would need with ideal arithmetic coding of its probabilities.
+        "model_only_ideal_bits_per_byte": _bpb(encode.get("model_only_ce_bits"), original),
+        "residual_bits_per_byte": _bpb(8 * residual_bytes, original),
+        "bytes": {
+            "header": archive.stored_header_bytes,
+            "payload": archive.stored_payload_bytes,
+            "framing": PREAMBLE.size + TRAILER_SIZE,
+            # the payload's tensors before zstd (the residual is already entropy-coded)
+            "vectors_raw": vector_bytes,
+            "residual_raw": residual_bytes,
+        },
         "tokens": tokens,
         "chunks": chunks,
-        "mem_vectors_per_chunk": header.vectors.mem_vectors,
+        "margin": header.decode.margin,
+        "mem_vectors_per_chunk": layout.mem_vectors,
         "vectors": vectors,
-        "vector_dtype": header.vectors.dtype,
-        "code_dims": header.vectors.code_dims,
-        "bytes_per_vector": quantize.bytes_per_vector(header.vectors.dtype,
-                                                      header.vectors.stored_dims(header.model.d_model)),
-        "tokens_per_vector": round(tokens / vectors, 2) if vectors else 0.0,
-        "corrections": corrections,
-        "corrections_per_token": round(corrections / tokens, 4) if tokens else 0.0,
-        "chunks_exact_without_corrections": exact_chunks,
-        "escaped_bytes": int(arrays["escape_bytes"].shape[0]),
-        "patched_lines": int(arrays["patch_ops"][:, 1].sum()) if arrays["patch_ops"].size else 0,
+        "vector_dtype": layout.dtype if vectors else None,
+        "code_dims": layout.code_dims,
+        "bytes_per_vector": per_vector,
+        "tokens_per_vector": round(tokens / vectors, 2) if vectors else None,
+        # Tokens greedy decoding would have got wrong: the model's first choice was another token.
+        "corrections": misses,
+        "corrections_per_token": round(misses / tokens, 4) if misses is not None and tokens else None,
+        "chunks_exact_without_corrections": encode.get("chunks_exact"),
+        "escaped_bytes": int(archive.array("escape_bytes").shape[0]),
+        "patched_lines": int(archive.array("patch_ops")[:, 1].sum()) if archive.array("patch_ops").size else 0,
     }
+    if vectors and "ce_without_vectors_bits" in encode and "ce_with_vectors_bits" in encode:
+        saved = encode["ce_without_vectors_bits"] - encode["ce_with_vectors_bits"]
+        report["saved_bits_per_vector"] = round(saved / vectors, 1)  # cross-entropy a vector removed
+        report["stored_bits_per_vector"] = 8 * per_vector  # what it costs
+    return report
 
 
 def _ratio(original: int, compressed: int | None) -> float | None:
-    if not compressed:
-        return None
-    return round(original / compressed, 3)
+    return round(original / compressed, 3) if compressed else None
+
+
+def _bpb(bits: float | None, original: int) -> float | None:
+    return round(bits / original, 3) if bits is not None and original else None

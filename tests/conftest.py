@@ -27,3 +27,18 @@ def tiny_dir(tmp_path_factory, tiny):
     tiny.model.save_pretrained(path)
     tiny.tokenizer.save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def llama_style_tokenizer():
+    from tiny import bos_tokenizer
+
+    return bos_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def tiny_bos():
+    """The tiny model with a tokenizer that adds a BOS (Llama style)."""
+    from tiny import tiny_model
+
+    return tiny_model(bos=True)

@@ -35,11 +35,11 @@ def test_report_rows_are_consistent(tiny):
 
 
 def test_rows_price_the_storage_dtype(tiny):
-    report = run_capacity(tiny, ["book"], [8], 1, [1], max_steps=2, storage="int4")
+    report = run_capacity(tiny, ["book"], [8], 1, [1], max_steps=2, vector_dtype="int4")
     row = report["rows"][0]
     assert row["vector_dtype"] == "int4" and row["vector_bytes"] == 64 * 4 // 8 + 4
     assert math.isclose(row["text_bytes_per_vector_byte"], row["text_bytes"] / row["vector_bytes"], rel_tol=0.01)
-    coded = run_capacity(tiny, ["book"], [8], 1, [1], max_steps=2, storage="int4", code_dims=10)["rows"][0]
+    coded = run_capacity(tiny, ["book"], [8], 1, [1], max_steps=2, vector_dtype="int4", code_dims=10)["rows"][0]
     assert coded["code_dims"] == 10 and coded["vector_bytes"] == 5 + 4
 
 

@@ -3,8 +3,15 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from memzip.archive import CompressSettings, compress_bytes, extract_archive
+import dataclasses
+
+import pytest
+
 from memzip.chunking import even_chunks, information_chunks, token_costs
+from memzip.engine import compress_bytes, extract_bytes
+from memzip.errors import UsageError
+from memzip.models import RegistryEntry
+from memzip.options import CompressOptions
 
 
 @given(st.integers(0, 500), st.integers(1, 64))
@@ -39,19 +46,35 @@ def test_token_costs_shape_and_prefix(tiny):
     assert len(token_costs(tiny.model, tokens, [], window=5)) == len(tokens)
 
 
-def test_information_chunking_round_trips(tiny):
+@pytest.fixture
+def calibrated(tiny):
+    """The tiny model as if it were in the registry, with a 40-nat budget per vector."""
+    entry = RegistryEntry("tiny", None, "0M", tiny.d_model, 400, chunk_tokens=16, nats_per_chunk=40.0)
+    return dataclasses.replace(tiny, entry=entry)
+
+
+def test_information_chunking_round_trips(calibrated):
     data = b"aaaa aaaa aaaa aaaa " * 3 + "Ünïcödé 🎉 ξένος".encode()
-    settings = CompressSettings(max_steps=2, chunking="information")
-    archive, report = compress_bytes(data, tiny, settings, nats_per_chunk=40.0, chunk_tokens_default=16)
+    options = CompressOptions(mem_vectors=1, max_steps=2, chunking="information")
+    archive, report = compress_bytes(data, calibrated, options)
     assert archive.header.encode["chunking"] == "information"
-    assert extract_archive(archive, tiny) == data
+    assert extract_bytes(archive, calibrated) == data
     # The random tiny model charges every token ~ln(400) = 6 nats, so a 40-nat budget cuts
     # chunks of ~6 tokens, well under the 16-token default length.
     sizes = [c.tokens for c in report.chunks]
     assert sum(sizes) == archive.header.text.tokens and max(sizes) <= 8
 
 
-def test_explicit_chunk_tokens_means_length(tiny):
-    archive, _ = compress_bytes(b"word " * 30, tiny, CompressSettings(max_steps=1, chunk_tokens=10),
-                                nats_per_chunk=40.0)
+def test_explicit_chunk_tokens_means_length(calibrated):
+    archive, _ = compress_bytes(b"word " * 30, calibrated, CompressOptions(mem_vectors=1, max_steps=1, chunk_tokens=10))
     assert archive.header.encode["chunking"] == "length"
+
+
+def test_information_chunking_needs_a_calibrated_model(tiny):
+    with pytest.raises(UsageError, match="registry"):
+        compress_bytes(b"word", tiny, CompressOptions(mem_vectors=1, chunking="information"))
+
+
+def test_model_only_chunks_are_cut_by_length(calibrated):
+    archive, _ = compress_bytes(b"word " * 30, calibrated, CompressOptions(chunk_tokens=10))
+    assert archive.header.encode["chunking"] == "length" and archive.header.encode["chunk_tokens"] == 10

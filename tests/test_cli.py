@@ -9,7 +9,8 @@ from typer.testing import CliRunner
 from memzip.cli import app
 
 runner = CliRunner()
-FAST = ["--max-steps", "5", "--chunk-tokens", "16", "--quiet"]
+FAST = ["--chunk-tokens", "16", "--quiet"]
+VECTORS = ["--mem-vectors", "1", "--max-steps", "5", "--chunk-tokens", "16", "--quiet"]
 
 
 def run(*args):
@@ -48,12 +49,25 @@ def test_compress_extract_stats_info(sample, tiny_dir, tmp_path):
     assert header["model"]["architecture"] == "LlamaForCausalLM"
 
     result = run("stats", archive)
-    assert "zstd -19" in result.stdout and "tokens per vector" in result.stdout
+    assert "zstd -19" in result.stdout and "model's ideal" in result.stdout and "model-only" in result.stdout
+
+
+def test_vectors_through_the_cli(sample, tiny_dir, tmp_path):
+    archive = tmp_path / "v.memz"
+    assert run("compress", sample, "-m", tiny_dir, "-o", archive, *VECTORS).exit_code == 0
+    out = tmp_path / "out.txt"
+    assert run("extract", archive, "-o", out, "--quiet").exit_code == 0
+    assert out.read_bytes() == sample.read_bytes()
+    report = json.loads(run("stats", archive, "--json").stdout)
+    assert report["mode"] == "mem-vectors" and report["tokens_per_vector"] > 0
+    assert report["stored_bits_per_vector"] == 8 * 64 * 2  # float16, d_model 64
+    text = " ".join(run("stats", archive).stdout.split())  # rich wraps lines
+    assert "tokens per vector" in text and "saved" in text
 
 
 def test_smallest_storage_round_trips_through_the_cli(sample, tiny_dir, tmp_path):
     archive = tmp_path / "small.memz"
-    result = run("compress", sample, "-m", tiny_dir, "-o", archive, "--vector-dtype", "int3", "--code-dims", "8", *FAST)
+    result = run("compress", sample, "-m", tiny_dir, "-o", archive, "--vector-dtype", "int3", "--code-dims", "8", *VECTORS)
     assert result.exit_code == 0, result.output
     out = tmp_path / "out.txt"
     assert run("extract", archive, "-o", out, "--quiet").exit_code == 0
@@ -111,6 +125,9 @@ def test_compress_json_reports_the_numbers(sample, tiny_dir, tmp_path):
     (["compress", "{sample}", "-m", "nobody/no-such-repo"], 4, "not in the local Hugging Face cache"),
     (["compress", "{sample}", "-m", "/tmp/missing.gguf"], 4, "GGUF file not found"),
     (["compress", "{sample}", "-m", "{tiny}", "--chunk-tokens", "0"], 2, "--chunk-tokens"),
+    (["compress", "{sample}", "-m", "{tiny}", "--margin", "-1"], 2, "--margin"),
+    (["compress", "{sample}", "-m", "{tiny}", "--mem-vectors", "-1"], 2, "--mem-vectors"),
+    (["compress", "{sample}", "-m", "{tiny}", "--dtype", "float8"], 2, "unknown dtype"),
     (["compress", "{sample}", "-m", "{tiny}", "--recipe", "magic"], 2, "unknown recipe"),
     (["compress", "{sample}", "-m", "{tiny}", "--vector-dtype", "int1"], 2, "vector dtype"),
     (["compress", "{sample}", "-m", "{tiny}", "-o", "{sample}"], 2, "is the input"),
@@ -168,7 +185,7 @@ def test_help_has_examples():
 
 def test_recipe_help_names_every_recipe():
     from memzip.cli import RECIPE_HELP
-    from memzip.optimize import RECIPES
+    from memzip.recipes import RECIPES
     named = set(re.findall(r"[a-z][a-z-]+", RECIPE_HELP))
     assert set(RECIPES) <= named, set(RECIPES) - named
 

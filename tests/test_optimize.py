@@ -1,5 +1,5 @@
-"""The optimizer: the paper recipe is the authors' exactly, and the vectors returned are the
-ones that scored the reported loss (the authors' code saved them one step late)."""
+"""Fitting [mem] vectors: the vectors returned score the reported loss, batching changes speed
+only, the authors' layout scores the tokens they score, and the hinge adds what it says."""
 
 from dataclasses import replace
 
@@ -7,36 +7,68 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from memzip.optimize import RECIPES, fit_chunks, initial_vectors, sink_tokens
+from memzip.layout import Layout
+from memzip.optimize import VectorSpace, _forward, _Inputs, fit_chunks, initial_vectors, recipe_layout
+from memzip.recipes import RECIPES
 
 
-def test_paper_recipe_is_the_authors():
-    paper = RECIPES["paper"]
-    assert (paper.lr, paper.betas, paper.weight_decay) == (1e-2, (0.9, 0.9), 0.01)
-    assert (paper.max_steps, paper.patience, paper.margin, paper.schedule) == (5000, 2000, 0.0, "constant")
-    assert paper.sink_prefix is False
+def teacher_forced_loss(tiny, layout, vectors, chunk, skip_first=False):
+    embed = tiny.model.get_input_embeddings()
+    with torch.no_grad():
+        parts = [embed(torch.tensor(list(layout.prefix), dtype=torch.long)), vectors,
+                 embed(torch.tensor(list(layout.infix), dtype=torch.long)), embed(torch.tensor(chunk))]
+        inputs = torch.cat(parts)[None]
+        start = len(layout.prefix) + vectors.shape[0] + len(layout.infix) - 1
+        logits = tiny.model(inputs_embeds=inputs).logits[0, start:start + len(chunk)]
+    first = 1 if skip_first else 0
+    return F.cross_entropy(logits[first:], torch.tensor(chunk[first:])).item()
 
 
 @pytest.mark.parametrize("recipe", ["default", "long-hinge"])
 def test_returned_vectors_score_the_reported_loss(tiny, recipe):
     """The reported loss is the cross-entropy even when the objective adds a hinge term."""
     chunk = tiny.tokenizer.encode("The quick brown fox", add_special_tokens=False)
-    prefix = sink_tokens(tiny.tokenizer)
-    fit = fit_chunks(tiny.model, [chunk], replace(RECIPES[recipe], max_steps=60), prefix=prefix, seed=3)[0]
-    embed = tiny.model.get_input_embeddings()
-    with torch.no_grad():
-        inputs = torch.cat([embed(torch.tensor(prefix)), fit.vectors, embed(torch.tensor(chunk))])[None]
-        start = len(prefix) + fit.vectors.shape[0] - 1
-        logits = tiny.model(inputs_embeds=inputs).logits[0, start:start + len(chunk)]
-        loss = F.cross_entropy(logits, torch.tensor(chunk)).item()
-    assert abs(loss - fit.loss) < 1e-4
+    layout = recipe_layout(RECIPES[recipe], tiny.tokenizer)
+    fit = fit_chunks(tiny.model, [chunk], replace(RECIPES[recipe], max_steps=60), layout=layout, seed=3)[0]
+    assert abs(teacher_forced_loss(tiny, layout, fit.vectors, chunk) - fit.loss) < 1e-4
+
+
+def test_the_authors_layout_without_bos_feeds_the_first_token_unscored(tiny):
+    """[mem, t1..tN], loss on t2..tN, as hidden_capacity does for tokenizers without a BOS."""
+    chunk = tiny.tokenizer.encode("Lorem ipsum dolor", add_special_tokens=False)
+    recipe = replace(RECIPES["paper"], max_steps=30, keep_after_update=False)
+    layout = recipe_layout(recipe, tiny.tokenizer)
+    assert layout == Layout()
+    fit = fit_chunks(tiny.model, [chunk], recipe, layout=layout, seed=1)[0]
+    assert abs(teacher_forced_loss(tiny, layout, fit.vectors, chunk, skip_first=True) - fit.loss) < 1e-4
+
+
+def test_the_authors_layout_with_bos_scores_every_token(tiny_bos):
+    """[mem, BOS, t1..tN], loss on t1..tN for tokenizers that add a BOS (Llama)."""
+    chunk = tiny_bos.tokenizer.encode("Lorem ipsum dolor", add_special_tokens=False)
+    recipe = replace(RECIPES["paper"], max_steps=30, keep_after_update=False)
+    layout = recipe_layout(recipe, tiny_bos.tokenizer)
+    assert layout == Layout(infix=(tiny_bos.tokenizer.bos_token_id,))
+    fit = fit_chunks(tiny_bos.model, [chunk], recipe, layout=layout, seed=1)[0]
+    assert abs(teacher_forced_loss(tiny_bos, layout, fit.vectors, chunk) - fit.loss) < 1e-4
+
+
+def test_keep_after_update_returns_the_vector_one_update_later(tiny):
+    """The authors' loop meets the criterion, updates once more and saves that vector."""
+    chunk = [5]  # the authors feed the only token: nothing to score, the criterion is met at once
+    recipe = replace(RECIPES["paper"], max_steps=50)
+    start = initial_vectors(tiny.model, 1, 1, seed=0)
+    kept = fit_chunks(tiny.model, [chunk], recipe, init=start)[0]
+    scored = fit_chunks(tiny.model, [chunk], replace(recipe, keep_after_update=False), init=start)[0]
+    assert (kept.steps, scored.steps) == (1, 0)
+    assert torch.equal(scored.vectors, start[0]) and not torch.equal(kept.vectors, start[0])
 
 
 def test_batched_fit_equals_separate_fits(tiny):
     """Summing per-chunk losses gives each chunk its own gradient: batching changes speed only."""
     a = tiny.tokenizer.encode("abc abc abc", add_special_tokens=False)
     b = tiny.tokenizer.encode("Lorem ipsum dolor", add_special_tokens=False)
-    recipe = RECIPES["default"].__class__(**{**RECIPES["default"].__dict__, "max_steps": 5})
+    recipe = replace(RECIPES["default"], max_steps=5)
     start = initial_vectors(tiny.model, 2, 1, seed=0)
     together = fit_chunks(tiny.model, [a, b], recipe, init=start)
     alone = [fit_chunks(tiny.model, [c], recipe, init=start[i:i + 1])[0] for i, c in enumerate((a, b))]
@@ -44,23 +76,22 @@ def test_batched_fit_equals_separate_fits(tiny):
         assert torch.allclose(t.vectors, s.vectors, atol=1e-4)
 
 
-def test_sink_tokens_prefers_endoftext(tiny):
-    assert sink_tokens(tiny.tokenizer) == [tiny.tokenizer.convert_tokens_to_ids("<|endoftext|>")]
+def test_codes_are_fitted_in_the_subspace(tiny):
+    fit = fit_chunks(tiny.model, [[5, 6, 7]], replace(RECIPES["default"], max_steps=3),
+                     VectorSpace(mem_vectors=2, storage="int4", code_dims=8))[0]
+    assert fit.vectors.shape == (2, 8)
 
 
 def test_the_last_evaluation_builds_no_autograd_graph(tiny):
     """Nothing is trained after the last evaluation, so it runs without a graph (with
     --max-steps 0 that graph was most of compression's peak memory)."""
-    from dataclasses import replace
-
-    model = tiny.model
     seen = []
-    hook = model.register_forward_pre_hook(lambda module, args: seen.append(torch.is_grad_enabled()))
+    hook = tiny.model.register_forward_pre_hook(lambda module, args: seen.append(torch.is_grad_enabled()))
     try:
         for steps in (0, 2):
             seen.clear()
             recipe = replace(RECIPES["default"], max_steps=steps, margin=float("inf"), patience=10)
-            fit_chunks(model, [[5, 6, 7]], recipe)
+            fit_chunks(tiny.model, [[5, 6, 7]], recipe)
             assert seen == [True] * steps + [False]
     finally:
         hook.remove()
@@ -69,12 +100,9 @@ def test_the_last_evaluation_builds_no_autograd_graph(tiny):
 def test_hinge_adds_the_mean_shortfall_below_the_margin(tiny):
     """objective = CE + hinge * mean(max(0, margin - lead)): tokens that lead by the margin add
     nothing, the others add their shortfall, and the term carries a gradient."""
-    from memzip.optimize import _forward
-
     chunk = tiny.tokenizer.encode("The quick brown fox", add_special_tokens=False)
     embed = tiny.model.get_input_embeddings()
     ids = torch.tensor([chunk])
-    mask = torch.ones_like(ids, dtype=torch.bool)
     param = initial_vectors(tiny.model, 1, 1, seed=0)[0].requires_grad_()
     recipe = replace(RECIPES["long-hinge"], margin=3.0, hinge=2.0)
     with torch.no_grad():
@@ -85,8 +113,10 @@ def test_hinge_adds_the_mean_shortfall_below_the_margin(tiny):
         lead = true - others
         expected = (3.0 - lead).clamp(min=0).mean().item()
     assert expected > 0  # an untrained vector leaves tokens short of a 3-logit lead
-    objective, loss, accuracy, margin = _forward(tiny.model, [param], [0], tokens[0][:0], tokens, ids, mask,
-                                                 "float32", None, torch.float32, recipe)
+    empty = tokens[0][:0]
+    inputs = _Inputs(ids, torch.ones_like(ids, dtype=torch.bool), tokens, (empty, empty), False, None,
+                     "float32", torch.float32)
+    objective, loss, accuracy, margin = _forward(tiny.model, inputs, recipe, [param], [0])
     assert abs((objective - loss).item() - 2.0 * expected) < 1e-4
     assert abs(margin.item() - lead.min().item()) < 1e-5
     assert abs(accuracy.item() - (lead > 0).float().mean().item()) < 1e-6

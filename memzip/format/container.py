@@ -1,0 +1,276 @@
+"""Read and write `.memz` files. The specification is docs/format.md; this follows it step by step.
+
+The container turns an `Archive` (a `Header` plus named numpy arrays) into bytes and back, and
+refuses anything malformed with the specific `ContainerError` the spec names. Every size is
+bounded before anything is allocated. Like the rest of `memzip.format`, it never imports torch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zstandard
+from safetensors import SafetensorError
+from safetensors.numpy import load as st_load
+from safetensors.numpy import save as st_save
+
+from memzip.errors import (
+    ChecksumMismatchError,
+    ContainerError,
+    HeaderFormatError,
+    HeaderTooLargeError,
+    NotAnArchiveError,
+    PayloadFormatError,
+    TrailingDataError,
+    TruncatedArchiveError,
+    UnsupportedVersionError,
+)
+from memzip.format import vectors as storage
+from memzip.format.dictionary import ZSTD_DICTIONARY
+from memzip.format.header import MAX_CHUNK_TOKENS, Header, parse_header
+
+MAGIC = b"\x89MEMZ\r\n\x1a"
+FORMAT_VERSION = 2
+PREAMBLE = struct.Struct("<8sHHIQ")  # magic, version, flags, header_length, payload_length
+TRAILER_SIZE = 32
+
+MAX_HEADER_BYTES = 1 << 20  # stored and decompressed
+MAX_PAYLOAD_BYTES = 1 << 30  # stored and decompressed
+ZSTD_LEVEL = 19
+
+# Tensors of the text codec (memzip/textcodec.py); each may be absent when empty.
+TEXT_TENSORS = {
+    "escape_positions": (np.int64, (None,)),
+    "escape_bytes": (np.uint8, (None,)),
+    "patch_ops": (np.int64, (None, 3)),
+    "patch_text": (np.uint8, (None,)),
+}
+_DICT = zstandard.ZstdCompressionDict(ZSTD_DICTIONARY, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
+
+
+@dataclass
+class Archive:
+    """A parsed .memz: the header and the payload arrays (names and shapes as in format.md §3)."""
+
+    header: Header
+    arrays: dict[str, np.ndarray]
+    # Bytes the header and the payload take in the file (zstd frames), set when read or written.
+    stored_header_bytes: int = 0
+    stored_payload_bytes: int = 0
+
+    def array(self, name: str) -> np.ndarray:
+        """A tensor, or its empty form for the optional text-codec tensors."""
+        if name in self.arrays:
+            return self.arrays[name]
+        dtype, shape = TEXT_TENSORS[name]
+        return np.zeros(tuple(0 if s is None else s for s in shape), dtype=dtype)
+
+
+# --- writing ----------------------------------------------------------------------------------
+
+
+def encode_archive(archive: Archive) -> bytes:
+    """Serialize an archive. The arrays are checked against the header first, so a writer bug
+    cannot produce a file the reader would refuse. Empty text-codec tensors are left out."""
+    arrays = {name: np.ascontiguousarray(a) for name, a in archive.arrays.items()
+              if not (name in TEXT_TENSORS and a.size == 0)}
+    check_arrays(archive.header, arrays)
+    raw_payload = st_save(arrays)
+    raw_header = archive.header.to_json()
+    if len(raw_payload) > MAX_PAYLOAD_BYTES:
+        raise HeaderTooLargeError(f"payload of {len(raw_payload)} bytes exceeds the format limit of 1 GiB",
+                                  hint="Split the input into smaller files.")
+    if len(raw_header) > MAX_HEADER_BYTES:
+        raise HeaderTooLargeError(f"header of {len(raw_header)} bytes exceeds the 1 MiB limit")
+    compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL, dict_data=_DICT, write_checksum=False,
+                                          write_content_size=True, write_dict_id=False)
+    header, payload = compressor.compress(raw_header), compressor.compress(raw_payload)
+    body = PREAMBLE.pack(MAGIC, FORMAT_VERSION, 0, len(header), len(payload)) + header + payload
+    archive.stored_header_bytes, archive.stored_payload_bytes = len(header), len(payload)
+    return body + hashlib.sha256(body).digest()
+
+
+# --- reading ----------------------------------------------------------------------------------
+
+
+def decode_archive(data: bytes) -> Archive:
+    """Parse and validate a whole .memz file (docs/format.md §1, reading order steps 1-9)."""
+    header_length, payload_length = _check_preamble(data)
+    end = PREAMBLE.size + header_length + payload_length
+    if len(data) < end + TRAILER_SIZE:
+        raise TruncatedArchiveError(
+            f"archive is truncated: {len(data)} bytes, the preamble says {end + TRAILER_SIZE}")
+    if len(data) > end + TRAILER_SIZE:
+        raise TrailingDataError(
+            f"{len(data) - end - TRAILER_SIZE} unexpected bytes after the end of the archive")
+    if hashlib.sha256(data[:end]).digest() != data[end:]:
+        raise ChecksumMismatchError("archive checksum mismatch: its bytes were altered")
+    header = _parse_header_frame(data[PREAMBLE.size:PREAMBLE.size + header_length])
+    raw = _decompress(data[PREAMBLE.size + header_length:end], MAX_PAYLOAD_BYTES, "payload", PayloadFormatError)
+    try:
+        arrays = st_load(raw)
+    # safetensors raises all three; KeyError for a dtype numpy lacks (BF16, F8_*)
+    except (SafetensorError, ValueError, TypeError, KeyError) as exc:
+        raise PayloadFormatError(f"payload is not a valid safetensors file: {exc}") from None
+    check_arrays(header, arrays)
+    return Archive(header, arrays, header_length, payload_length)
+
+
+def read_archive(path: Path) -> Archive:
+    with open(path, "rb") as f:
+        head = f.read(PREAMBLE.size)
+        header_length, payload_length = _check_preamble(head, whole_file=False)
+        # Bounded by the limits just checked, plus one byte to detect trailing data.
+        rest = f.read(header_length + payload_length + TRAILER_SIZE + 1)
+    return decode_archive(head + rest)
+
+
+def read_header(path: Path) -> Header:
+    """Only the preamble and header, without the checksum (which needs the whole file): fast,
+    for `memzip info`."""
+    with open(path, "rb") as f:
+        head = f.read(PREAMBLE.size)
+        header_length, _ = _check_preamble(head, whole_file=False)
+        frame = f.read(header_length)
+    if len(frame) < header_length:
+        raise TruncatedArchiveError("archive is truncated inside its header")
+    return _parse_header_frame(frame)
+
+
+def _check_preamble(data: bytes, whole_file: bool = True) -> tuple[int, int]:
+    if data[:len(MAGIC)] != MAGIC:
+        if len(data) < len(MAGIC) and MAGIC.startswith(data):  # b"" too: a prefix of the magic
+            raise TruncatedArchiveError("file is too short to be a .memz archive")
+        raise NotAnArchiveError("not a .memz archive (wrong magic bytes)")
+    if len(data) < PREAMBLE.size:
+        raise TruncatedArchiveError("archive is truncated inside its preamble")
+    _, version, flags, header_length, payload_length = PREAMBLE.unpack_from(data)
+    if version != FORMAT_VERSION:
+        older = ("; it was written by memzip 0.1, whose archives store corrections instead of the "
+                 "residual stream") if version == 1 else ""
+        raise UnsupportedVersionError(
+            f"archive format version {version} is not supported: this memzip reads version "
+            f"{FORMAT_VERSION}{older}",
+            hint="Extract it with the memzip version that wrote it (`memzip info` names it)." if version < FORMAT_VERSION
+            else None)
+    if flags != 0:
+        raise UnsupportedVersionError(f"archive uses feature flags {flags:#06x} this memzip does not know")
+    if not 1 <= header_length <= MAX_HEADER_BYTES:
+        raise HeaderTooLargeError(f"declared header length {header_length} is outside 1..{MAX_HEADER_BYTES}")
+    if not 1 <= payload_length <= MAX_PAYLOAD_BYTES:
+        raise HeaderTooLargeError(f"declared payload length {payload_length} is outside 1..{MAX_PAYLOAD_BYTES}")
+    return header_length, payload_length
+
+
+def _parse_header_frame(frame: bytes) -> Header:
+    return parse_header(_decompress(frame, MAX_HEADER_BYTES, "header", HeaderFormatError))
+
+
+def _decompress(frame: bytes, limit: int, what: str, error: type[ContainerError]) -> bytes:
+    """Exactly one zstd frame that declares its content size, at most `limit` bytes."""
+    try:
+        params = zstandard.get_frame_parameters(frame)
+    except zstandard.ZstdError as exc:
+        raise error(f"{what} is not a zstd frame: {exc}") from None
+    size = params.content_size
+    if size == zstandard.CONTENTSIZE_UNKNOWN or size > limit:
+        raise error(f"{what} zstd frame must declare its size, at most {limit} bytes (declares {size})")
+    try:
+        # decompressobj stops at the end of the first frame, which lets us see trailing bytes.
+        obj = zstandard.ZstdDecompressor(dict_data=_DICT).decompressobj()
+        raw = obj.decompress(frame)
+        leftover, done = obj.unused_data, obj.eof
+    except zstandard.ZstdError as exc:
+        raise error(f"{what} does not decompress: {exc}") from None
+    if not done:
+        raise error(f"{what} zstd frame is incomplete")
+    if leftover:
+        raise error(f"{len(leftover)} bytes after the {what}'s zstd frame")
+    if len(raw) != size:
+        raise error(f"{what} decompressed to {len(raw)} bytes, its frame declares {size}")
+    return raw
+
+
+# --- payload validation -----------------------------------------------------------------------
+
+
+def expected_tensors(header: Header) -> dict[str, tuple[Any, tuple]]:
+    """Name -> (dtype, shape) of every tensor the header implies; None in a shape is free."""
+    C, G = header.text.chunks, header.groups
+    expected: dict[str, tuple[Any, tuple]] = {
+        "chunk_tokens": (np.int32, (C,)),
+        "group_digests": (np.uint8, (G, 8)),
+        "residual": (np.uint8, (None,)),
+        "residual_offsets": (np.int64, (G + 1,)),
+    }
+    layout = header.vectors
+    if layout.mem_vectors:
+        M, D = layout.mem_vectors, layout.stored_dims(header.model.d_model)
+        expected["vectors"] = (storage.numpy_dtype(layout.dtype), (C, M, storage.stored_width(layout.dtype, D)))
+        if storage.has_scales(layout.dtype):
+            expected["vector_scales"] = (np.float32, (C, M))
+    return expected
+
+
+def check_arrays(header: Header, arrays: dict[str, np.ndarray]) -> None:
+    """Check tensor names, dtypes, shapes and value ranges against the header (format.md §3)."""
+    expected = expected_tensors(header)
+    missing = set(expected) - set(arrays)
+    extra = set(arrays) - set(expected) - set(TEXT_TENSORS)
+    if missing or extra:
+        raise PayloadFormatError(f"payload tensors differ from the spec (missing {sorted(missing)}, "
+                                 f"unexpected {sorted(extra)})")
+    for name, (dtype, shape) in {**expected, **{k: v for k, v in TEXT_TENSORS.items() if k in arrays}}.items():
+        a = arrays[name]
+        if a.dtype != np.dtype(dtype):
+            raise PayloadFormatError(f"payload tensor {name} has dtype {a.dtype}, expected {np.dtype(dtype)}")
+        if a.ndim != len(shape) or any(s is not None and s != n for s, n in zip(shape, a.shape)):
+            shown = tuple("any" if s is None else s for s in shape)
+            raise PayloadFormatError(f"payload tensor {name} has shape {a.shape}, expected {shown}")
+
+    tokens = arrays["chunk_tokens"]
+    if tokens.size and (tokens.min() < 1 or tokens.max() > MAX_CHUNK_TOKENS):
+        raise PayloadFormatError("chunk_tokens has a chunk outside 1..2^20 tokens")
+    if int(tokens.astype(np.int64).sum()) != header.text.tokens:
+        raise PayloadFormatError("chunk_tokens does not add up to text.tokens")
+    offsets = arrays["residual_offsets"]
+    if offsets[0] != 0 or offsets[-1] != arrays["residual"].shape[0] or np.any(np.diff(offsets) < 0):
+        raise PayloadFormatError("residual_offsets must start at 0, never decrease and end at the residual's length")
+    _check_text_codec(lambda name: arrays[name] if name in arrays else np.zeros(
+        tuple(0 if s is None else s for s in TEXT_TENSORS[name][1]), dtype=TEXT_TENSORS[name][0]))
+    _check_vectors(header, arrays)
+
+
+def _check_text_codec(array) -> None:
+    esc_pos, esc_bytes = array("escape_positions"), array("escape_bytes")
+    if esc_bytes.shape != esc_pos.shape:
+        raise PayloadFormatError("escape_positions and escape_bytes must have equal length")
+    if esc_pos.size and (esc_pos.min() < 0 or np.any(np.diff(esc_pos) <= 0) or esc_bytes.min() < 0x80):
+        raise PayloadFormatError("escapes must have increasing positions and bytes 0x80-0xFF")
+    ops, text = array("patch_ops"), array("patch_text")
+    if ops.size:
+        # each size is bounded by len(patch_text) before summing, so the int64 sum cannot wrap
+        if ops.min() < 0 or ops[:, 2].max() > text.shape[0] or int(ops[:, 2].sum()) != text.shape[0]:
+            raise PayloadFormatError("patch_ops sizes are negative or disagree with patch_text")
+        # next line < line + removed, rearranged so that no int64 sum can wrap (all values >= 0)
+        if np.any(ops[1:, 0] - ops[:-1, 1] < ops[:-1, 0]):
+            raise PayloadFormatError("patch_ops overlap or are not sorted")
+    elif text.shape[0]:
+        raise PayloadFormatError("patch_text is not empty but there are no patch_ops")
+
+
+def _check_vectors(header: Header, arrays: dict[str, np.ndarray]) -> None:
+    layout = header.vectors
+    if not layout.mem_vectors or not arrays["vectors"].size or not storage.has_scales(layout.dtype):
+        return
+    if not np.all(np.isfinite(arrays["vector_scales"])):
+        raise PayloadFormatError("vector_scales has non-finite values")
+    limit = storage.levels(layout.dtype)
+    q = storage.unpack_integers(arrays["vectors"], layout.dtype, layout.stored_dims(header.model.d_model))
+    if q.min() < -limit or q.max() > limit:
+        raise PayloadFormatError(f"vectors has {layout.dtype} values outside -{limit}..{limit}")

@@ -1,0 +1,246 @@
+"""The archive header (docs/format.md §2): what a reader needs to decode, as small dataclasses,
+and the one parser that turns JSON into them, naming the field that is wrong."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from memzip.errors import HeaderFormatError
+from memzip.format.vectors import STORAGE_DTYPES
+
+MAX_CHUNKS = 1 << 24
+MAX_MEM_VECTORS = 1024
+MAX_D_MODEL = 1 << 16
+MAX_VOCAB = 1 << 31
+MAX_CHUNK_TOKENS = 1 << 20
+MAX_LAYOUT_TOKENS = 64  # fixed tokens before or after the [mem] vectors
+MAX_MARGIN = 1000.0
+
+MODEL_DTYPES = ("float32", "bfloat16", "float16")
+MODEL_SOURCES = ("hub", "dir", "gguf")
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass
+class ModelIdentity:
+    """Which model the archive needs, and fingerprints that prove a loaded model is that one."""
+
+    name: str  # what the user gave -m (an alias, hub id, path)
+    source: str  # "hub", "dir" or "gguf"
+    hub_id: str | None
+    revision: str | None
+    file: str | None  # GGUF file or local directory
+    architecture: str
+    d_model: int
+    vocab_size: int
+    weights_sha256: str
+    tokenizer_sha256: str
+
+
+@dataclass
+class DecodeSettings:
+    """What the greedy decode depends on; extraction reproduces these exactly."""
+
+    dtype: str = "float32"
+    attn_implementation: str = "sdpa"
+    batch_size: int = 8  # chunks decoded together (the batch shape can change low-order bits)
+    # Choices tolerate logits that differ from the compressor's by less than margin / 2
+    # (memzip/ranking.py); 0 decodes only where the logits are bit for bit the same.
+    margin: float = 0.01
+    prefix_tokens: list[int] = field(default_factory=list)  # fed before the [mem] vectors
+    infix_tokens: list[int] = field(default_factory=list)  # fed after them, before the text
+    # Where the archive was made (informational: other hardware is checked by the digests).
+    device: str = "cpu"
+    torch_version: str = ""
+    transformers_version: str = ""
+
+
+@dataclass
+class VectorLayout:
+    mem_vectors: int = 0  # per chunk; 0: the model codes the text alone (no vectors stored)
+    dtype: str = "float16"
+    # Rows are codes of this many numbers, each vector = code @ vectors.basis(code_dims, d_model);
+    # None: rows are the vectors.
+    code_dims: int | None = None
+
+    def stored_dims(self, d_model: int) -> int:
+        return self.code_dims or d_model
+
+
+@dataclass
+class TextInfo:
+    bytes: int
+    sha256: str
+    tokens: int
+    chunks: int
+    name: str | None = None  # base name of the original file, restored by default on extract
+
+
+@dataclass
+class Header:
+    memzip_version: str
+    model: ModelIdentity
+    decode: DecodeSettings
+    vectors: VectorLayout
+    text: TextInfo
+    # How the archive was made: recipe, chunking, baselines, cross-entropies. Informational:
+    # `memzip info` and `memzip stats` show it, decoding never reads it.
+    encode: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"), allow_nan=False).encode("utf-8")
+
+    @property
+    def groups(self) -> int:
+        """Chunk groups decoded together (the last one may be partial)."""
+        return -(-self.text.chunks // self.decode.batch_size)
+
+
+def parse_header(raw: bytes) -> Header:
+    try:
+        obj = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+    # ValueError also covers integers beyond Python's int-digits limit (json raises it as is).
+    except (UnicodeDecodeError, json.JSONDecodeError, ValueError, RecursionError) as exc:
+        raise HeaderFormatError(f"header is not valid UTF-8 JSON: {exc}") from None
+    fields = _Fields(obj, "header")
+    model, decode, vectors, text = (fields.obj(k) for k in ("model", "decode", "vectors", "text"))
+    vocab_size = model.int("vocab_size", 1, MAX_VOCAB)
+    return Header(
+        memzip_version=fields.str("memzip_version"),
+        encode=fields.raw_obj("encode"),
+        model=ModelIdentity(
+            name=model.str("name"),
+            source=model.choice("source", MODEL_SOURCES),
+            hub_id=model.str("hub_id", nullable=True),
+            revision=model.str("revision", nullable=True),
+            file=model.str("file", nullable=True),
+            architecture=model.str("architecture"),
+            d_model=model.int("d_model", 1, MAX_D_MODEL),
+            vocab_size=vocab_size,
+            weights_sha256=model.hex64("weights_sha256"),
+            tokenizer_sha256=model.hex64("tokenizer_sha256"),
+        ),
+        decode=DecodeSettings(
+            dtype=decode.choice("dtype", MODEL_DTYPES),
+            attn_implementation=decode.str("attn_implementation"),
+            batch_size=decode.int("batch_size", 1, 1 << 16),
+            margin=decode.number("margin", 0.0, MAX_MARGIN),
+            prefix_tokens=decode.token_list("prefix_tokens", vocab_size),
+            infix_tokens=decode.token_list("infix_tokens", vocab_size),
+            device=decode.str("device"),
+            torch_version=decode.str("torch_version"),
+            transformers_version=decode.str("transformers_version"),
+        ),
+        vectors=VectorLayout(
+            mem_vectors=vectors.int("mem_vectors", 0, MAX_MEM_VECTORS),
+            dtype=vectors.choice("dtype", STORAGE_DTYPES),
+            code_dims=vectors.optional_int("code_dims", 1, MAX_D_MODEL),
+        ),
+        text=TextInfo(
+            bytes=text.int("bytes", 0, 1 << 50),
+            sha256=text.hex64("sha256"),
+            tokens=text.int("tokens", 0, MAX_CHUNKS * MAX_CHUNK_TOKENS),
+            chunks=text.int("chunks", 0, MAX_CHUNKS),
+            name=text.file_name("name"),
+        ),
+    )
+
+
+def _reject_constant(name: str):
+    """NaN and Infinity are not JSON; Python's parser accepts them unless told otherwise."""
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")  # a lone surrogate (JSON "\\ud800") has no file-name form
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+class _Fields:
+    """Typed access to one JSON object, raising HeaderFormatError that names the field."""
+
+    def __init__(self, obj: Any, where: str):
+        if not isinstance(obj, dict):
+            raise HeaderFormatError(f"{where} must be a JSON object")
+        self._obj, self.where = obj, where
+
+    def _get(self, key: str) -> Any:
+        if key not in self._obj:
+            raise HeaderFormatError(f"header field {self.where}.{key} is missing")
+        return self._obj[key]
+
+    def _bad(self, key: str, what: str) -> HeaderFormatError:
+        return HeaderFormatError(f"header field {self.where}.{key} must be {what}")
+
+    def obj(self, key: str) -> _Fields:
+        return _Fields(self._get(key), f"{self.where}.{key}")
+
+    def raw_obj(self, key: str) -> dict:
+        value = self._get(key)
+        if not isinstance(value, dict):
+            raise self._bad(key, "an object")
+        return value
+
+    def str(self, key: str, nullable: bool = False) -> Any:
+        value = self._get(key)
+        if value is None and nullable:
+            return None
+        if not isinstance(value, str):
+            raise self._bad(key, "a string" + (" or null" if nullable else ""))
+        return value
+
+    def int(self, key: str, low: int, high: int) -> int:
+        value = self._get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise self._bad(key, f"an integer in {low}..{high}")
+        return value
+
+    def number(self, key: str, low: float, high: float) -> float:
+        value = self._get(key)
+        if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+                or not low <= value <= high):
+            raise self._bad(key, f"a number in {low:g}..{high:g}")
+        return float(value)
+
+    def optional_int(self, key: str, low: int, high: int) -> int | None:
+        """An integer in low..high, or absent / null."""
+        if self._obj.get(key) is None:
+            return None
+        return self.int(key, low, high)
+
+    def choice(self, key: str, allowed: tuple) -> str:
+        value = self._get(key)
+        if value not in allowed:
+            raise self._bad(key, "one of " + ", ".join(allowed))
+        return value
+
+    def token_list(self, key: str, vocab: int) -> list[int]:
+        """A list of at most MAX_LAYOUT_TOKENS token ids below `vocab`."""
+        value = self._get(key)
+        if (not isinstance(value, list) or len(value) > MAX_LAYOUT_TOKENS
+                or not all(isinstance(t, int) and not isinstance(t, bool) and 0 <= t < vocab for t in value)):
+            raise self._bad(key, f"a list of at most {MAX_LAYOUT_TOKENS} token ids below {vocab}")
+        return value
+
+    def file_name(self, key: str) -> str | None:
+        """Optional plain base name: no path separators, NUL, or dot-only names."""
+        value = self._obj.get(key)
+        if value is None:
+            return None
+        if (not isinstance(value, str) or not value or len(value) > 255 or value in (".", "..")
+                or any(c in value for c in "/\\\0") or not _encodable(value)):
+            raise self._bad(key, "a plain file name or null")
+        return value
+
+    def hex64(self, key: str) -> str:
+        value = self._get(key)
+        if not isinstance(value, str) or not _HEX64.fullmatch(value):  # `$` alone allows a final \n
+            raise self._bad(key, "64 lowercase hex digits")
+        return value

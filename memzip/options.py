@@ -1,0 +1,76 @@
+"""What a user can ask of compression, and what it reports while it works. Plain dataclasses,
+no torch: the CLI and `memzip.api` build and check them before any model is loaded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from memzip.errors import UsageError
+from memzip.format import vectors as storage
+from memzip.format.header import MAX_CHUNK_TOKENS, MAX_MEM_VECTORS
+from memzip.recipes import get_recipe
+
+# Choices tolerate logits that differ by less than margin / 2 from the compressing machine's.
+# float32: 15x the largest difference measured between ways of computing the same logits on one
+# CPU (6.6e-4, docs/benchmarks.md §2); half precisions round logits far more coarsely.
+DEFAULT_MARGIN = {"float32": 0.01, "bfloat16": 0.5, "float16": 0.25}
+MODEL_ONLY_CHUNK_TOKENS = 512  # context each chunk gets in model-only mode (docs/benchmarks.md §7)
+CHUNKINGS = ("auto", "information", "length")
+
+
+@dataclass
+class CompressOptions:
+    """How to compress; every field has a default a user can leave alone."""
+
+    mem_vectors: int = 0  # [mem] vectors per chunk; 0 codes the text with the model alone
+    chunk_tokens: int | None = None  # None: 512 model-only, the model's registry length with vectors
+    # With vectors: "information" cuts chunks by the text's cross-entropy under the model (the
+    # paper's finding: a vector holds a fixed amount of information), "length" by token count,
+    # "auto" = information unless chunk_tokens is given (and the model is in the registry).
+    chunking: str = "auto"
+    recipe: str = "default"  # how vectors are optimized (memzip/optimize.py)
+    max_steps: int | None = None  # overrides the recipe's step budget per chunk
+    seed: int = 0
+    vector_dtype: str = "float16"  # storage of the vectors (memzip/format/vectors.py)
+    code_dims: int | None = None  # store vectors as codes of this many numbers in a random subspace
+    batch_size: int | None = None  # chunks decoded (and fitted) together; None: 8 with vectors, 32 without
+    margin: float | None = None  # drift tolerance of the choices; None: DEFAULT_MARGIN of the dtype
+
+    def check(self) -> None:
+        """Refuse impossible options before any model is loaded."""
+        if not 0 <= self.mem_vectors <= MAX_MEM_VECTORS:
+            raise UsageError(f"--mem-vectors must be between 0 and {MAX_MEM_VECTORS}")
+        if self.chunk_tokens is not None and not 1 <= self.chunk_tokens <= MAX_CHUNK_TOKENS // 2:
+            raise UsageError(f"--chunk-tokens must be between 1 and {MAX_CHUNK_TOKENS // 2}")
+        if self.batch_size is not None and not 1 <= self.batch_size <= 1 << 16:
+            raise UsageError("--batch-size must be between 1 and 65536")
+        if self.chunking not in CHUNKINGS:
+            raise UsageError(f"unknown chunking {self.chunking!r}", hint="Use " + ", ".join(CHUNKINGS) + ".")
+        if self.code_dims is not None and self.code_dims < 1:
+            raise UsageError("--code-dims must be at least 1")
+        if self.vector_dtype not in storage.STORAGE_DTYPES:
+            raise UsageError(f"unknown vector dtype {self.vector_dtype!r}",
+                             hint="Use " + ", ".join(storage.STORAGE_DTYPES) + ".")
+        if self.margin is not None and not 0 <= self.margin <= 1000:
+            raise UsageError("--margin must be between 0 and 1000 (logits)")
+        get_recipe(self.recipe, self.max_steps)  # unknown recipe or negative steps
+
+
+@dataclass
+class ProgressEvent:
+    """What a front end may show. `done`/`total` count chunks; the optimizer fields are set
+    while [mem] vectors are being fitted."""
+
+    stage: str  # "compress" or "extract"
+    done: int
+    total: int
+    tokens: int = 0  # tokens in all
+    step: int | None = None
+    active: int | None = None  # chunks still being fitted in the group
+    loss: float | None = None
+    accuracy: float | None = None
+
+
+ProgressCallback = Callable[[ProgressEvent], None]
