@@ -1,7 +1,9 @@
-"""memzip: a lossless archiver that stores text as [mem] vectors of a frozen language model.
+"""memzip: a lossless archiver that codes text with a frozen language model, optionally steered by
+trainable [mem] vectors (Kuratov et al. 2025, "Cramming 1568 Tokens into a Single Vector").
 
-Library first: `memzip.archive.compress_bytes` / `extract_archive` do the work; `memzip.cli`
-is a thin command line over them. See docs/format.md for the container and README.md for use.
+The library is `memzip.api` (files) over `memzip.engine` (bytes in memory); `memzip.cli` is a
+thin command line over the API. `memzip.format` reads and writes `.memz` files without torch;
+docs/format.md is its specification.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -33,28 +33,37 @@ __all__ = ["CompressOptions", "ProgressEvent", "compress_file", "extract_file", 
 
 def compress_file(source: str, target: Path, options: CompressOptions | None = None, *, model: str = "embedded",
                   device: str = "auto", dtype: str = "auto", force: bool = False, resume: bool = False,
-                  on_progress: ProgressCallback | None = None) -> dict:
+                  on_progress: ProgressCallback | None = None) -> dict | None:
     """Compress a file ('-': stdin). Finished chunk groups are journaled beside the output, so
-    running the same call again after an interruption continues where it stopped."""
+    running the same call again after an interruption continues where it stopped. Under
+    torchrun every rank compresses its share; rank 0 writes the archive and gets the summary."""
+    from memzip.distributed import current_world, rank_device
+
     target = Path(target)
     options = options or CompressOptions()
     options.check()
+    world = current_world(device)
+    if source == "-" and world.size > 1:
+        raise UsageError("stdin cannot be shared by several processes", hint="Give the input as a file.")
     data = read_input(source)
     check_output(target, force, inputs=(source,))  # before any work: never lose hours to a refusal
-    journal = Journal(journal_path(target))
+    journal = Journal(journal_path(target, world.journal_suffix()))
     if resume and not journal.exists():
         raise UsageError(f"nothing to resume: {journal.path} does not exist",
                          hint="Run without --resume to start compressing.")
     from memzip.engine import compress_bytes
     from memzip.models import load_model
 
-    loaded = load_model(resolve_model(model), device=device, dtype=dtype)
+    loaded = load_model(resolve_model(model), device=rank_device(world, device), dtype=dtype)
     try:
         archive, report = compress_bytes(data, loaded, options, name=_safe_name(source), journal=journal,
-                                         resume=resume, on_progress=on_progress)
+                                         resume=resume, on_progress=on_progress, world=world)
     except KeyboardInterrupt:
         raise Interrupted(f"interrupted; finished chunks are saved in {journal.path}",
                           hint="Run the same command again (or add --resume) to continue.") from None
+    if archive is None:  # another rank than 0: its groups went to rank 0
+        journal.remove()
+        return None
     raw = encode_archive(archive)
     write_atomic(target, raw, force)
     journal.remove()
@@ -63,15 +72,18 @@ def compress_file(source: str, target: Path, options: CompressOptions | None = N
     return {"output": str(target), **{k: stats[k] for k in (
         "mode", "original_bytes", "memz_bytes", "zstd_bytes", "xz_bytes", "bits_per_byte", "tokens", "chunks",
         "vectors", "tokens_per_vector", "corrections", "chunks_exact_without_corrections")},
+        "processes": world.size,
         "median_steps": steps[len(steps) // 2] if steps else 0,
         "seconds": round(report.seconds, 2),
         "seconds_per_chunk": round(report.seconds / len(steps), 2) if steps else 0.0}
 
 
 def extract_file(source: Path, target: Path | None = None, *, to_stdout: bool = False, model: str | None = None,
-                 device: str = "auto", force: bool = False, on_progress: ProgressCallback | None = None) -> dict:
+                 device: str = "auto", force: bool = False, on_progress: ProgressCallback | None = None) -> dict | None:
     """Decode an archive and verify it; writes the original name beside the archive unless
-    `target` or `to_stdout`."""
+    `target` or `to_stdout`. Under torchrun every rank decodes its share; rank 0 writes."""
+    from memzip.distributed import current_world, rank_device
+
     source = Path(source)
     _check_is_file(source)
     archive = read_archive(source)  # verifies the checksum before trusting any header field
@@ -81,18 +93,22 @@ def extract_file(source: Path, target: Path | None = None, *, to_stdout: bool = 
     from memzip.engine import extract_bytes
     from memzip.models import load_model
 
+    world = current_world(device)
     location = _archive_model(archive.header) if model is None else resolve_model(model)
-    loaded = load_model(location, device=device, dtype=archive.header.decode.dtype)
+    loaded = load_model(location, device=rank_device(world, device), dtype=archive.header.decode.dtype)
     started = time.perf_counter()
-    data = extract_bytes(archive, loaded, force=force, on_progress=on_progress)
+    data = extract_bytes(archive, loaded, force=force, on_progress=on_progress, world=world)
     seconds = time.perf_counter() - started
+    if data is None:  # another rank than 0
+        return None
     if to_stdout:
         write_stdout(data)
     else:
         write_atomic(target, data, force)
     return {"output": None if to_stdout else str(target), "bytes": len(data),
             "sha256": archive.header.text.sha256, "verified": True, "seconds": round(seconds, 2),
-            "tokens_per_second": round(archive.header.text.tokens / seconds, 1) if seconds else None}
+            "tokens_per_second": round(archive.header.text.tokens / seconds, 1) if seconds else None,
+            "processes": world.size}
 
 
 def archive_report(source: Path) -> dict:

@@ -29,7 +29,7 @@ from memzip.samples import bench_chunks
 def run_recipe(loaded, chunks, recipe, seed: int = 0, mem_vectors: int = 1) -> dict:
     began = time.perf_counter()
     done = fit_and_decode(loaded, chunks, recipe, VectorSpace(mem_vectors), recipe_layout(recipe, loaded.tokenizer),
-                          DEFAULT_MARGIN["float32"], seed=seed)
+                          DEFAULT_MARGIN[loaded.dtype_name], seed=seed)
     fits, misses = done.fits, done.decoded.misses
     seconds = time.perf_counter() - began
     lossless = [m == 0 for m in misses]
@@ -57,7 +57,7 @@ def batching_gain(loaded, chunks, steps: int = 5, seed: int = 0) -> dict:
     model = loaded.model
     vectors = initial_vectors(model, len(chunks), 1, seed)
     lengths = [len(c) for c in chunks]
-    layout, margin = Layout(), DEFAULT_MARGIN["float32"]
+    layout, margin = Layout(), DEFAULT_MARGIN[loaded.dtype_name]
     began = time.perf_counter()
     decode_group(model, lengths, layout, margin, vectors=vectors, targets=chunks)
     batched = time.perf_counter() - began
@@ -214,4 +214,46 @@ def peak_rss(files: list[str], args: list[str], workdir, on_row=None, on_step=No
         rows.append(row)
         if on_row:
             on_row(row)
+    return rows
+
+
+def bytes_bench(loaded, files: list, grid: list, extract: bool = True, on_row=None) -> list[dict]:
+    """`memzip bench-bytes`: compress (and extract, verify) each file with each CompressOptions
+    of `grid` through the product path; bits per byte beside zstd -19, xz -9 and the model's ideal,
+    and tokens per second both ways."""
+    from pathlib import Path
+
+    from memzip.engine import compress_bytes, extract_bytes
+    from memzip.format.container import decode_archive, encode_archive
+    from memzip.stats import archive_stats
+
+    rows = []
+    for path in files:
+        data = Path(path).read_bytes()
+        for options in grid:
+            began = time.perf_counter()
+            archive, _ = compress_bytes(data, loaded, options)
+            compress_seconds = time.perf_counter() - began
+            raw = encode_archive(archive)
+            stats = archive_stats(archive, len(raw))
+            header = archive.header
+            row = {"file": str(path), "bytes": len(data), "tokens": header.text.tokens,
+                   "mem_vectors": options.mem_vectors, "vector_dtype": options.vector_dtype if options.mem_vectors else None,
+                   "recipe": options.recipe if options.mem_vectors else None,
+                   "chunk_tokens": header.encode["chunk_tokens"], "batch_size": header.decode.batch_size,
+                   "margin": header.decode.margin, "memz_bytes": len(raw), "byte_ratio": stats["byte_ratio"],
+                   **{k: stats[k] for k in ("bits_per_byte", "residual_bits_per_byte", "model_only_ideal_bits_per_byte",
+                                            "zstd_bits_per_byte", "xz_bits_per_byte")},
+                   "header_bytes": stats["bytes"]["header"],
+                   "compress_seconds": round(compress_seconds, 1),
+                   "compress_tokens_per_second": round(header.text.tokens / compress_seconds, 1)}
+            if extract:
+                began = time.perf_counter()
+                identical = extract_bytes(decode_archive(raw), loaded) == data
+                seconds = time.perf_counter() - began
+                row.update(extract_seconds=round(seconds, 1), identical=identical,
+                           extract_tokens_per_second=round(header.text.tokens / seconds, 1))
+            rows.append(row)
+            if on_row:
+                on_row(row)
     return rows

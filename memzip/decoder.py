@@ -104,6 +104,17 @@ def decode_group(model, lengths: list[int], layout: Layout, margin: float, *, ve
     return GroupDecode(produced, stream, misses, ce)
 
 
+def chunk_choices(choices: Choices, lengths: list[int]) -> list[Choices]:
+    """A group's choices (in decoding order: step by step, then chunk by chunk) split per chunk."""
+    out, cursor = [Choices() for _ in lengths], 0
+    for position in range(max(lengths, default=0)):
+        for b, length in enumerate(lengths):
+            if position < length:
+                out[b].append(choices.ranks[cursor], choices.bits[cursor], choices.hashes[cursor])
+                cursor += 1
+    return out
+
+
 def _cache_argument(model) -> str:
     """transformers renamed `past_key_values` to `cache` (5.2x); accept both."""
     return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"

@@ -31,6 +31,7 @@ import torch
 from memzip import __version__, quantize
 from memzip.chunking import even_chunks, information_chunks, token_costs
 from memzip.decoder import GroupDecode, decode_group
+from memzip.distributed import SINGLE, World
 from memzip.errors import ModelMismatchError, UsageError, VerificationError
 from memzip.format import vectors as storage
 from memzip.format.container import Archive
@@ -63,14 +64,20 @@ class Plan:
         return VectorSpace(o.mem_vectors, o.vector_dtype, o.code_dims)
 
 
+def model_only_chunk_tokens(loaded: LoadedModel, layout: Layout) -> int:
+    """MODEL_ONLY_CHUNK_TOKENS, or less for a model with a shorter context window."""
+    context = getattr(loaded.model.config, "max_position_embeddings", None) or MODEL_ONLY_CHUNK_TOKENS
+    return max(1, min(MODEL_ONLY_CHUNK_TOKENS, context - len(layout.prefix)))
+
+
 def plan(options: CompressOptions, loaded: LoadedModel) -> Plan:
     options.check()
-    dtype = str(loaded.dtype).removeprefix("torch.")
-    margin = DEFAULT_MARGIN[dtype] if options.margin is None else options.margin
+    margin = DEFAULT_MARGIN[loaded.dtype_name] if options.margin is None else options.margin
     entry = loaded.entry
     if not options.mem_vectors:
-        return Plan(options, options.chunk_tokens or MODEL_ONLY_CHUNK_TOKENS, options.batch_size or 32, margin,
-                    model_only_layout(loaded.tokenizer), None, None)
+        layout = model_only_layout(loaded.tokenizer)
+        return Plan(options, options.chunk_tokens or model_only_chunk_tokens(loaded, layout), options.batch_size or 32,
+                    margin, layout, None, None)
     recipe = get_recipe(options.recipe, options.max_steps)
     by_information = entry is not None and (options.chunking == "information" or (
         options.chunking == "auto" and options.chunk_tokens is None))
@@ -130,48 +137,61 @@ def fit_and_decode(loaded: LoadedModel, chunks: list[list[int]], recipe: Recipe,
 
 def compress_bytes(data: bytes, loaded: LoadedModel, options: CompressOptions | None = None, *,
                    name: str | None = None, journal: Journal | None = None, resume: bool = False,
-                   on_progress: ProgressCallback | None = None) -> tuple[Archive, CompressReport]:
+                   on_progress: ProgressCallback | None = None,
+                   world: World = SINGLE) -> tuple[Archive | None, CompressReport]:
     """Compress `data` with `loaded`: the archive (not yet serialized) and a report. With a
     journal, finished groups are saved as they complete and reused by a later run of the same
-    job (`resume=True` insists that the journal belongs to this job)."""
+    job (`resume=True` insists that the journal belongs to this job). Under torchrun each rank
+    compresses its share of the groups (memzip/distributed.py) and only rank 0 gets the archive."""
     started = time.perf_counter()
     job = plan(options or CompressOptions(), loaded)
     on_progress = on_progress or _silent
     encoded = TextCodec(loaded.tokenizer).encode(data)
     tokens = encoded.tokens.tolist()
-    if job.nats_per_chunk:
-        # Chunk length then adapts to the text: at most twice the model's default length.
-        costs = token_costs(loaded.model, tokens, list(job.layout.prefix))
-        spans = information_chunks(costs, job.nats_per_chunk, max_tokens=2 * job.chunk_tokens)
-    else:
-        spans = even_chunks(len(tokens), job.chunk_tokens)
+    spans = world.broadcast(_spans(loaded, job, tokens) if world.is_main else None)
     chunks = [tokens[a:b] for a, b in spans]
+    firsts = list(range(0, len(chunks), job.batch_size))
+    mine = [firsts[g] for g in world.mine(len(firsts))]
+    work = sum(len(chunks[first:first + job.batch_size]) for first in mine)
 
-    finished = journal.open(job_identity(data, loaded, job), require_match=resume) if journal else {}
-    report = CompressReport()
+    finished = journal.open(job_identity(data, loaded, job, world), require_match=resume) if journal else {}
     results: list[GroupResult] = []
-    for first in range(0, len(chunks), job.batch_size):
+    done = 0
+    for first in mine:
         group = chunks[first:first + job.batch_size]
         result = finished.get(first)
         if result is None or len(result.misses) != len(group):
-            on_progress(ProgressEvent("compress", first, len(chunks), len(tokens)))
-            result = _compress_group(loaded, job, group, first, len(chunks), len(tokens), on_progress)
+            on_progress(ProgressEvent("compress", done, work, len(tokens)))
+            result = _compress_group(loaded, job, group, first, done, work, len(tokens), on_progress)
             if journal:
                 journal.append(result)
         results.append(result)
-        for offset, chunk in enumerate(group):
-            report.chunks.append(ChunkReport(
-                first + offset, len(chunk), result.misses[offset],
-                *((result.steps[offset], result.losses[offset], result.accuracies[offset]) if result.steps else ())))
-        on_progress(ProgressEvent("compress", first + len(group), len(chunks), len(tokens)))
+        done += len(group)
+        on_progress(ProgressEvent("compress", done, work, len(tokens)))
 
+    gathered = world.gather(results)
+    if not world.is_main:
+        return None, CompressReport(seconds=time.perf_counter() - started)
+    results = sorted((r for share in gathered for r in share), key=lambda r: r.first)
+    report = CompressReport([ChunkReport(r.first + i, len(chunks[r.first + i]), r.misses[i],
+                                         *((r.steps[i], r.losses[i], r.accuracies[i]) if r.steps else ()))
+                             for r in results for i in range(len(r.misses))])
     encode_info = _encode_info(job, loaded, tokens, results, data)
     header = _header(data, name, loaded, job, len(tokens), len(chunks), encode_info)
     report.seconds = time.perf_counter() - started
     return Archive(header, _payload(job, loaded, chunks, results, encoded)), report
 
 
-def _compress_group(loaded, job: Plan, group, first, total_chunks, total_tokens, on_progress) -> GroupResult:
+def _spans(loaded: LoadedModel, job: Plan, tokens: list[int]) -> list[tuple[int, int]]:
+    """Where the chunks start and end."""
+    if job.nats_per_chunk:
+        # Chunk length then adapts to the text: at most twice the model's default length.
+        costs = token_costs(loaded.model, tokens, list(job.layout.prefix))
+        return information_chunks(costs, job.nats_per_chunk, max_tokens=2 * job.chunk_tokens)
+    return even_chunks(len(tokens), job.chunk_tokens)
+
+
+def _compress_group(loaded, job: Plan, group, first, done, total_chunks, total_tokens, on_progress) -> GroupResult:
     """Fit one group's vectors (if any) and name its tokens."""
     started = time.perf_counter()
     lengths = [len(c) for c in group]
@@ -181,7 +201,7 @@ def _compress_group(loaded, job: Plan, group, first, total_chunks, total_tokens,
         fitted = None
     else:
         def on_step(step, active, loss, accuracy):
-            on_progress(ProgressEvent("compress", first, total_chunks, total_tokens, step, active, loss, accuracy))
+            on_progress(ProgressEvent("compress", done, total_chunks, total_tokens, step, active, loss, accuracy))
 
         fitted = fit_and_decode(loaded, group, job.recipe, job.space, job.layout, job.margin,
                                 seed=job.options.seed + first, on_step=on_step)
@@ -200,9 +220,11 @@ def _compress_group(loaded, job: Plan, group, first, total_chunks, total_tokens,
         seconds=time.perf_counter() - started)
 
 
-def job_identity(data: bytes, loaded: LoadedModel, job: Plan) -> dict:
-    """What must match for a journal to be resumed: the same input, model, settings and machine."""
+def job_identity(data: bytes, loaded: LoadedModel, job: Plan, world: World = SINGLE) -> dict:
+    """What must match for a journal to be resumed: the same input, model, settings and machine
+    (and, under torchrun, the same rank of the same number of processes)."""
     return {"input_sha256": hashlib.sha256(data).hexdigest(), "weights": loaded.identity.weights_sha256,
+            "rank": world.rank, "world_size": world.size,
             "tokenizer": loaded.identity.tokenizer_sha256, "options": asdict(job.options),
             "chunk_tokens": job.chunk_tokens, "batch_size": job.batch_size, "margin": job.margin,
             "nats_per_chunk": job.nats_per_chunk, "dtype": str(loaded.dtype), "device": loaded.device.type,
@@ -218,7 +240,7 @@ def _header(data, name, loaded, job: Plan, tokens, chunks, encode_info) -> Heade
         memzip_version=__version__,
         model=loaded.identity,
         decode=DecodeSettings(
-            dtype=str(loaded.dtype).removeprefix("torch."),
+            dtype=loaded.dtype_name,
             attn_implementation=str(getattr(loaded.model.config, "_attn_implementation", "eager")),
             batch_size=job.batch_size, margin=job.margin,
             prefix_tokens=list(job.layout.prefix), infix_tokens=list(job.layout.infix),
@@ -245,9 +267,9 @@ def _encode_info(job: Plan, loaded, tokens, results: list[GroupResult], data: by
     else:
         info["ce_with_vectors_bits"] = decoded_bits
         info["ce_without_vectors_bits"] = round(sum(b for r in results for b in r.ce_without_vectors_bits), 1)
-        model_only = model_only_layout(loaded.tokenizer).prefix
-        info["model_only_ce_bits"] = round(sum(token_costs(
-            loaded.model, tokens, list(model_only), window=MODEL_ONLY_CHUNK_TOKENS)) / np.log(2), 1)
+        model_only = model_only_layout(loaded.tokenizer)
+        info["model_only_ce_bits"] = round(sum(token_costs(loaded.model, tokens, list(model_only.prefix),
+                                                           window=model_only_chunk_tokens(loaded, model_only))) / np.log(2), 1)
     return info
 
 
@@ -287,8 +309,9 @@ def group_digest(chunks: list[list[int]]) -> bytes:
 
 
 def extract_bytes(archive: Archive, loaded: LoadedModel, force: bool = False,
-                  on_progress: ProgressCallback | None = None) -> bytes:
-    """Decode an archive back to the original bytes, verifying every group and the whole."""
+                  on_progress: ProgressCallback | None = None, world: World = SINGLE) -> bytes | None:
+    """Decode an archive back to the original bytes, verifying every group and the whole. Under
+    torchrun each rank decodes its share of the groups and rank 0 assembles (others get None)."""
     on_progress = on_progress or _silent
     header = archive.header
     problems = model_differences(header, loaded)
@@ -304,9 +327,13 @@ def extract_bytes(archive: Archive, loaded: LoadedModel, force: bool = False,
         v = header.vectors
         vectors = quantize.stored_vectors(archive.arrays["vectors"], archive.arrays.get("vector_scales"), v.dtype,
                                           v.code_dims, header.model.d_model)
-    on_progress(ProgressEvent("extract", 0, len(lengths), header.text.tokens))
-    tokens: list[int] = []
-    for group, first in enumerate(range(0, len(lengths), decode.batch_size)):
+    mine = world.mine(header.groups)
+    work = sum(len(lengths[g * decode.batch_size:(g + 1) * decode.batch_size]) for g in mine)
+    on_progress(ProgressEvent("extract", 0, work, header.text.tokens))
+    decoded_groups: dict[int, list[list[int]]] = {}
+    done = 0
+    for group in mine:
+        first = group * decode.batch_size
         last = min(first + decode.batch_size, len(lengths))
         where = f"chunks {first}-{last - 1} of {len(lengths)}"
         choices = decode_choices(residual[offsets[group]:offsets[group + 1]], sum(lengths[first:last]),
@@ -316,10 +343,15 @@ def extract_bytes(archive: Archive, loaded: LoadedModel, force: bool = False,
         if group_digest(decoded.tokens) != archive.arrays["group_digests"][group].tobytes():
             raise VerificationError(f"{where} decoded differently than when they were compressed",
                                     hint=_mismatch_hint(header, loaded, problems))
-        for chunk in decoded.tokens:
-            tokens.extend(chunk)
-        on_progress(ProgressEvent("extract", last, len(lengths), header.text.tokens))
+        decoded_groups[group] = decoded.tokens
+        done += last - first
+        on_progress(ProgressEvent("extract", done, work, header.text.tokens))
 
+    gathered = world.gather(decoded_groups)
+    if not world.is_main:
+        return None
+    by_group = {g: chunks for share in gathered for g, chunks in share.items()}
+    tokens = [t for g in range(header.groups) for chunk in by_group[g] for t in chunk]
     encoded = EncodedText(np.asarray(tokens, dtype=np.int32), *(archive.array(n) for n in (
         "escape_positions", "escape_bytes", "patch_ops", "patch_text")))
     data = TextCodec(loaded.tokenizer).decode(encoded)
@@ -342,9 +374,8 @@ def model_differences(header: Header, loaded: LoadedModel) -> list[str]:
         problems.append(f"d_model {current.d_model} != recorded {recorded.d_model}")
     if recorded.vocab_size != current.vocab_size:
         problems.append(f"vocabulary {current.vocab_size} != recorded {recorded.vocab_size}")
-    dtype = str(loaded.dtype).removeprefix("torch.")
-    if dtype != header.decode.dtype:
-        problems.append(f"dtype {dtype} != recorded {header.decode.dtype}")
+    if loaded.dtype_name != header.decode.dtype:
+        problems.append(f"dtype {loaded.dtype_name} != recorded {header.decode.dtype}")
     return problems
 
 

@@ -48,8 +48,9 @@ class GroupResult:
     seconds: float = 0.0
 
 
-def journal_path(output: Path) -> Path:
-    return output.with_name(output.name + ".journal")
+def journal_path(output: Path, suffix: str = "") -> Path:
+    """OUT.journal beside the output (one per rank under torchrun: OUT.journal.rank0-of-8)."""
+    return output.with_name(output.name + ".journal" + suffix)
 
 
 class Journal:

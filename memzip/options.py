@@ -9,14 +9,17 @@ from typing import Callable
 
 from memzip.errors import UsageError
 from memzip.format import vectors as storage
-from memzip.format.header import MAX_CHUNK_TOKENS, MAX_MEM_VECTORS
+from memzip.format.header import MAX_BATCH, MAX_CHUNK_TOKENS, MAX_MARGIN, MAX_MEM_VECTORS
 from memzip.recipes import get_recipe
 
 # Choices tolerate logits that differ by less than margin / 2 from the compressing machine's.
 # float32: 15x the largest difference measured between ways of computing the same logits on one
 # CPU (6.6e-4, docs/benchmarks.md §2); half precisions round logits far more coarsely.
 DEFAULT_MARGIN = {"float32": 0.01, "bfloat16": 0.5, "float16": 0.25}
-MODEL_ONLY_CHUNK_TOKENS = 512  # context each chunk gets in model-only mode (docs/benchmarks.md §7)
+# Tokens per chunk in model-only mode: each chunk is predicted from its own earlier tokens, so
+# longer chunks code better (20 KB of alice29 at margin 0.01: 1.97 bits/byte at 512, 1.87 at
+# 1024) but give fewer chunks to decode side by side (docs/benchmarks.md §7).
+MODEL_ONLY_CHUNK_TOKENS = 1024
 CHUNKINGS = ("auto", "information", "length")
 
 
@@ -25,7 +28,7 @@ class CompressOptions:
     """How to compress; every field has a default a user can leave alone."""
 
     mem_vectors: int = 0  # [mem] vectors per chunk; 0 codes the text with the model alone
-    chunk_tokens: int | None = None  # None: 512 model-only, the model's registry length with vectors
+    chunk_tokens: int | None = None  # None: 1024 model-only (at most the model's context), registry length with vectors
     # With vectors: "information" cuts chunks by the text's cross-entropy under the model (the
     # paper's finding: a vector holds a fixed amount of information), "length" by token count,
     # "auto" = information unless chunk_tokens is given (and the model is in the registry).
@@ -44,8 +47,8 @@ class CompressOptions:
             raise UsageError(f"--mem-vectors must be between 0 and {MAX_MEM_VECTORS}")
         if self.chunk_tokens is not None and not 1 <= self.chunk_tokens <= MAX_CHUNK_TOKENS // 2:
             raise UsageError(f"--chunk-tokens must be between 1 and {MAX_CHUNK_TOKENS // 2}")
-        if self.batch_size is not None and not 1 <= self.batch_size <= 1 << 16:
-            raise UsageError("--batch-size must be between 1 and 65536")
+        if self.batch_size is not None and not 1 <= self.batch_size <= MAX_BATCH:
+            raise UsageError(f"--batch-size must be between 1 and {MAX_BATCH}")
         if self.chunking not in CHUNKINGS:
             raise UsageError(f"unknown chunking {self.chunking!r}", hint="Use " + ", ".join(CHUNKINGS) + ".")
         if self.code_dims is not None and self.code_dims < 1:
@@ -53,8 +56,8 @@ class CompressOptions:
         if self.vector_dtype not in storage.STORAGE_DTYPES:
             raise UsageError(f"unknown vector dtype {self.vector_dtype!r}",
                              hint="Use " + ", ".join(storage.STORAGE_DTYPES) + ".")
-        if self.margin is not None and not 0 <= self.margin <= 1000:
-            raise UsageError("--margin must be between 0 and 1000 (logits)")
+        if self.margin is not None and not 0 <= self.margin <= MAX_MARGIN:
+            raise UsageError(f"--margin must be between 0 and {MAX_MARGIN:g} (logits)")
         get_recipe(self.recipe, self.max_steps)  # unknown recipe or negative steps
 
 

@@ -57,3 +57,21 @@ def test_capacity_cli_json_and_plot(tiny_dir, tmp_path):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     else:
         assert "matplotlib is not installed" in result.stderr
+
+
+def test_rows_price_vectors_and_residual_against_the_model_alone(tiny):
+    report = run_capacity(tiny, ["book"], [8], 2, [1], max_steps=2, vector_dtype="int8")
+    row = report["rows"][0]
+    assert row["residual_bytes"] > 0
+    assert math.isclose(row["total_bits_per_byte"], 8 * (row["vector_bytes"] + row["residual_bytes"]) / row["text_bytes"],
+                        rel_tol=0.01)
+    assert row["model_only_bits_per_byte"] > 0
+
+
+def test_headline_capacity_is_one_figure_and_says_when_it_is_censored(tiny):
+    report = run_capacity(tiny, ["book"], [2, 4], 1, [1], max_steps=1)
+    greedy = report["decoding_capacity_greedy"]["book/1"]
+    assert report["decoding_capacity"] == greedy and report["decoding_capacity_texts"] == "book"
+    assert report["decoding_capacity_censored"] == (greedy == 4)
+    assert report["capacity_teacher_forced"] == report["decoding_capacity_teacher_forced"]["book/1"]
+    assert run_capacity(tiny, ["book"], [2], 1, [2], max_steps=1)["decoding_capacity"] is None  # no single vector

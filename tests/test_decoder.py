@@ -4,7 +4,7 @@ tokens are inverse, in any batch shape, with or without vectors and layout token
 import pytest
 import torch
 
-from memzip.decoder import decode_group, start_embeddings
+from memzip.decoder import chunk_choices, decode_group, start_embeddings
 from memzip.layout import Layout
 
 CHUNKS = [[5, 9, 12, 40, 7], [3, 3, 3], [100, 2, 8, 8, 8, 8, 1]]
@@ -20,18 +20,13 @@ def test_naming_then_picking_gives_the_chunks_back(tiny, layout, with_vectors):
     assert len(named.choices) == sum(lengths)
     picked = decode_group(tiny.model, lengths, layout, 0.01, vectors=vectors, choices=named.choices)
     assert picked.tokens == CHUNKS
-    assert picked.misses == named.misses == [sum(1 for r in ranks if r) for ranks in _ranks_by_chunk(named.choices, lengths)]
-
-
-def _ranks_by_chunk(choices, lengths):
-    """Choices are in decoding order: step by step, then chunk by chunk among the unfinished."""
-    out, cursor = [[] for _ in lengths], 0
-    for step in range(max(lengths)):
-        for b, length in enumerate(lengths):
-            if step < length:
-                out[b].append(choices.ranks[cursor])
-                cursor += 1
-    return out
+    per_chunk = chunk_choices(named.choices, lengths)
+    assert picked.misses == named.misses == [sum(1 for r in c.ranks if r) for c in per_chunk]
+    # each chunk decoded alone from its own choices gives the same tokens: the split is right
+    for i, chunk in enumerate(CHUNKS):
+        alone = decode_group(tiny.model, [len(chunk)], layout, 0.01, choices=per_chunk[i],
+                             vectors=None if vectors is None else vectors[i:i + 1])
+        assert alone.tokens == [chunk]
 
 
 def test_cross_entropy_is_what_the_model_assigns(tiny):

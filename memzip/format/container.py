@@ -65,10 +65,15 @@ class Archive:
 
     def array(self, name: str) -> np.ndarray:
         """A tensor, or its empty form for the optional text-codec tensors."""
-        if name in self.arrays:
-            return self.arrays[name]
-        dtype, shape = TEXT_TENSORS[name]
-        return np.zeros(tuple(0 if s is None else s for s in shape), dtype=dtype)
+        return _tensor(self.arrays, name)
+
+
+def _tensor(arrays: dict[str, np.ndarray], name: str) -> np.ndarray:
+    """arrays[name], or the empty form of an optional text-codec tensor that was left out."""
+    if name in arrays:
+        return arrays[name]
+    dtype, shape = TEXT_TENSORS[name]
+    return np.zeros(tuple(0 if s is None else s for s in shape), dtype=dtype)
 
 
 # --- writing ----------------------------------------------------------------------------------
@@ -241,18 +246,17 @@ def check_arrays(header: Header, arrays: dict[str, np.ndarray]) -> None:
     offsets = arrays["residual_offsets"]
     if offsets[0] != 0 or offsets[-1] != arrays["residual"].shape[0] or np.any(np.diff(offsets) < 0):
         raise PayloadFormatError("residual_offsets must start at 0, never decrease and end at the residual's length")
-    _check_text_codec(lambda name: arrays[name] if name in arrays else np.zeros(
-        tuple(0 if s is None else s for s in TEXT_TENSORS[name][1]), dtype=TEXT_TENSORS[name][0]))
+    _check_text_codec(arrays)
     _check_vectors(header, arrays)
 
 
-def _check_text_codec(array) -> None:
-    esc_pos, esc_bytes = array("escape_positions"), array("escape_bytes")
+def _check_text_codec(arrays: dict[str, np.ndarray]) -> None:
+    esc_pos, esc_bytes = _tensor(arrays, "escape_positions"), _tensor(arrays, "escape_bytes")
     if esc_bytes.shape != esc_pos.shape:
         raise PayloadFormatError("escape_positions and escape_bytes must have equal length")
     if esc_pos.size and (esc_pos.min() < 0 or np.any(np.diff(esc_pos) <= 0) or esc_bytes.min() < 0x80):
         raise PayloadFormatError("escapes must have increasing positions and bytes 0x80-0xFF")
-    ops, text = array("patch_ops"), array("patch_text")
+    ops, text = _tensor(arrays, "patch_ops"), _tensor(arrays, "patch_text")
     if ops.size:
         # each size is bounded by len(patch_text) before summing, so the int64 sum cannot wrap
         if ops.min() < 0 or ops[:, 2].max() > text.shape[0] or int(ops[:, 2].sum()) != text.shape[0]:

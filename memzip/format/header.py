@@ -19,6 +19,7 @@ MAX_VOCAB = 1 << 31
 MAX_CHUNK_TOKENS = 1 << 20
 MAX_LAYOUT_TOKENS = 64  # fixed tokens before or after the [mem] vectors
 MAX_MARGIN = 1000.0
+MAX_BATCH = 1 << 16
 
 MODEL_DTYPES = ("float32", "bfloat16", "float16")
 MODEL_SOURCES = ("hub", "dir", "gguf")
@@ -127,7 +128,7 @@ def parse_header(raw: bytes) -> Header:
         decode=DecodeSettings(
             dtype=decode.choice("dtype", MODEL_DTYPES),
             attn_implementation=decode.str("attn_implementation"),
-            batch_size=decode.int("batch_size", 1, 1 << 16),
+            batch_size=decode.int("batch_size", 1, MAX_BATCH),
             margin=decode.number("margin", 0.0, MAX_MARGIN),
             prefix_tokens=decode.token_list("prefix_tokens", vocab_size),
             infix_tokens=decode.token_list("infix_tokens", vocab_size),
