@@ -6,8 +6,9 @@ Per chunk, with and without the [mem] vectors:
 - teacher-forced accuracy (the paper's "decoding accuracy") and cross-entropy (nats, summed);
 - greedy exactness: the real decoder reproduces the chunk with no correction at all.
 
-"Without" means the model alone, started from its end-of-text token (the document boundary it
-was trained on), which is the best it can do with no memory.
+"Without" means the model alone with the recipe's layout tokens and no vectors, scored on the same
+tokens (for memzip's recipes: from the document-start token; for `paper`: from the chunk's
+first token, as the authors' code measures it).
 
 Reported per L: mean accuracies, share of chunks exact (both ways), token gain
 `(acc_with - acc_without) * L`, information gain `CE_without - CE_with` (nats and bits), and
@@ -24,18 +25,19 @@ from __future__ import annotations
 
 import math
 import statistics
+
 import torch
 import torch.nn.functional as F
 
-from memzip.samples import bench_chunks
 from memzip.decoder import chunk_choices, decode_group
 from memzip.engine import fit_and_decode
-from memzip.format.residual import encode_choices
-from memzip.layout import model_only_layout
 from memzip.format import vectors as storage
-from memzip.optimize import VectorSpace, recipe_layout
+from memzip.format.residual import encode_choices
+from memzip.layout import Layout, model_only_layout
+from memzip.optimize import VectorSpace, recipe_layout, scores_first_token
 from memzip.options import DEFAULT_MARGIN
 from memzip.recipes import get_recipe
+from memzip.samples import bench_chunks
 
 
 def theoretical_capacity(d_model: int, vocab_size: int, bits: int = 16) -> float:
@@ -44,15 +46,17 @@ def theoretical_capacity(d_model: int, vocab_size: int, bits: int = 16) -> float
 
 
 @torch.no_grad()
-def baseline_scores(loaded, chunks: list[list[int]]) -> list[tuple[float, float]]:
-    """(accuracy, summed CE in nats) of each chunk under the model alone, from its EOS token."""
-    model = loaded.model
-    start = loaded.tokenizer.eos_token_id if loaded.tokenizer.eos_token_id is not None else 0
+def baseline_scores(loaded, chunks: list[list[int]], layout: Layout, first_fed: bool) -> list[tuple[float, float]]:
+    """(accuracy, summed CE in nats) of each chunk's scored tokens under the model alone: the
+    recipe's layout without the vectors, as the authors measure "without [mem]" (their code runs
+    the model on the tokenized text alone, first token given)."""
+    start = list(layout.prefix + layout.infix)
+    skip = 1 if first_fed else 0  # the first token is an input, not a target
     scores = []
     for chunk in chunks:
-        ids = torch.tensor([[start] + chunk], device=loaded.device)
-        logits = model(input_ids=ids).logits[0, :-1].float()
-        target = ids[0, 1:]
+        ids = torch.tensor([start + chunk], device=loaded.device)
+        logits = loaded.model(input_ids=ids).logits[0, len(start) + skip - 1:-1].float()
+        target = ids[0, len(start) + skip:]
         scores.append(((logits.argmax(-1) == target).float().mean().item(),
                        F.cross_entropy(logits, target, reduction="sum").item()))
     return scores
@@ -76,7 +80,8 @@ def measure(loaded, kinds: list[str], lengths: list[int], samples: int, mem_vect
         done = fit_and_decode(loaded, chunks, recipe, VectorSpace(mem_vectors, vector_dtype, code_dims), layout,
                               margin, seed=seed)
         fits, misses = done.fits, done.decoded.misses
-        alone = baseline_scores(loaded, chunks)
+        first_fed = not scores_first_token(recipe, layout)
+        alone = baseline_scores(loaded, chunks, layout, first_fed)
         # Bytes: each chunk's residual with its vectors, and the same chunk coded by the model alone
         # from the document start (model-only mode, without the context of earlier chunks).
         lengths_all = [len(c) for c in chunks]
@@ -89,10 +94,11 @@ def measure(loaded, kinds: list[str], lengths: list[int], samples: int, mem_vect
                 continue
             acc_with = statistics.mean(fits[i].accuracy for i in idx)
             acc_without = statistics.mean(alone[i][0] for i in idx)
-            ce_with = statistics.mean(fits[i].loss * length for i in idx)
+            scored = length - first_fed  # tokens that are targets (the paper's L)
+            ce_with = statistics.mean(fits[i].loss * scored for i in idx)
             ce_without = statistics.mean(alone[i][1] for i in idx)
             greedy_acc = statistics.mean(1 - misses[i] / length for i in idx)
-            token_gain = (acc_with - acc_without) * length
+            token_gain = (acc_with - acc_without) * scored
             text_bytes = statistics.mean(len(loaded.tokenizer.decode(chunks[i]).encode("utf-8")) for i in idx)
             row = {
                 "texts": kind, "tokens": length, "mem_vectors": mem_vectors, "samples": len(idx),
@@ -122,7 +128,7 @@ def measure(loaded, kinds: list[str], lengths: list[int], samples: int, mem_vect
             if on_row:
                 on_row(row)
             points += [{"texts": kind, "tokens": length, "ce_without": alone[i][1],
-                        "ce_with": fits[i].loss * length, "exact": misses[i] == 0} for i in idx]
+                        "ce_with": fits[i].loss * scored, "exact": misses[i] == 0} for i in idx]
     return {"rows": rows, "points": points}
 
 

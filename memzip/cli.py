@@ -319,7 +319,7 @@ def bench(
     model: ModelOpt = "embedded",
     quick: Annotated[bool, typer.Option("--quick", help="A few minutes on 2 CPU cores: 2 chunks of 12 tokens per text set, 150 steps.")] = False,
     texts: Annotated[str, typer.Option("--texts", help="Text sets, comma-separated: book, random.")] = "book,random",
-    recipes: Annotated[str, typer.Option("--recipes", help="Recipes to compare, comma-separated (see compress --recipe).")] = "paper,default",
+    recipes: Annotated[str, typer.Option("--recipes", help="Recipes to compare, comma-separated (see compress --recipe); paper,paper-sink,paper-sink-lr,default changes one thing at a time.")] = "paper,default",
     chunks: Annotated[int, typer.Option("--chunks", help="Chunks per text set.")] = 8,
     chunk_tokens: Annotated[int, typer.Option("--chunk-tokens", help="Tokens per chunk.")] = 32,
     max_steps: Annotated[Optional[int], typer.Option("--max-steps", help="Step budget per chunk for every recipe (default: each recipe's own).")] = None,
@@ -353,9 +353,9 @@ def bench(
     loaded = load_model(resolve_model(model), device=device, dtype=dtype)
 
     def show(row):  # to stderr as rows come in, also with --json (the report goes to stdout)
-        _say(quiet, f"{row['texts']:>6} {row['recipe']:>8}: {row['lossless']}/{row['chunks']} lossless, "
-                                f"median steps {row['median_steps']}, p90 {row['p90_steps']}, "
-                                f"{row['tokens_per_second']} tokens/s, {row['wall_seconds']} s")
+        median = row["median_steps"] if row["median_steps"] is not None else f"> {row['median_steps_at_least']}"
+        _say(quiet, f"{row['texts']:>6} {row['recipe']:>13}: {row['lossless']}/{row['chunks']} lossless, "
+                    f"median steps {median} (budget {row['budget']}), {row['wall_seconds']} s")
 
     report = run_bench(loaded, text_sets, recipe_names, chunks, chunk_tokens, max_steps, seed, on_result=show)
     if json_out:

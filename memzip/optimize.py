@@ -63,12 +63,14 @@ StepCallback = Callable[[int, int, float, float], None]  # step, chunks active, 
 
 
 def initial_vectors(model, count: int, mem_vectors: int, seed: int, dims: int | None = None) -> torch.Tensor:
-    """randn * std(input embedding matrix), as the authors do; seeded, generated on the CPU so
-    the same seed gives the same start on every device. `dims`: code size (default d_model)."""
+    """randn * std(input embedding matrix), as the authors do. Chunk i starts from a generator
+    seeded with seed + i, on the CPU: the same start on every device, whatever the batch it is
+    fitted in (and the start `torch.manual_seed(seed + i); torch.randn(M, d)` gives in the
+    authors' code). `dims`: code size (default d_model)."""
     weight = model.get_input_embeddings().weight
     std = float(weight.float().std())
-    generator = torch.Generator().manual_seed(seed)
-    return torch.randn(count, mem_vectors, dims or weight.shape[1], generator=generator) * std
+    size = (mem_vectors, dims or weight.shape[1])
+    return torch.stack([torch.randn(size, generator=torch.Generator().manual_seed(seed + i)) for i in range(count)]) * std
 
 
 @dataclass
@@ -154,34 +156,36 @@ def _optimize(model, inputs: _Inputs, recipe: Recipe, params, optimizer, best, s
             objective, loss, accuracy, margin = _forward(model, inputs, recipe, params, active)
         # One device-to-host copy per step rather than three per chunk (each one a GPU sync).
         scores = torch.stack([loss.detach(), accuracy.float(), margin.float()]).tolist()
-        finished_now = []
+        improved = []
         for slot, i in enumerate(active):
             chunk_loss, chunk_accuracy, chunk_margin = (row[slot] for row in scores)
             # Recorded *before* this step's update: these are the parameters that scored it.
-            best[i].offer(params[i], chunk_loss, chunk_accuracy, chunk_margin, step)
+            if best[i].offer(params[i], chunk_loss, chunk_accuracy, chunk_margin, step,
+                             accuracy_only=recipe.keep_after_update):
+                improved.append(i)
             if chunk_margin >= recipe.margin and chunk_accuracy == 1.0:
                 done[i] = True
-                finished_now.append(i)
-            elif step == recipe.max_steps or step - best[i].step > recipe.patience:
+            elif step == recipe.max_steps or step - best[i].step >= recipe.patience:
                 done[i] = True
             else:
                 steps[i] = step + 1
         if on_step is not None:
             on_step(step, len(active), sum(scores[0]) / len(active), sum(scores[1]) / len(active))
-        # The authors' loop updates once more after the step that met the criterion and keeps
-        # that vector; those chunks stay in this update.
-        keep = [i for i in active if not done[i] or (recipe.keep_after_update and i in finished_now)]
-        if not keep or step == recipe.max_steps:
+        # The authors' loop updates after every evaluation and saves the updated vector when the
+        # evaluation was a gain, also the one that met the criterion; those chunks are updated too.
+        kept_after = improved if recipe.keep_after_update else []
+        update = [slot for slot, i in enumerate(active) if not done[i] or i in kept_after]
+        if not update or step == recipe.max_steps:
             break
         for group in optimizer.param_groups:
             group["lr"] = recipe.lr_at(step)
-        objective[[slot for slot, i in enumerate(active) if i in keep]].sum().backward()
-        for i in active:  # chunks that are done and not kept must not move
-            if i not in keep:
+        objective[update].sum().backward()
+        for slot, i in enumerate(active):  # chunks that are done (and not kept after) must not move
+            if slot not in update:
                 params[i].grad = None
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        for i in finished_now if recipe.keep_after_update else ():
+        for i in kept_after:
             best[i].vectors = params[i].detach().clone()
             steps[i] = step + 1
 
@@ -222,14 +226,19 @@ def _forward(model, inputs: _Inputs, recipe: Recipe, params, active):
 
 
 class _Best:
-    """Best parameters seen for one chunk: higher accuracy wins, then larger margin."""
+    """Best parameters seen for one chunk: higher accuracy wins, then (unless accuracy_only, as
+    in the authors' loop) a larger margin."""
 
     def __init__(self, vectors: torch.Tensor):
         self.vectors, self.loss, self.accuracy, self.margin, self.step = vectors, math.inf, -1.0, -math.inf, 0
 
-    def offer(self, param, loss, accuracy, margin, step):
-        if (accuracy, margin) > (self.accuracy, self.margin):
-            self.vectors = param.detach().clone()
-            if accuracy > self.accuracy:
-                self.step = step  # patience counts from the last accuracy gain
-            self.loss, self.accuracy, self.margin = loss, accuracy, margin
+    def offer(self, param, loss, accuracy, margin, step, accuracy_only: bool = False) -> bool:
+        """Keep `param` if it is better; True when it was."""
+        better = accuracy > self.accuracy if accuracy_only else (accuracy, margin) > (self.accuracy, self.margin)
+        if not better:
+            return False
+        self.vectors = param.detach().clone()
+        if accuracy > self.accuracy:
+            self.step = step  # patience counts from the last accuracy gain
+        self.loss, self.accuracy, self.margin = loss, accuracy, margin
+        return True

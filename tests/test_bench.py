@@ -24,9 +24,9 @@ def test_bench_report_fields_and_consistency(tiny):
         for key in ("recipe", "chunks", "lossless", "median_steps", "tokens_per_second"):
             assert key in row
         assert row["chunks"] == 2 and 0 <= row["lossless"] <= 2
-        assert row["tokens_per_vector"] == 6
-        assert (row["lossless"] == 0) == (row["median_steps"] is None)
-        assert (row["corrections"] == 0) == (row["lossless"] == row["chunks"])
+        assert row["tokens_per_vector"] == 6 and row["budget"] == 5
+        assert (row["median_steps"] is None) == (row["median_steps_at_least"] == 5)
+        assert row["lossless"] == sum(s is not None for s in row["steps"])
     assert set(report["headline"]) == {"book", "random"}
     assert report["batching"]["decode_speedup"] > 0
     drift = report["drift"]
@@ -89,3 +89,25 @@ def test_bench_chunks_longer_than_the_sample_is_a_usage_error(tiny):
 
     with pytest.raises(UsageError, match="fewer than a chunk"):
         bench_chunks(tiny, "book", 1, 10**6)
+
+
+def test_censored_median():
+    from memzip.bench import censored_median
+
+    assert censored_median([3, 5, None], 100) == (5, None)
+    assert censored_median([3, None, None], 100) == (None, 100)
+    assert censored_median([3, 5, 7, None], 100) == (6, None)
+    assert censored_median([3, 5, None, None], 100) == (None, 100)
+    assert censored_median([], 100) == (None, 100)
+
+
+def test_the_fed_first_token_does_not_count_as_a_miss(tiny):
+    from memzip.bench import greedy_misses
+    from memzip.decoder import decode_group
+    from memzip.layout import Layout
+
+    chunk = [5, 6, 7, 8]
+    decoded = decode_group(tiny.model, [4], Layout(prefix=(0,)), 0.01, targets=[chunk])
+    ranks = [r for r in decoded.choices.ranks]
+    assert greedy_misses(decoded, [4], first_fed=False) == [sum(r > 0 for r in ranks)]
+    assert greedy_misses(decoded, [4], first_fed=True) == [sum(r > 0 for r in ranks[1:])]

@@ -122,3 +122,11 @@ def test_hinge_adds_the_mean_shortfall_below_the_margin(tiny):
     assert abs(accuracy.item() - (lead > 0).float().mean().item()) < 1e-6
     objective.sum().backward()
     assert param.grad is not None and param.grad.abs().sum() > 0
+
+
+def test_a_chunk_starts_from_the_same_vector_in_any_batch(tiny):
+    together = initial_vectors(tiny.model, 3, 2, seed=10)
+    assert torch.equal(together[2], initial_vectors(tiny.model, 1, 2, seed=12)[0])
+    torch.manual_seed(11)  # the authors' code draws torch.randn(M, d) after seeding the global generator
+    std = float(tiny.model.get_input_embeddings().weight.std())
+    assert torch.allclose(together[1], torch.randn(2, tiny.d_model) * std)

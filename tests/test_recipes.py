@@ -16,7 +16,9 @@ def test_paper_recipe_is_the_authors():
 
 
 @pytest.mark.parametrize("variant, base, differing", [
-    ("paper-sink", "paper", {"layout", "keep_after_update"}),
+    ("paper-sink", "paper", {"layout"}),
+    ("paper-sink-lr", "paper-sink", {"lr", "betas", "weight_decay"}),
+    ("default", "paper-sink-lr", {"margin", "keep_after_update", "max_steps", "patience"}),
     ("no-sink", "default", {"layout"}),
     ("long", "default", {"max_steps", "patience", "schedule"}),
     ("long-hinge", "long", {"hinge"}),
