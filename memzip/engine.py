@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from memzip import __version__, quantize
+from memzip import __version__, memory, quantize
 from memzip.chunking import even_chunks, information_chunks, token_costs
 from memzip.decoder import GroupDecode, decode_group
 from memzip.distributed import SINGLE, World
@@ -41,7 +41,8 @@ from memzip.journal import GroupResult, Journal
 from memzip.layout import Layout, model_only_layout
 from memzip.models import LoadedModel
 from memzip.optimize import ChunkFit, VectorSpace, fit_chunks, recipe_layout
-from memzip.options import DEFAULT_MARGIN, MODEL_ONLY_CHUNK_TOKENS, CompressOptions, ProgressCallback, ProgressEvent
+from memzip.options import (CPU_BATCH_SIZE, DEFAULT_MARGIN, MODEL_ONLY_CHUNK_TOKENS, CompressOptions, ProgressCallback,
+                            ProgressEvent)
 from memzip.recipes import Recipe, get_recipe
 from memzip.stats import baselines
 from memzip.textcodec import EncodedText, TextCodec
@@ -76,7 +77,8 @@ def plan(options: CompressOptions, loaded: LoadedModel) -> Plan:
     entry = loaded.entry
     if not options.mem_vectors:
         layout = model_only_layout(loaded.tokenizer)
-        return Plan(options, options.chunk_tokens or model_only_chunk_tokens(loaded, layout), options.batch_size or 32,
+        chunk_tokens = options.chunk_tokens or model_only_chunk_tokens(loaded, layout)
+        return Plan(options, chunk_tokens, _batch_size(loaded, options, chunk_tokens + len(layout.prefix), False),
                     margin, layout, None, None)
     recipe = get_recipe(options.recipe, options.max_steps)
     by_information = entry is not None and (options.chunking == "information" or (
@@ -84,9 +86,24 @@ def plan(options: CompressOptions, loaded: LoadedModel) -> Plan:
     if options.chunking == "information" and entry is None:
         raise UsageError("--chunking information needs a model from the registry (its information "
                          "budget per vector is calibrated)", hint="Use --chunking length.")
-    return Plan(options, options.chunk_tokens or (entry.chunk_tokens if entry else 64), options.batch_size or 8,
-                margin, recipe_layout(recipe, loaded.tokenizer), recipe,
+    chunk_tokens = options.chunk_tokens or (entry.chunk_tokens if entry else 64)
+    layout = recipe_layout(recipe, loaded.tokenizer)
+    # information chunks are at most twice chunk_tokens long
+    longest = (2 if by_information else 1) * chunk_tokens + options.mem_vectors + len(layout.prefix + layout.infix)
+    return Plan(options, chunk_tokens, _batch_size(loaded, options, longest, True), margin, layout, recipe,
                 entry.nats_per_chunk if by_information else None)
+
+
+def _batch_size(loaded: LoadedModel, options: CompressOptions, positions: int, fitting: bool) -> int:
+    """--batch-size; else on a GPU as many chunks as its free memory holds (memzip/memory.py);
+    else the CPU defaults."""
+    if options.batch_size:
+        return options.batch_size
+    free = memory.free_bytes(loaded.device)
+    if free is None:
+        return CPU_BATCH_SIZE[fitting]
+    shape = memory.Shape.of(loaded.model.config, loaded.dtype.itemsize)
+    return memory.auto_batch_size(shape, positions, fitting, free)
 
 
 def _silent(event: ProgressEvent) -> None:

@@ -21,6 +21,9 @@ DEFAULT_MARGIN = {"float32": 0.01, "bfloat16": 0.5, "float16": 0.25}
 # 1024) but give fewer chunks to decode side by side (docs/benchmarks.md §7).
 MODEL_ONLY_CHUNK_TOKENS = 1024
 CHUNKINGS = ("auto", "information", "length")
+# Chunks side by side on a CPU, where cores are the limit: {fitting vectors: 8, model-only: 32}.
+# On a GPU the batch is planned from its free memory (memzip/memory.py).
+CPU_BATCH_SIZE = {True: 8, False: 32}
 
 
 @dataclass
@@ -38,7 +41,7 @@ class CompressOptions:
     seed: int = 0
     vector_dtype: str = "float16"  # storage of the vectors (memzip/format/vectors.py)
     code_dims: int | None = None  # store vectors as codes of this many numbers in a random subspace
-    batch_size: int | None = None  # chunks decoded (and fitted) together; None: 8 with vectors, 32 without
+    batch_size: int | None = None  # chunks decoded (and fitted) together; None: planned (memzip/memory.py)
     margin: float | None = None  # drift tolerance of the choices; None: DEFAULT_MARGIN of the dtype
 
     def check(self) -> None:

@@ -66,20 +66,30 @@ def pick_tokens(logits: torch.Tensor, ranks: list[int], bits: list[int], hashes:
                 where: str) -> list[int]:
     """The tokens that choices name in logits (float32 [B, V]), one per row."""
     picked = logits.argmax(dim=1).tolist()  # the answer wherever r = 0 and b = 0
-    for row, (rank, b, h) in enumerate(zip(ranks, bits, hashes)):
-        if rank == 0 and b == 0:
-            continue
-        top = logits[row].topk(rank + 1)
-        if b == 0:
-            picked[row] = int(top.indices[rank])
-            continue
-        value = top.values[rank]
-        gathered = ((logits[row] - value).abs() <= margin).nonzero().flatten()
-        table = _hashes(logits.shape[1], logits.device)[gathered] >> (HASH_BITS - b)
-        matches = gathered[table == h].tolist()
-        if len(matches) != 1:
-            raise VerificationError(
-                f"{where}: the model's logits here differ from those at compression by more than "
-                f"the archive's margin ({margin:g}); {len(matches)} tokens fit the stored choice")
-        picked[row] = matches[0]
+    hard = [row for row, (rank, b) in enumerate(zip(ranks, bits)) if rank or b]
+    if not hard:
+        return picked
+    # v: the (r+1)-th largest logit of each hard row (the token itself when b = 0)
+    values = []
+    for row in hard:
+        top = logits[row].topk(ranks[row] + 1)
+        values.append(top.values[-1])
+        picked[row] = int(top.indices[-1])
+    hashed = [i for i, row in enumerate(hard) if bits[row]]
+    if hashed:
+        rows = torch.tensor([hard[i] for i in hashed], device=logits.device)
+        value = torch.stack([values[i] for i in hashed])[:, None]
+        shift = torch.tensor([HASH_BITS - bits[hard[i]] for i in hashed], device=logits.device)[:, None]
+        wanted = torch.tensor([hashes[hard[i]] for i in hashed], device=logits.device)[:, None]
+        table = _hashes(logits.shape[1], logits.device)[None]
+        # one dense mask for every hard row at once: within the margin of v, with the hash prefix
+        fits = ((logits[rows] - value).abs() <= margin) & ((table >> shift) == wanted)
+        counts = fits.sum(dim=1).tolist()
+        found = fits.to(torch.uint8).argmax(dim=1).tolist()
+        for i, count, token in zip(hashed, counts, found):
+            if count != 1:
+                raise VerificationError(
+                    f"{where}: the model's logits here differ from those at compression by more than "
+                    f"the archive's margin ({margin:g}); {count} tokens fit the stored choice")
+            picked[hard[i]] = token
     return picked

@@ -1,0 +1,59 @@
+"""The batch planner's estimate covers what a real forward pass keeps, and is not absurdly loose."""
+
+import torch
+from transformers import LlamaConfig
+
+from memzip import memory
+from memzip.decoder import _cache_of, start_embeddings
+from memzip.layout import Layout
+from memzip.optimize import VectorSpace, fit_chunks
+from memzip.recipes import get_recipe
+
+
+def test_kv_cache_is_what_the_estimate_says(tiny):
+    shape = memory.Shape.of(tiny.model.config, 4)
+    with torch.no_grad():
+        output = tiny.model(inputs_embeds=start_embeddings(tiny.model, 3, Layout(prefix=(0,)), None), use_cache=True)
+        output = tiny.model(input_ids=torch.tensor([[5], [6], [7]]), use_cache=True, cache=_cache_of(output))
+    cache = _cache_of(output)
+    held = sum(t.numel() * t.element_size() for layer in cache.layers for t in (layer.keys, layer.values))
+    assert held == 3 * 2 * shape.layers * shape.kv_width * 2 * 4  # 3 chunks, 2 positions, float32
+
+
+def test_fitting_estimate_covers_the_tensors_autograd_keeps(tiny):
+    tokens = 40
+    saved = {}
+
+    def pack(tensor):
+        saved[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fit_chunks(tiny.model, [list(range(3, 3 + tokens))], get_recipe("default", 1), VectorSpace(), Layout(prefix=(0,)))
+    kept = sum(saved.values())
+    estimate = memory.chunk_bytes(memory.Shape.of(tiny.model.config, 4), tokens + 2, fitting=True)
+    assert kept <= estimate <= 8 * kept
+
+
+def test_auto_batch_for_llama_3_1_8b_on_an_80_gb_gpu():
+    """Llama-3.1-8B's published shape in bfloat16: weights 16 GB, 64 GB free."""
+    config = LlamaConfig(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
+                         num_key_value_heads=8, vocab_size=128256)
+    shape = memory.Shape.of(config, 2)
+    assert shape.kv_width == 1024
+    free = 64 * 2**30
+    decode = memory.auto_batch_size(shape, 1024, fitting=False, free=free)
+    fit = memory.auto_batch_size(shape, 1030, fitting=True, free=free)
+    # a 1024-token chunk's KV cache is 2 x 32 layers x 1024 x 1024 x 2 bytes = 128 MiB
+    assert decode == int(0.7 * free) // (128 * 2**20 + 6 * 128256 * 4) == 350
+    assert 1 <= fit < decode
+    assert fit * memory.chunk_bytes(shape, 1030, True) <= memory.MEMORY_SHARE * free
+
+
+def test_cpu_batches_are_the_fixed_defaults(tiny):
+    from memzip.engine import plan
+    from memzip.options import CPU_BATCH_SIZE, CompressOptions
+
+    assert plan(CompressOptions(), tiny).batch_size == CPU_BATCH_SIZE[False] == 32
+    assert plan(CompressOptions(mem_vectors=1), tiny).batch_size == CPU_BATCH_SIZE[True] == 8
+    assert plan(CompressOptions(batch_size=3), tiny).batch_size == 3
