@@ -78,6 +78,7 @@ class _Inputs:
     """A group's fixed, teacher-forced inputs."""
 
     ids: torch.Tensor  # [n, L] chunk tokens, right-padded
+    lengths: torch.Tensor  # [n] tokens of each chunk
     scored: torch.Tensor  # [n, L] bool: tokens that are training targets
     token_embeds: torch.Tensor  # [n, L, d]
     layout_embeds: tuple[torch.Tensor, torch.Tensor]  # prefix [P, d], infix [I, d]
@@ -111,11 +112,14 @@ def fit_chunks(model, chunks: list[list[int]], recipe: Recipe, space: VectorSpac
     with torch.no_grad():
         layout_embeds = tuple(embed(torch.tensor(list(t), dtype=torch.long, device=device))
                               for t in (layout.prefix, layout.infix))
-        inputs = _Inputs(ids, scored, embed(ids), layout_embeds, first_fed,
+        inputs = _Inputs(ids, torch.tensor([len(c) for c in chunks], device=device), scored, embed(ids),
+                         layout_embeds, first_fed,
                          None if space.code_dims is None else code_basis(space.code_dims, embed.weight.shape[1]).to(device),
                          space.storage, dtype)
 
     start = init if init is not None else initial_vectors(model, count, space.mem_vectors, seed, space.code_dims)
+    if init is None and recipe.init == "mean-embedding":
+        start = _mean_embedding_start(inputs, start, space)
     params = [torch.nn.Parameter(start[i].to(device=device, dtype=torch.float32).clone()) for i in range(count)]
     optimizer = torch.optim.AdamW(params, lr=recipe.lr, betas=recipe.betas, weight_decay=recipe.weight_decay)
     best = [_Best(p.detach().clone()) for p in params]
@@ -125,6 +129,14 @@ def fit_chunks(model, chunks: list[list[int]], recipe: Recipe, space: VectorSpac
     return [ChunkFit(b.vectors.cpu(), steps[i], b.loss, b.accuracy, b.margin,
                      b.margin >= recipe.margin and b.accuracy == 1.0)
             for i, b in enumerate(best)]
+
+
+def _mean_embedding_start(inputs: _Inputs, start: torch.Tensor, space: VectorSpace) -> torch.Tensor:
+    """The mean of each chunk's token embeddings, plus half the random start."""
+    means = torch.stack([inputs.token_embeds[i, :n].float().mean(dim=0) for i, n in enumerate(inputs.lengths.tolist())])
+    if space.code_dims:  # the code whose vector is nearest the mean
+        means = torch.linalg.lstsq(inputs.basis.T.float(), means.T).solution.T
+    return means.cpu()[:, None, :] + 0.5 * start
 
 
 @contextlib.contextmanager
@@ -153,12 +165,18 @@ def _optimize(model, inputs: _Inputs, recipe: Recipe, params, optimizer, best, s
         # The last evaluation is never followed by a backward pass: no autograd graph for it
         # (with --max-steps 0 that graph would be most of the memory).
         with torch.set_grad_enabled(step < recipe.max_steps):
-            objective, loss, accuracy, margin = _forward(model, inputs, recipe, params, active)
+            objective, loss, accuracy, margin = _forward(model, inputs, recipe, params, active, step)
+        # During a curriculum the scores are of part of each chunk: nothing is kept or judged yet.
+        warming = step < recipe.curriculum and step < recipe.max_steps
         # One device-to-host copy per step rather than three per chunk (each one a GPU sync).
         scores = torch.stack([loss.detach(), accuracy.float(), margin.float()]).tolist()
         improved = []
         for slot, i in enumerate(active):
             chunk_loss, chunk_accuracy, chunk_margin = (row[slot] for row in scores)
+            if warming:
+                steps[i] = step + 1
+                best[i].step = step  # patience counts from the end of the curriculum
+                continue
             # Recorded *before* this step's update: these are the parameters that scored it.
             if best[i].offer(params[i], chunk_loss, chunk_accuracy, chunk_margin, step,
                              accuracy_only=recipe.keep_after_update):
@@ -190,9 +208,10 @@ def _optimize(model, inputs: _Inputs, recipe: Recipe, params, optimizer, best, s
             steps[i] = step + 1
 
 
-def _forward(model, inputs: _Inputs, recipe: Recipe, params, active):
+def _forward(model, inputs: _Inputs, recipe: Recipe, params, active, step: int = 0):
     """Teacher-forced forward for the active chunks: per-chunk objective (what is minimized),
-    mean cross-entropy, accuracy and smallest lead, over the scored tokens."""
+    mean cross-entropy, accuracy and smallest lead, over the scored tokens (during a curriculum,
+    over the part of each chunk scored so far)."""
     mem = expand(fake_quantize(torch.stack([params[i] for i in active]), inputs.storage), inputs.basis).to(inputs.dtype)
     n = len(active)
     prefix, infix = (e[None].expand(n, -1, -1) for e in inputs.layout_embeds)
@@ -204,6 +223,10 @@ def _forward(model, inputs: _Inputs, recipe: Recipe, params, active):
     positions = torch.arange(embeds.shape[1] - longest - 1, embeds.shape[1] - 1, device=embeds.device)
     logits = model(inputs_embeds=embeds, logits_to_keep=positions).logits.float()
     target, valid = inputs.ids[active], inputs.scored[active]
+    if recipe.curriculum and step < recipe.curriculum:
+        share = 0.25 + 0.75 * step / recipe.curriculum
+        seen = torch.ceil(inputs.lengths[active] * share)
+        valid = valid & (torch.arange(longest, device=valid.device)[None] < seen[:, None])
     ce = F.cross_entropy(logits.flatten(0, 1), target.flatten(), reduction="none").view_as(target)
     counts = valid.sum(dim=1).clamp(min=1)
     loss = (ce * valid).sum(dim=1) / counts

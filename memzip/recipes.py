@@ -41,6 +41,13 @@ class Recipe:
     # that gained accuracy (also the one that met the criterion), and count only accuracy gains,
     # instead of the vector that scored best (by accuracy, then margin).
     keep_after_update: bool = False
+    # Progressive lengthening: over the first `curriculum` steps the scored part of each chunk
+    # grows from its first quarter to all of it (a vector that holds the start is a warm start
+    # for the whole). 0: every token is scored from the first step.
+    curriculum: int = 0
+    # "random": randn x std(embeddings), as the authors; "mean-embedding": the mean of the chunk's
+    # token embeddings, plus half of that random start (so several vectors still differ).
+    init: str = "random"
 
     def to_header(self) -> dict:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
@@ -82,6 +89,9 @@ RECIPES["no-sink"] = replace(RECIPES["default"], name="no-sink", layout="authors
 RECIPES["long"] = replace(RECIPES["default"], name="long", max_steps=2000, patience=2000, schedule="cosine")
 # The hinge made a 96-token chunk that "long" left at 95/96 exact (docs/capacity.md).
 RECIPES["long-hinge"] = replace(RECIPES["long"], name="long-hinge", hinge=1.0)
+# Candidates for fitting near capacity faster (docs/capacity.md measures them against long-hinge).
+RECIPES["long-hinge-curriculum"] = replace(RECIPES["long-hinge"], name="long-hinge-curriculum", curriculum=400)
+RECIPES["long-hinge-mean-init"] = replace(RECIPES["long-hinge"], name="long-hinge-mean-init", init="mean-embedding")
 
 
 def get_recipe(name: str, max_steps: int | None = None) -> Recipe:

@@ -114,7 +114,7 @@ def test_hinge_adds_the_mean_shortfall_below_the_margin(tiny):
         expected = (3.0 - lead).clamp(min=0).mean().item()
     assert expected > 0  # an untrained vector leaves tokens short of a 3-logit lead
     empty = tokens[0][:0]
-    inputs = _Inputs(ids, torch.ones_like(ids, dtype=torch.bool), tokens, (empty, empty), False, None,
+    inputs = _Inputs(ids, torch.tensor([len(chunk)]), torch.ones_like(ids, dtype=torch.bool), tokens, (empty, empty), False, None,
                      "float32", torch.float32)
     objective, loss, accuracy, margin = _forward(tiny.model, inputs, recipe, [param], [0])
     assert abs((objective - loss).item() - 2.0 * expected) < 1e-4
@@ -130,3 +130,23 @@ def test_a_chunk_starts_from_the_same_vector_in_any_batch(tiny):
     torch.manual_seed(11)  # the authors' code draws torch.randn(M, d) after seeding the global generator
     std = float(tiny.model.get_input_embeddings().weight.std())
     assert torch.allclose(together[1], torch.randn(2, tiny.d_model) * std)
+
+
+def test_curriculum_judges_only_on_the_whole_chunk(tiny):
+    """Until the curriculum ends only part of the chunk is scored, so nothing is kept or judged;
+    what is returned was judged on the whole chunk."""
+    chunk = list(range(5, 21))
+    steps = []
+    recipe = replace(RECIPES["long-hinge-curriculum"], curriculum=10, max_steps=12, margin=float("inf"))
+    fit = fit_chunks(tiny.model, [chunk], recipe, layout=Layout(prefix=(0,)), on_step=lambda *a: steps.append(a[0]))[0]
+    assert steps == list(range(13)) and fit.steps == 12
+    assert fit.loss == pytest.approx(teacher_forced_loss(tiny, Layout(prefix=(0,)), fit.vectors, chunk), abs=1e-4)
+
+
+def test_mean_embedding_start(tiny):
+    chunk = [5, 6, 7, 8]
+    recipe = replace(RECIPES["long-hinge-mean-init"], max_steps=0)
+    fit = fit_chunks(tiny.model, [chunk], recipe, seed=4)[0]
+    embed = tiny.model.get_input_embeddings().weight
+    expected = embed[chunk].mean(dim=0) + 0.5 * initial_vectors(tiny.model, 1, 1, seed=4)[0, 0]
+    assert torch.allclose(fit.vectors[0], expected, atol=1e-6)
