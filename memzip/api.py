@@ -63,10 +63,12 @@ def compress_file(source: str, target: Path, options: CompressOptions | None = N
                           hint="Run the same command again (or add --resume) to continue.") from None
     if archive is None:  # another rank than 0: its groups went to rank 0
         journal.remove()
+        world.finish()
         return None
     raw = encode_archive(archive)
     write_atomic(target, raw, force)
     journal.remove()
+    world.finish()
     stats = archive_stats(archive, len(raw), target)
     steps = sorted(c.steps for c in report.chunks)
     return {"output": str(target), **{k: stats[k] for k in (
@@ -100,11 +102,13 @@ def extract_file(source: Path, target: Path | None = None, *, to_stdout: bool = 
     data = extract_bytes(archive, loaded, force=force, on_progress=on_progress, world=world)
     seconds = time.perf_counter() - started
     if data is None:  # another rank than 0
+        world.finish()
         return None
     if to_stdout:
         write_stdout(data)
     else:
         write_atomic(target, data, force)
+    world.finish()
     return {"output": None if to_stdout else str(target), "bytes": len(data),
             "sha256": archive.header.text.sha256, "verified": True, "seconds": round(seconds, 2),
             "tokens_per_second": round(archive.header.text.tokens / seconds, 1) if seconds else None,

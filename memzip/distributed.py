@@ -56,6 +56,18 @@ class World:
         dist.broadcast_object_list(box, src=0)
         return box[0]
 
+    def finish(self) -> None:
+        """Wait for every rank, then leave the process group. Without this a rank that is done
+        early exits while rank 0 still writes, and gloo's background thread on rank 0 can abort
+        the process ("terminate called without an active exception") once its peer is gone."""
+        if self.size == 1:
+            return
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.barrier()
+            dist.destroy_process_group()
+
     def journal_suffix(self) -> str:
         return "" if self.size == 1 else f".rank{self.rank}-of-{self.size}"
 

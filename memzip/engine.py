@@ -211,30 +211,26 @@ def _spans(loaded: LoadedModel, job: Plan, tokens: list[int]) -> list[tuple[int,
 def _compress_group(loaded, job: Plan, group, first, done, total_chunks, total_tokens, on_progress) -> GroupResult:
     """Fit one group's vectors (if any) and name its tokens."""
     started = time.perf_counter()
-    lengths = [len(c) for c in group]
+    vocab = loaded.identity.vocab_size
     if job.recipe is None:
-        decoded = decode_group(loaded.model, lengths, job.layout, job.margin, targets=group,
+        decoded = decode_group(loaded.model, [len(c) for c in group], job.layout, job.margin, targets=group,
                                where=f"chunks {first}-{first + len(group) - 1}")
-        fitted = None
-    else:
-        def on_step(step, active, loss, accuracy):
-            on_progress(ProgressEvent("compress", done, total_chunks, total_tokens, step, active, loss, accuracy))
+        return GroupResult(first, encode_choices(decoded.choices, vocab), group_digest(decoded.tokens),
+                           decoded.misses, decoded.ce_bits, seconds=time.perf_counter() - started)
 
-        fitted = fit_and_decode(loaded, group, job.recipe, job.space, job.layout, job.margin,
-                                seed=job.options.seed + first, on_step=on_step)
-        decoded = fitted.decoded
-        # What each chunk costs from the same start without its vectors: what the vectors saved.
-        alone = [sum(token_costs(loaded.model, chunk, list(job.layout.prefix + job.layout.infix),
-                                 window=len(chunk))) / np.log(2) for chunk in group]
-    return GroupResult(
-        first=first, residual=encode_choices(decoded.choices, loaded.identity.vocab_size),
-        digest=group_digest(decoded.tokens), misses=decoded.misses, ce_bits=decoded.ce_bits,
-        ce_without_vectors_bits=alone if fitted else [],
-        packed=fitted.packed if fitted else None, scales=fitted.scales if fitted else None,
-        steps=[f.steps for f in fitted.fits] if fitted else [],
-        losses=[f.loss for f in fitted.fits] if fitted else [],
-        accuracies=[f.accuracy for f in fitted.fits] if fitted else [],
-        seconds=time.perf_counter() - started)
+    def on_step(step, active, loss, accuracy):
+        on_progress(ProgressEvent("compress", done, total_chunks, total_tokens, step, active, loss, accuracy))
+
+    fitted = fit_and_decode(loaded, group, job.recipe, job.space, job.layout, job.margin,
+                            seed=job.options.seed + first, on_step=on_step)
+    decoded = fitted.decoded
+    # What each chunk costs from the same start without its vectors: what the vectors saved.
+    start = list(job.layout.prefix + job.layout.infix)
+    alone = [sum(token_costs(loaded.model, chunk, start, window=len(chunk))) / np.log(2) for chunk in group]
+    return GroupResult(first, encode_choices(decoded.choices, vocab), group_digest(decoded.tokens), decoded.misses,
+                       decoded.ce_bits, alone, fitted.packed, fitted.scales, steps=[f.steps for f in fitted.fits],
+                       losses=[f.loss for f in fitted.fits], accuracies=[f.accuracy for f in fitted.fits],
+                       seconds=time.perf_counter() - started)
 
 
 def job_identity(data: bytes, loaded: LoadedModel, job: Plan, world: World = SINGLE) -> dict:

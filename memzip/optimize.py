@@ -82,7 +82,6 @@ class _Inputs:
     scored: torch.Tensor  # [n, L] bool: tokens that are training targets
     token_embeds: torch.Tensor  # [n, L, d]
     layout_embeds: tuple[torch.Tensor, torch.Tensor]  # prefix [P, d], infix [I, d]
-    first_fed: bool  # the first text token is an input, not predicted by the last start position
     basis: torch.Tensor | None  # code basis (quantize.code_basis) on the device
     storage: str
     dtype: torch.dtype  # the model's
@@ -105,15 +104,14 @@ def fit_chunks(model, chunks: list[list[int]], recipe: Recipe, space: VectorSpac
     for i, chunk in enumerate(chunks):
         ids[i, :len(chunk)] = torch.tensor(chunk)
         scored[i, :len(chunk)] = True
-    first_fed = not scores_first_token(recipe, layout)
-    if first_fed:
+    if not scores_first_token(recipe, layout):  # the first token is fed, not predicted
         scored[:, 0] = False
     ids, scored = ids.to(device), scored.to(device)
     with torch.no_grad():
         layout_embeds = tuple(embed(torch.tensor(list(t), dtype=torch.long, device=device))
                               for t in (layout.prefix, layout.infix))
         inputs = _Inputs(ids, torch.tensor([len(c) for c in chunks], device=device), scored, embed(ids),
-                         layout_embeds, first_fed,
+                         layout_embeds,
                          None if space.code_dims is None else code_basis(space.code_dims, embed.weight.shape[1]).to(device),
                          space.storage, dtype)
 
@@ -219,7 +217,7 @@ def _forward(model, inputs: _Inputs, recipe: Recipe, params, active, step: int =
     longest = inputs.ids.shape[1]
     # The position before each text token predicts it. Exactly those positions are asked for,
     # so the logits come out contiguous and cross_entropy reads them in place (a transposed view
-    # made it copy them: 11.3 GB -> 7.2 GB peak for 256 chunks of 64 tokens, benchmarks §4).
+    # made it copy them: 11.3 GB -> 7.2 GB peak for 256 chunks of 64 tokens, docs/benchmarks.md §5).
     positions = torch.arange(embeds.shape[1] - longest - 1, embeds.shape[1] - 1, device=embeds.device)
     logits = model(inputs_embeds=embeds, logits_to_keep=positions).logits.float()
     target, valid = inputs.ids[active], inputs.scored[active]

@@ -114,7 +114,7 @@ def test_hinge_adds_the_mean_shortfall_below_the_margin(tiny):
         expected = (3.0 - lead).clamp(min=0).mean().item()
     assert expected > 0  # an untrained vector leaves tokens short of a 3-logit lead
     empty = tokens[0][:0]
-    inputs = _Inputs(ids, torch.tensor([len(chunk)]), torch.ones_like(ids, dtype=torch.bool), tokens, (empty, empty), False, None,
+    inputs = _Inputs(ids, torch.tensor([len(chunk)]), torch.ones_like(ids, dtype=torch.bool), tokens, (empty, empty), None,
                      "float32", torch.float32)
     objective, loss, accuracy, margin = _forward(tiny.model, inputs, recipe, [param], [0])
     assert abs((objective - loss).item() - 2.0 * expected) < 1e-4
