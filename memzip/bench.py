@@ -69,6 +69,10 @@ def run_recipe(loaded, chunks, recipe, seed: int = 0, mem_vectors: int = 1) -> d
         "median_steps": median,  # over all chunks; None when censored
         "median_steps_at_least": at_least,
         "steps": steps,  # per chunk, None: not lossless within the budget
+        # Per chunk, for a side-by-side with the authors' loop (docs/scripts/authors_side_by_side.py):
+        "steps_to_stop": [f.steps for f in fits],
+        "teacher_forced_accuracy": [round(f.accuracy, 4) for f in fits],
+        "greedy_misses": misses,
         "p90_steps": finished[min(len(finished) - 1, int(0.9 * len(finished)))] if finished else None,
         "mean_steps_all": round(statistics.mean(f.steps for f in fits), 1),
         "optimizer_steps_per_second": round(max(f.steps for f in fits) / seconds, 2) if seconds else None,

@@ -27,6 +27,9 @@ def test_bench_report_fields_and_consistency(tiny):
         assert row["tokens_per_vector"] == 6 and row["budget"] == 5
         assert (row["median_steps"] is None) == (row["median_steps_at_least"] == 5)
         assert row["lossless"] == sum(s is not None for s in row["steps"])
+        # the per-chunk figures agree with the summary: lossless exactly where no greedy miss
+        assert [m == 0 for m in row["greedy_misses"]] == [s is not None for s in row["steps"]]
+        assert all(1 <= s <= 5 for s in row["steps_to_stop"]) and len(row["teacher_forced_accuracy"]) == 2
     assert set(report["headline"]) == {"book", "random"}
     assert report["batching"]["decode_speedup"] > 0
     drift = report["drift"]
