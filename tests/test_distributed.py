@@ -57,3 +57,12 @@ def test_vectors_fitted_by_two_processes_extract_exactly(tiny_dir, tmp_path):
            *ARGS, processes=2)
     memzip("extract", tmp_path / "v.memz", "-o", tmp_path / "back.txt", "-q")
     assert (tmp_path / "back.txt").read_bytes() == TEXT
+
+
+def test_a_rank_without_a_group_waits_and_rank_0_still_writes(tiny_dir, tmp_path):
+    """One chunk, two processes: rank 1 has nothing to do and must neither fail nor hang."""
+    source = tmp_path / "short.txt"
+    source.write_bytes(b"One short group.")
+    memzip("compress", source, "-m", tiny_dir, "-o", tmp_path / "s.memz", "--quiet", processes=2)
+    memzip("extract", tmp_path / "s.memz", "-o", tmp_path / "back.txt", "-q", processes=2)
+    assert (tmp_path / "back.txt").read_bytes() == b"One short group."
