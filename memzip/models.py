@@ -270,7 +270,7 @@ def load_model(location: ModelLocation, device: str = "auto", dtype: str = "floa
     if dtype not in DTYPES:
         raise UsageError(f"unknown dtype {dtype!r}", hint="Use auto, float32, bfloat16 or float16.")
     torch_device = pick_device(device)
-    weights_dir = _dequantized_cache(location) if location.source == "gguf" else location.path
+    weights_dir = weights_directory(location)
     if dtype == "auto":
         dtype = choose_dtype(torch_device, _config_parameters(weights_dir))
     torch_dtype = getattr(torch, dtype)
@@ -352,6 +352,11 @@ def _display_path(location: ModelLocation) -> str | None:
     if location.entry is not None and location.entry.packaged is not None:
         return location.entry.packaged.display
     return str(location.path)
+
+
+def weights_directory(location: ModelLocation) -> Path:
+    """The directory transformers loads the model from: a GGUF's dequantized copy, else its path."""
+    return _dequantized_cache(location) if location.source == "gguf" else location.path
 
 
 def _dequantized_cache(location: ModelLocation) -> Path:

@@ -102,10 +102,10 @@ def test_every_kind_of_input_round_trips_through_the_embedded_model(name, embedd
 def test_first_gguf_conversion_prints_nothing(tmp_path, monkeypatch, capfd):
     """The one-time GGUF conversion must not draw transformers' tqdm bar: it would break
     --quiet and --json on a user's first run (the shared test cache hides that first run)."""
-    from memzip.models import _dequantized_cache, resolve_model
+    from memzip.models import resolve_model, weights_directory
 
     monkeypatch.setenv("MEMZIP_CACHE", str(tmp_path))
-    target = _dequantized_cache(resolve_model("embedded"))
+    target = weights_directory(resolve_model("embedded"))
     assert (target / "model.safetensors").is_file()
     captured = capfd.readouterr()
     assert captured.err == "" and captured.out == ""

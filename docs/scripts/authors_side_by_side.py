@@ -47,13 +47,13 @@ def main() -> None:
     from memzip.bench import greedy_misses
     from memzip.decoder import decode_group
     from memzip.layout import Layout
-    from memzip.models import _dequantized_cache, load_model, resolve_model
+    from memzip.models import load_model, resolve_model, weights_directory
     from memzip.options import DEFAULT_MARGIN
     from memzip.samples import bench_chunks
 
     torch.set_num_threads(args.threads)
     loaded = load_model(resolve_model("embedded"), device="cpu")
-    model_dir = str(_dequantized_cache(resolve_model("embedded")))  # the same weights, as a directory
+    model_dir = str(weights_directory(resolve_model("embedded")))  # the same weights, as a directory
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
 
     train.sent_tokenize = lambda text: [text]
