@@ -22,19 +22,13 @@ from dataclasses import replace
 
 import torch
 
-from memzip.decoder import _cache_argument, _cache_of, chunk_choices, decode_group, start_embeddings
+from memzip.decoder import _cache_argument, _cache_of, decode_group, greedy_misses, start_embeddings
 from memzip.engine import fit_and_decode
 from memzip.layout import Layout
 from memzip.optimize import VectorSpace, fit_chunks, initial_vectors, recipe_layout, scores_first_token
 from memzip.options import DEFAULT_MARGIN
 from memzip.recipes import RECIPES, get_recipe
 from memzip.samples import bench_chunks
-
-
-def greedy_misses(decoded, lengths: list[int], first_fed: bool) -> list[int]:
-    """Per chunk, the scored tokens greedy decoding gets wrong (the fed first token excepted)."""
-    skip = 1 if first_fed else 0
-    return [sum(r > 0 for r in c.ranks[skip:]) for c in chunk_choices(decoded.choices, lengths)]
 
 
 def censored_median(steps: list[int | None], budget: int) -> tuple[float | None, int | None]:

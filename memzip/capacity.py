@@ -29,7 +29,7 @@ import statistics
 import torch
 import torch.nn.functional as F
 
-from memzip.decoder import chunk_choices, decode_group
+from memzip.decoder import chunk_choices, decode_group, greedy_misses
 from memzip.engine import fit_and_decode
 from memzip.format import vectors as storage
 from memzip.format.residual import encode_choices
@@ -79,8 +79,9 @@ def measure(loaded, kinds: list[str], lengths: list[int], samples: int, mem_vect
         margin = DEFAULT_MARGIN[loaded.dtype_name]
         done = fit_and_decode(loaded, chunks, recipe, VectorSpace(mem_vectors, vector_dtype, code_dims), layout,
                               margin, seed=seed)
-        fits, misses = done.fits, done.decoded.misses
         first_fed = not scores_first_token(recipe, layout)
+        fits = done.fits
+        misses = greedy_misses(done.decoded, [len(c) for c in chunks], first_fed)  # as `memzip bench` counts
         alone = baseline_scores(loaded, chunks, layout, first_fed)
         # Bytes: each chunk's residual with its vectors, and the same chunk coded by the model alone
         # from the document start (model-only mode, without the context of earlier chunks).
@@ -97,7 +98,7 @@ def measure(loaded, kinds: list[str], lengths: list[int], samples: int, mem_vect
             scored = length - first_fed  # tokens that are targets (the paper's L)
             ce_with = statistics.mean(fits[i].loss * scored for i in idx)
             ce_without = statistics.mean(alone[i][1] for i in idx)
-            greedy_acc = statistics.mean(1 - misses[i] / length for i in idx)
+            greedy_acc = statistics.mean(1 - misses[i] / scored for i in idx)
             token_gain = (acc_with - acc_without) * scored
             text_bytes = statistics.mean(len(loaded.tokenizer.decode(chunks[i]).encode("utf-8")) for i in idx)
             row = {

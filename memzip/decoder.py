@@ -123,3 +123,10 @@ def _cache_argument(model) -> str:
 def _cache_of(output):
     cache = output.get("cache")
     return cache if cache is not None else output.get("past_key_values")
+
+
+def greedy_misses(decoded: GroupDecode, lengths: list[int], first_fed: bool) -> list[int]:
+    """Per chunk, the scored tokens greedy decoding gets wrong. In the authors' layout the first
+    token is fed, not predicted (an archive still codes it), so it is not counted."""
+    skip = 1 if first_fed else 0
+    return [sum(r > 0 for r in c.ranks[skip:]) for c in chunk_choices(decoded.choices, lengths)]

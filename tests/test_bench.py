@@ -103,14 +103,3 @@ def test_censored_median():
     assert censored_median([3, 5, None, None], 100) == (None, 100)
     assert censored_median([], 100) == (None, 100)
 
-
-def test_the_fed_first_token_does_not_count_as_a_miss(tiny):
-    from memzip.bench import greedy_misses
-    from memzip.decoder import decode_group
-    from memzip.layout import Layout
-
-    chunk = [5, 6, 7, 8]
-    decoded = decode_group(tiny.model, [4], Layout(prefix=(0,)), 0.01, targets=[chunk])
-    ranks = [r for r in decoded.choices.ranks]
-    assert greedy_misses(decoded, [4], first_fed=False) == [sum(r > 0 for r in ranks)]
-    assert greedy_misses(decoded, [4], first_fed=True) == [sum(r > 0 for r in ranks[1:])]

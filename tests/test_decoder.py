@@ -4,7 +4,7 @@ tokens are inverse, in any batch shape, with or without vectors and layout token
 import pytest
 import torch
 
-from memzip.decoder import chunk_choices, decode_group, start_embeddings
+from memzip.decoder import chunk_choices, decode_group, greedy_misses, start_embeddings
 from memzip.layout import Layout
 
 CHUNKS = [[5, 9, 12, 40, 7], [3, 3, 3], [100, 2, 8, 8, 8, 8, 1]]
@@ -54,3 +54,11 @@ def test_start_is_prefix_then_vectors_then_infix(tiny):
     assert start.shape == (1, 5, tiny.d_model)
     assert torch.equal(start[0, 0], embed[3]) and torch.equal(start[0, 1:3], vectors[0])
     assert torch.equal(start[0, 3], embed[4]) and torch.equal(start[0, 4], embed[5])
+
+
+def test_the_fed_first_token_does_not_count_as_a_miss(tiny):
+    chunk = [5, 6, 7, 8]
+    decoded = decode_group(tiny.model, [4], Layout(prefix=(0,)), 0.01, targets=[chunk])
+    ranks = [r for r in decoded.choices.ranks]
+    assert greedy_misses(decoded, [4], first_fed=False) == [sum(r > 0 for r in ranks)]
+    assert greedy_misses(decoded, [4], first_fed=True) == [sum(r > 0 for r in ranks[1:])]

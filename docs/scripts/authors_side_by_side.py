@@ -44,8 +44,7 @@ def main() -> None:
     import train  # their train.py
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from memzip.bench import greedy_misses
-    from memzip.decoder import decode_group
+    from memzip.decoder import decode_group, greedy_misses
     from memzip.layout import Layout
     from memzip.models import load_model, resolve_model, weights_directory
     from memzip.options import DEFAULT_MARGIN
