@@ -6,4 +6,4 @@ thin command line over the API. `memzip.format` reads and writes `.memz` files w
 docs/format.md is its specification.
 """
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"

@@ -1,13 +1,16 @@
 """The memzip library: what each command does, callable from Python. The CLI is a thin layer over
 these functions; progress reaches the caller through a plain callback (`ProgressEvent`).
 
-    from memzip.api import CompressOptions, compress_file, extract_file, archive_report
-    compress_file("book.txt", "book.memz")                                  # model-only coding
-    compress_file("book.txt", "v.memz", CompressOptions(mem_vectors=1))     # [mem] vectors
-    extract_file("book.memz", "copy.txt")
-    archive_report("book.memz")["bits_per_byte"]
+    from memzip.api import CompressOptions, compress_file, extract_file, test_archive, archive_report
+    compress_file("book.txt")                                   # -> book.txt.memz, the model codes it
+    compress_file("book.txt", "v.memz", CompressOptions(mem_vectors=1))   # [mem] vectors
+    extract_file("book.txt.memz")                               # -> book.txt, verified
+    test_archive("book.txt.memz")                               # decode and verify, write nothing
+    archive_report("book.txt.memz")["bits_per_byte"]
 
-In memory: `memzip.engine.compress_bytes` / `extract_bytes` with a `LoadedModel`.
+Names work as gzip's do: compression appends `.memz`, extraction strips it. A `Models` cache
+lets many files share one model load. In memory: `memzip.engine.compress_bytes` /
+`extract_bytes` with a `LoadedModel`.
 """
 
 from __future__ import annotations
@@ -16,8 +19,9 @@ import time
 from pathlib import Path
 
 from memzip.errors import Interrupted, UsageError
-from memzip.files import check_output, read_input, write_atomic, write_stdout
-from memzip.format.container import encode_archive, read_archive, read_header
+from memzip.files import (STDIO, check_output, file_metadata, read_input, restore_metadata, write_output,
+                          write_stdout)
+from memzip.format.container import decode_archive, encode_archive, read_archive, read_header
 from memzip.format.header import Header
 from memzip.journal import Journal, journal_path
 from memzip.models import REGISTRY, ModelLocation, available_models, resolve_model
@@ -27,106 +31,187 @@ from memzip.stats import archive_stats
 # memzip.engine and memzip.models.load_model bring torch and transformers (seconds to import);
 # they are imported by the functions that run a model, so `stats` and `info` never load them.
 
-__all__ = ["CompressOptions", "ProgressEvent", "compress_file", "extract_file", "archive_report",
-           "archive_header", "available_models"]
+__all__ = ["CompressOptions", "ProgressEvent", "Models", "compress_file", "extract_file", "test_archive",
+           "archive_report", "archive_header", "available_models", "SUFFIX", "compressed_name", "extracted_name"]
+
+SUFFIX = ".memz"
 
 
-def compress_file(source: str, target: Path, options: CompressOptions | None = None, *, model: str = "embedded",
-                  device: str = "auto", dtype: str = "auto", force: bool = False, resume: bool = False,
+class Models:
+    """Loaded models shared by the files of one call (a model loads once per process)."""
+
+    def __init__(self):
+        self._loaded = {}
+
+    def get(self, location: ModelLocation, device: str, dtype: str):
+        from memzip.distributed import current_world, rank_device
+        from memzip.models import load_model
+
+        key = (str(location.path), location.name, device, dtype)
+        if key not in self._loaded:
+            self._loaded[key] = load_model(location, device=rank_device(current_world(device), device), dtype=dtype)
+        return self._loaded[key]
+
+
+def compressed_name(source: str) -> Path:
+    """FILE -> FILE.memz, as gzip appends .gz."""
+    return Path(source + SUFFIX)
+
+
+def extracted_name(archive: Path, header: Header) -> Path:
+    """FILE.memz -> FILE (gzip's rule). Archives named the format-2 way (notes.memz from notes.txt)
+    get the name they recorded. An archive without the suffix needs -o."""
+    if archive.suffix != SUFFIX:
+        raise UsageError(f"{archive} does not end in {SUFFIX}, so there is no name to extract it to",
+                         hint="Give the output name with -o (or -c for stdout).")
+    stripped = archive.with_suffix("")
+    stored = header.text.name
+    if stored and stored != stripped.name and Path(stored).stem == stripped.name:
+        return archive.with_name(stored)
+    return stripped
+
+
+def compress_file(source: str, target: Path | None = None, options: CompressOptions | None = None, *,
+                  model: str = "embedded", device: str = "auto", dtype: str = "auto", force: bool = False,
+                  resume: bool = False, to_stdout: bool = False, models: Models | None = None,
                   on_progress: ProgressCallback | None = None) -> dict | None:
-    """Compress a file ('-': stdin). Finished chunk groups are journaled beside the output, so
-    running the same call again after an interruption continues where it stopped. Under
-    torchrun every rank compresses its share; rank 0 writes the archive and gets the summary."""
-    from memzip.distributed import current_world, rank_device
+    """Compress a file ('-': stdin) to `target` (default FILE.memz), or to stdout. Finished units
+    (streams, chunk groups) are journaled beside the output, so running the same call again after
+    an interruption continues where it stopped. Under torchrun every rank compresses its share;
+    rank 0 writes the archive and gets the summary."""
+    from memzip.distributed import current_world
 
-    target = Path(target)
     options = options or CompressOptions()
     options.check()
     world = current_world(device)
-    if source == "-" and world.size > 1:
+    if source == STDIO and world.size > 1:
         raise UsageError("stdin cannot be shared by several processes", hint="Give the input as a file.")
+    if to_stdout and target is not None:
+        raise UsageError("-c/--stdout and -o exclude each other")
+    if target is None and not to_stdout:
+        if source == STDIO:
+            raise UsageError("compressing stdin needs an output", hint="Add -o OUT.memz, or -c to write to stdout.")
+        target = compressed_name(source)
     data = read_input(source)
-    check_output(target, force, inputs=(source,))  # before any work: never lose hours to a refusal
-    journal = Journal(journal_path(target, world.journal_suffix()))
+    if target is not None:
+        target = Path(target)
+        check_output(target, force, inputs=(source,))  # before any work: never lose hours to a refusal
+    journal_base = target if target is not None else (
+        compressed_name(source) if source != STDIO else Path(f"stdin-{_digest(data)}{SUFFIX}"))
+    journal = Journal(journal_path(journal_base, world.journal_suffix()))
     if resume and not journal.exists():
         raise UsageError(f"nothing to resume: {journal.path} does not exist",
                          hint="Run without --resume to start compressing.")
     from memzip.engine import compress_bytes
-    from memzip.models import load_model
 
-    loaded = load_model(resolve_model(model), device=rank_device(world, device), dtype=dtype)
+    loaded = (models or Models()).get(resolve_model(model), device, dtype)
+    permissions, mtime_ns = file_metadata(source)
     try:
-        archive, report = compress_bytes(data, loaded, options, name=_safe_name(source), journal=journal,
-                                         resume=resume, on_progress=on_progress, world=world)
+        archive, report = compress_bytes(data, loaded, options, name=_safe_name(source), permissions=permissions,
+                                         mtime_ns=mtime_ns, journal=journal, resume=resume, on_progress=on_progress,
+                                         world=world)
     except KeyboardInterrupt:
-        raise Interrupted(f"interrupted; finished chunks are saved in {journal.path}",
-                          hint="Run the same command again (or add --resume) to continue.") from None
-    if archive is None:  # another rank than 0: its groups went to rank 0
+        raise Interrupted("interrupted; " + journal.saved_summary(),
+                          hint="Run the same command again (or add --resume) to continue." if journal.saved_units
+                          else "Nothing to resume: the first unit of work was still running.") from None
+    if archive is None:  # another rank than 0: its units went to rank 0
         journal.remove()
         world.finish()
         return None
     raw = encode_archive(archive)
-    write_atomic(target, raw, force)
+    if to_stdout:
+        write_stdout(raw)
+    else:
+        write_output(target, raw, force)
+        restore_metadata(target, permissions, mtime_ns)  # the archive keeps the input's mode and time, as gzip
     journal.remove()
     world.finish()
     stats = archive_stats(archive, len(raw), target)
     steps = sorted(c.steps for c in report.chunks)
-    return {"output": str(target), **{k: stats[k] for k in (
-        "mode", "original_bytes", "memz_bytes", "zstd_bytes", "xz_bytes", "bits_per_byte", "tokens", "chunks",
-        "vectors", "tokens_per_vector", "corrections", "chunks_exact_without_corrections")},
+    return {"input": source, "output": None if to_stdout else str(target), **{k: stats[k] for k in (
+        "mode", "engine", "original_bytes", "memz_bytes", "zstd_bytes", "xz_bytes", "bits_per_byte",
+        "model_ce_bits_per_byte", "tokens", "chunks", "vectors", "tokens_per_vector", "corrections",
+        "chunks_exact_without_corrections", "stored_because")},
         "processes": world.size,
         "median_steps": steps[len(steps) // 2] if steps else 0,
         "seconds": round(report.seconds, 2),
-        "seconds_per_chunk": round(report.seconds / len(steps), 2) if steps else 0.0}
+        "tokens_per_second": round(stats["tokens"] / report.seconds, 1) if report.seconds and stats["tokens"] else None}
 
 
-def extract_file(source: Path, target: Path | None = None, *, to_stdout: bool = False, model: str | None = None,
-                 device: str = "auto", force: bool = False, on_progress: ProgressCallback | None = None) -> dict | None:
-    """Decode an archive and verify it; writes the original name beside the archive unless
-    `target` or `to_stdout`. Under torchrun every rank decodes its share; rank 0 writes."""
-    from memzip.distributed import current_world, rank_device
+def extract_file(source: Path | str, target: Path | None = None, *, to_stdout: bool = False, model: str | None = None,
+                 device: str = "auto", force: bool = False, batch_size: int | None = None,
+                 models: Models | None = None, on_progress: ProgressCallback | None = None,
+                 write: bool = True) -> dict | None:
+    """Decode an archive ('-': stdin) and verify it. Writes FILE for FILE.memz unless `target` or
+    `to_stdout`; with `write=False` (`memzip test`) it writes nothing. Under torchrun every rank
+    decodes its share; rank 0 writes."""
+    from memzip.distributed import current_world
 
-    source = Path(source)
-    _check_is_file(source)
-    archive = read_archive(source)  # verifies the checksum before trusting any header field
-    if not to_stdout:
-        target = Path(target) if target else source.with_name(archive.header.text.name or source.stem + ".out")
-        check_output(target, force, inputs=(str(source),))
+    if to_stdout and target is not None:
+        raise UsageError("-c/--stdout and -o exclude each other")
+    archive = _read_archive(source)  # verifies the checksum before trusting any header field
+    header = archive.header
+    if write and not to_stdout:
+        if target is None and str(source) == STDIO:
+            to_stdout = True  # like gzip -d: stdin in, stdout out
+        else:
+            target = Path(target) if target is not None else extracted_name(Path(source), header)
+            check_output(target, force, inputs=(str(source),))
     from memzip.engine import extract_bytes
-    from memzip.models import load_model
 
     world = current_world(device)
-    location = _archive_model(archive.header) if model is None else resolve_model(model)
-    loaded = load_model(location, device=rank_device(world, device), dtype=archive.header.decode.dtype)
+    loaded = None
+    if header.mode != "stored":
+        location = _archive_model(header) if model is None else resolve_model(model)
+        loaded = (models or Models()).get(location, device, header.decode.dtype)
     started = time.perf_counter()
-    data = extract_bytes(archive, loaded, force=force, on_progress=on_progress, world=world)
+    data = extract_bytes(archive, loaded, force=force, on_progress=on_progress, world=world, batch_size=batch_size)
     seconds = time.perf_counter() - started
     if data is None:  # another rank than 0
         world.finish()
         return None
-    if to_stdout:
+    if write and to_stdout:
         write_stdout(data)
-    else:
-        write_atomic(target, data, force)
+    elif write:
+        write_output(target, data, force)
+        restore_metadata(target, header.text.permissions, header.text.mtime_ns)
     world.finish()
-    return {"output": None if to_stdout else str(target), "bytes": len(data),
-            "sha256": archive.header.text.sha256, "verified": True, "seconds": round(seconds, 2),
-            "tokens_per_second": round(archive.header.text.tokens / seconds, 1) if seconds else None,
+    return {"input": str(source), "output": str(target) if write and not to_stdout else None, "bytes": len(data),
+            "sha256": header.text.sha256, "verified": True, "mode": header.mode, "seconds": round(seconds, 2),
+            "tokens_per_second": round(header.text.tokens / seconds, 1) if seconds and header.text.tokens else None,
             "processes": world.size}
 
 
-def archive_report(source: Path) -> dict:
+def test_archive(source: Path | str, **kwargs) -> dict | None:
+    """`memzip test`: decode and verify an archive completely, writing nothing."""
+    return extract_file(source, write=False, **kwargs)
+
+
+def archive_report(source: Path | str) -> dict:
     """`memzip stats`: where the archive's bytes went (no model is loaded)."""
+    if str(source) == STDIO:
+        data = read_input(STDIO)
+        return archive_stats(decode_archive(data), len(data), None)
     source = Path(source)
     _check_is_file(source)
     return archive_stats(read_archive(source), source.stat().st_size, source)
 
 
-def archive_header(source: Path) -> Header:
+def archive_header(source: Path | str) -> Header:
     """`memzip info`: the header alone, without reading or checking the payload."""
+    if str(source) == STDIO:
+        return decode_archive(read_input(STDIO)).header
     source = Path(source)
     _check_is_file(source)
     return read_header(source)
+
+
+def _read_archive(source: Path | str):
+    if str(source) == STDIO:
+        return decode_archive(read_input(STDIO))
+    source = Path(source)
+    _check_is_file(source)
+    return read_archive(source)
 
 
 def _check_is_file(path: Path) -> None:
@@ -150,7 +235,13 @@ def _archive_model(header: Header) -> ModelLocation:
 
 def _safe_name(source: str) -> str | None:
     """Only a plain base name is stored: extraction must never write outside its directory."""
-    if source == "-":
+    if source == STDIO:
         return None
     name = Path(source).name
     return name if name not in ("", ".", "..") else None
+
+
+def _digest(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()[:16]

@@ -23,7 +23,7 @@ from dataclasses import replace
 import torch
 
 from memzip.decoder import _cache_argument, _cache_of, decode_group, greedy_misses, start_embeddings
-from memzip.engine import fit_and_decode
+from memzip.ranked import fit_and_decode
 from memzip.layout import Layout
 from memzip.optimize import VectorSpace, fit_chunks, initial_vectors, recipe_layout, scores_first_token
 from memzip.options import DEFAULT_MARGIN

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from memzip.decoder import chunk_choices, decode_group, greedy_misses
-from memzip.engine import fit_and_decode
+from memzip.ranked import fit_and_decode
 from memzip.format import vectors as storage
 from memzip.format.residual import encode_choices
 from memzip.layout import Layout, model_only_layout

@@ -24,11 +24,15 @@ from memzip.recipes import RECIPES, get_recipe
 
 app = typer.Typer(
     name="memzip",
-    help="Lossless text archiver: crams text into [mem] vectors of a frozen language model.\n\n"
+    help="Lossless archiver that codes text with a frozen language model: the model's own "
+         "probabilities by default (archives decode bit for bit the same on every machine), or "
+         "trained [mem] vectors with --mem-vectors (Kuratov et al. 2025).\n\n"
          "\b\nExamples:\n"
-         "  memzip compress book.txt               # embedded model, writes book.memz\n"
-         "  memzip extract book.memz -o copy.txt   # decodes, verifies byte for byte\n"
-         "  memzip stats book.memz                 # ratios beside zstd -19, xz -9\n"
+         "  memzip compress book.txt               # embedded model, writes book.txt.memz\n"
+         "  memzip extract book.txt.memz           # writes book.txt, verified byte for byte\n"
+         "  memzip test *.memz                     # decode and verify, write nothing\n"
+         "  memzip stats book.txt.memz             # bits per byte beside zstd -19, xz -9\n"
+         "  memzip compress -c notes.txt > n.memz  # to stdout; '-' reads stdin\n"
          "  memzip compress book.txt -m llama-3.1-8b --device cuda",
     no_args_is_help=True,
     add_completion=False,
@@ -42,42 +46,60 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Alias (see `memzip models`), hub id[@revision], model directory or .gguf file.")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")]
 DtypeOpt = Annotated[str, typer.Option("--dtype", help="Model dtype: auto, float32, bfloat16 or float16.")]
-OutputOpt = Annotated[Optional[Path], typer.Option("--output", "-o", help="Output file.")]
+OutputOpt = Annotated[Optional[Path], typer.Option("--output", "-o", help="Output file (one input only).")]
+StdoutOpt = Annotated[bool, typer.Option("--stdout", "-c", help="Write to stdout (one input only).")]
 ForceOpt = Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existing output; extract even if the model differs.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or messages on stderr.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print a JSON result on stdout (implies no progress).")]
-ArchiveArg = Annotated[Path, typer.Argument(help="A .memz archive.", show_default=False)]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print a JSON result on stdout (implies no progress); errors too.")]
+ArchiveArg = Annotated[Path, typer.Argument(help="A .memz archive ('-': stdin).", show_default=False)]
+ArchivesArg = Annotated[list[Path], typer.Argument(help=".memz archives ('-': stdin).", show_default=False)]
+BatchOpt = Annotated[Optional[int], typer.Option("--batch-size", help="Streams decoded side by side (default: all, at most 32; any value decodes the same).")]
 RECIPE_HELP = ("How [mem] vectors are fitted: " + ", ".join(RECIPES) + " (long, long-hinge: 2000 cosine-decayed "
                "steps for chunks near capacity; paper: the authors' code as it runs).")
 RecipeOpt = Annotated[str, typer.Option("--recipe", help=RECIPE_HELP)]
 
 
+def _debug() -> bool:
+    return os.environ.get("MEMZIP_DEBUG", "") not in ("", "0")
+
+
+def _error_line(exc: Exception) -> tuple[str, str | None, int]:
+    """(message, hint, exit code) of an error, expected or not."""
+    if isinstance(exc, MemzipError):
+        return exc.message, exc.hint or None, exc.exit_code
+    return (f"internal error: {type(exc).__name__}: {exc}".splitlines()[0],
+            "rerun with MEMZIP_DEBUG=1 for the traceback, and please report it", 70)
+
+
+def _report_error(exc: Exception, json_out: bool, where: str | None = None) -> int:
+    if _debug():
+        traceback.print_exc()
+    message, hint, code = _error_line(exc)
+    if json_out:
+        _emit_json({"input": where, "error": message, "hint": hint, "exit_code": code})
+    else:
+        err.print(f"memzip: {where + ': ' if where else ''}error: {message}" if isinstance(exc, MemzipError)
+                  else f"memzip: {where + ': ' if where else ''}{message}", markup=False)
+        if hint:
+            err.print(f"hint: {hint}", markup=False)
+    return code
+
+
 def reports_errors(command):
-    """One-line errors with a hint and an exit code for everything memzip expects to go wrong."""
+    """One-line errors with a hint and an exit code for everything memzip expects to go wrong
+    (with --json, an object on stdout instead)."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
-        debug = os.environ.get("MEMZIP_DEBUG", "") not in ("", "0")
         try:
             return command(*args, **kwargs)
-        except MemzipError as exc:
-            if debug:
-                traceback.print_exc()
-            err.print(f"memzip: error: {exc.message}", markup=False)
-            if exc.hint:
-                err.print(f"hint: {exc.hint}", markup=False)
-            raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             err.print("memzip: interrupted; nothing was written under the output name", markup=False)
             raise typer.Exit(130) from None
         except (typer.Exit, typer.Abort):
             raise
-        except Exception as exc:  # a bug: still one line, with the way to see more
-            if debug:
-                traceback.print_exc()
-            err.print(f"memzip: internal error: {type(exc).__name__}: {exc}".splitlines()[0], markup=False)
-            err.print("hint: rerun with MEMZIP_DEBUG=1 for the traceback, and please report it", markup=False)
-            raise typer.Exit(70) from None
+        except Exception as exc:
+            raise typer.Exit(_report_error(exc, bool(kwargs.get("json_out")))) from None
 
     return wrapper
 
@@ -89,6 +111,7 @@ def _main_process() -> bool:
 
 def _emit_json(obj) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    sys.stdout.flush()
 
 
 def _say(quiet: bool, message: str) -> None:
@@ -100,8 +123,8 @@ def _say(quiet: bool, message: str) -> None:
 
 
 @contextlib.contextmanager
-def progress_bar(enabled: bool):
-    """A rich bar on stderr (chunks done, ETA, the optimizer's numbers) fed by the library's plain
+def progress_bar(enabled: bool, label: str = ""):
+    """A rich bar on stderr (tokens done, ETA, the optimizer's numbers) fed by the library's plain
     progress callback; yields None when disabled."""
     if not enabled:
         yield None
@@ -109,14 +132,19 @@ def progress_bar(enabled: bool):
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                                TimeRemainingColumn)
 
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("chunks"),
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("tokens"),
                    TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[detail]}"),
                    console=err, transient=False)
     tasks: dict[str, int] = {}
 
     def on_progress(event) -> None:
+        if not event.total:
+            return  # nothing to count (an empty or stored file): no bar at all
         if event.stage not in tasks:
-            tasks[event.stage] = bar.add_task(event.stage, total=event.total, detail=f"{event.tokens} tokens")
+            if not tasks:
+                bar.start()
+            name = f"{event.stage} {label}".strip()
+            tasks[event.stage] = bar.add_task(name, total=event.total, detail="")
         detail = {}
         if event.step is not None:
             if event.step % 5:
@@ -125,8 +153,43 @@ def progress_bar(enabled: bool):
                                 f"({event.active} in work)")
         bar.update(tasks[event.stage], completed=event.done, **detail)
 
-    with bar:
+    try:
         yield on_progress
+    finally:
+        if tasks:
+            bar.stop()
+
+
+def _each(inputs: list[str], work, json_out: bool, quiet: bool) -> None:
+    """Run `work(input)` for every input (one model load for all): one line (or JSON object) per
+    input, the others still done when one fails, and a non-zero exit if any failed."""
+    results, code = [], 0
+    for source in inputs:
+        try:
+            result = work(source)
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:
+            if json_out:
+                if _debug():
+                    traceback.print_exc()
+                message, hint, failed = _error_line(exc)
+                results.append({"input": source, "error": message, "hint": hint, "exit_code": failed})
+            else:
+                failed = _report_error(exc, False, source if len(inputs) > 1 else None)
+            code = code or failed
+            continue
+        if result is not None:
+            results.append(result)
+    if json_out and results:
+        _emit_json(results[0] if len(inputs) == 1 else results)
+    if code:
+        raise typer.Exit(code)
+
+
+def _one_output(inputs: list, output, to_stdout: bool) -> None:
+    if len(inputs) > 1 and (output is not None or to_stdout):
+        raise UsageError("-o and -c take one input", hint="Give one file, or drop -o/-c to name each output FILE.memz.")
 
 
 # --- commands -------------------------------------------------------------------------------------
@@ -135,19 +198,23 @@ def progress_bar(enabled: bool):
 @app.command()
 @reports_errors
 def compress(
-    file: Annotated[str, typer.Argument(help="File to compress ('-' for stdin, then -o is required).", show_default=False)],
+    files: Annotated[list[str], typer.Argument(help="Files to compress ('-': stdin).", show_default=False)],
     model: ModelOpt = "embedded",
     output: OutputOpt = None,
+    stdout: StdoutOpt = False,
     mem_vectors: Annotated[int, typer.Option("--mem-vectors", help="[mem] vectors fitted per chunk (the paper's method). 0: the model codes the text alone, fewest bytes and no fitting.")] = 0,
-    chunk_tokens: Annotated[Optional[int], typer.Option("--chunk-tokens", help="Tokens per chunk (default: 1024 without vectors; the model's registry length with vectors).")] = None,
-    margin: Annotated[Optional[float], typer.Option("--margin", help="Logit differences the archive tolerates on another machine, x2 (default: 0.01 for float32 models, 0.5 for bfloat16). Larger: more portable, more bytes.")] = None,
+    engine: Annotated[str, typer.Option("--engine", help="auto (exact wherever the model is Llama-architecture), exact (the same logits on every machine, the model's probabilities coded), or float (rank choices under --margin).")] = "auto",
+    window: Annotated[Optional[int], typer.Option("--window", help="Exact engine: positions attention sees besides the first (default 1024; 2048 is ~1% smaller and slower).")] = None,
+    streams: Annotated[Optional[int], typer.Option("--streams", help="Exact engine, model-only: streams decoded side by side (default: one per 4,096 tokens). More: faster extraction, ~33 bytes each.")] = None,
+    chunk_tokens: Annotated[Optional[int], typer.Option("--chunk-tokens", help="Tokens per chunk (with vectors: default the model's registry length; float engine: 1024).")] = None,
+    margin: Annotated[Optional[float], typer.Option("--margin", help="Float engine: logit differences the archive tolerates on another machine, x2 (default 0.01 for float32 models, 0.5 for bfloat16).")] = None,
     recipe: RecipeOpt = "default",
     max_steps: Annotated[Optional[int], typer.Option("--max-steps", help="Optimizer steps per chunk at most (default: the recipe's).")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the vectors' random start.")] = 0,
     chunking: Annotated[str, typer.Option("--chunking", help="With vectors: auto (information unless --chunk-tokens), information (cut by the text's cross-entropy; registry models), or length.")] = "auto",
     vector_dtype: Annotated[str, typer.Option("--vector-dtype", help="Storage of vectors: float32, float16, int8, int6, int5, int4, int3 or int2 (fitted with the rounding in the loop).")] = "float16",
     code_dims: Annotated[Optional[int], typer.Option("--code-dims", help="Store each vector as a code of this many numbers in a fixed random subspace.")] = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Chunks decoded (and fitted) together (default: 32 without vectors, 8 with).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Chunks fitted together with vectors (default 8), or decoded together by the float engine (default 32).")] = None,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
     force: ForceOpt = False,
@@ -155,86 +222,135 @@ def compress(
     quiet: QuietOpt = False,
     json_out: JsonOpt = False,
 ):
-    """Compress FILE into a .memz archive (FILE.memz beside it unless -o).
+    """Compress each FILE into FILE.memz (or -o OUT, or -c to stdout).
 
-    The model greedy-decodes every chunk; the archive stores, for each token, which of the
-    model's candidates to take (almost always its first). With --mem-vectors N, N trained
-    vectors per chunk steer the model first (Kuratov et al. 2025). Extraction is exact either way.
+    By default the model codes the text from its own context: a few long streams, each token
+    coded with the model's full probabilities, computed by an exact integer forward that gives
+    the same bits on every machine. Where the model would not beat zstd -19 (binary data,
+    tiny files), the bytes are stored as they are instead. With --mem-vectors N, N trained
+    vectors per chunk steer the model (Kuratov et al. 2025). Extraction is verified either way.
 
     \b
     Examples:
-      memzip compress book.txt                        # fewest bytes: the model alone
-      memzip compress book.txt -m llama-3.2-1b --device cuda
+      memzip compress book.txt                        # -> book.txt.memz
+      memzip compress a.txt b.txt c.txt               # one model load for all
+      memzip compress book.txt --streams 16           # faster extraction, a little larger
       memzip compress notes.txt --mem-vectors 1       # the paper's [mem] vectors
-      memzip compress notes.txt --mem-vectors 1 --vector-dtype int4 --recipe paper
-      cat log.txt | memzip compress - -o log.memz
+      cat log.txt | memzip compress - -c > log.memz
 
-    Finished chunks are journaled in OUT.journal; after Ctrl-C or a crash, run the same command
-    again (or add --resume) to continue.
+    Finished units of work are journaled in OUT.journal; after Ctrl-C or a crash, run the same
+    command again (or add --resume) to continue.
     """
-    from memzip.api import CompressOptions, compress_file
+    from memzip.api import CompressOptions, Models, compress_file
 
-    if file == "-" and output is None:
-        raise UsageError("compressing stdin needs an output name", hint="Add -o OUT.memz.")
-    target = output or Path(file).with_suffix(".memz")
+    _one_output(files, output, stdout)
     options = CompressOptions(mem_vectors=mem_vectors, chunk_tokens=chunk_tokens, chunking=chunking, recipe=recipe,
                               max_steps=max_steps, seed=seed, vector_dtype=vector_dtype, code_dims=code_dims,
-                              batch_size=batch_size, margin=margin)
-    with progress_bar(not (quiet or json_out) and _main_process()) as on_progress:
-        result = compress_file(file, target, options, model=model, device=device, dtype=dtype, force=force,
-                               resume=resume, on_progress=on_progress)
-    if result is None:  # a torchrun rank other than 0: rank 0 reports
-        return
-    if json_out:
-        _emit_json(result)
-    else:
-        vectors = f", {result['tokens_per_vector']} tokens/vector" if result["vectors"] else ""
-        _say(quiet, f"wrote {result['output']}: {result['original_bytes']} -> {result['memz_bytes']} bytes "
-                    f"({result['bits_per_byte']} bits/byte; xz -9: {result['xz_bytes']}), "
-                    f"{result['tokens']} tokens in {result['chunks']} chunks{vectors}, {result['seconds']:.1f} s")
+                              batch_size=batch_size, margin=margin, engine=engine, window=window, streams=streams)
+    options.check()
+    models = Models()
+
+    def work(source: str):
+        with progress_bar(not (quiet or json_out) and _main_process(), source) as on_progress:
+            result = compress_file(source, output, options, model=model, device=device, dtype=dtype, force=force,
+                                   resume=resume, to_stdout=stdout, models=models, on_progress=on_progress)
+        if result is not None and not json_out:
+            _say(quiet, _compress_line(result))
+        return result
+
+    _each(files, work, json_out, quiet)
+
+
+def _compress_line(result: dict) -> str:
+    where = result["output"] or "stdout"
+    if result["mode"] == "stored":
+        return (f"{where}: {result['original_bytes']} -> {result['memz_bytes']} bytes, stored "
+                f"({result['stored_because']}), {result['seconds']:.1f} s")
+    vectors = f", {result['tokens_per_vector']} tokens/vector" if result["vectors"] else ""
+    return (f"{where}: {result['original_bytes']} -> {result['memz_bytes']} bytes "
+            f"({result['bits_per_byte']} bits/byte; xz -9: {result['xz_bytes']}), "
+            f"{result['tokens']} tokens{vectors}, {result['seconds']:.1f} s")
 
 
 @app.command()
 @reports_errors
 def extract(
-    archive: ArchiveArg,
+    archives: ArchivesArg,
     output: OutputOpt = None,
-    stdout: Annotated[bool, typer.Option("--stdout", "-c", help="Write the text to stdout.")] = False,
+    stdout: StdoutOpt = False,
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Load the model from here instead of what the archive names (fingerprints are still checked).")] = None,
+    batch_size: BatchOpt = None,
     device: DeviceOpt = "auto",
     force: ForceOpt = False,
     quiet: QuietOpt = False,
     json_out: JsonOpt = False,
 ):
-    """Decode ARCHIVE back to the original file, verified byte for byte (SHA-256).
+    """Decode each ARCHIVE back to the original file, verified byte for byte (SHA-256).
 
-    Writes the original file name beside the archive unless -o or --stdout.
+    FILE.memz extracts to FILE (its permission bits and modification time restored), unless -o
+    or -c. An archive from stdin ('-') extracts to stdout.
 
     \b
     Examples:
-      memzip extract book.memz -o book-copy.txt
-      memzip extract book.memz --stdout | less
+      memzip extract book.txt.memz                    # -> book.txt
+      memzip extract book.txt.memz -o copy.txt
+      memzip extract book.txt.memz -c | less
+      cat book.txt.memz | memzip extract - > book.txt
     """
-    from memzip.api import extract_file
+    from memzip.api import Models, extract_file
 
-    if stdout and output is not None:
-        raise UsageError("--stdout and -o exclude each other")
-    with progress_bar(not (quiet or json_out) and _main_process()) as on_progress:
-        result = extract_file(archive, output, to_stdout=stdout, model=model, device=device, force=force,
-                              on_progress=on_progress)
-    if result is None:  # a torchrun rank other than 0: rank 0 reports
-        return
-    if json_out:
-        _emit_json(result)
-    elif not stdout:
-        _say(quiet, f"wrote {result['output']}: {result['bytes']} bytes, SHA-256 verified")
+    _one_output(archives, output, stdout)
+    models = Models()
+
+    def work(source: Path):
+        with progress_bar(not (quiet or json_out) and _main_process(), str(source)) as on_progress:
+            result = extract_file(source, output, to_stdout=stdout, model=model, device=device, force=force,
+                                  batch_size=batch_size, models=models, on_progress=on_progress)
+        if result is not None and not json_out and result["output"]:
+            _say(quiet, f"{result['output']}: {result['bytes']} bytes, SHA-256 verified")
+        return result
+
+    _each([str(a) for a in archives], work, json_out, quiet)
+
+
+@app.command("test")
+@reports_errors
+def test_command(
+    archives: ArchivesArg,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Load the model from here instead of what the archive names.")] = None,
+    batch_size: BatchOpt = None,
+    device: DeviceOpt = "auto",
+    quiet: QuietOpt = False,
+    json_out: JsonOpt = False,
+):
+    """Decode and verify each ARCHIVE completely, writing nothing (like gzip -t).
+
+    Prints one line per archive; exits non-zero if any is bad.
+
+    \b
+    Example:
+      memzip test *.memz
+    """
+    from memzip.api import Models, test_archive
+
+    models = Models()
+
+    def work(source: str):
+        with progress_bar(not (quiet or json_out) and _main_process(), source) as on_progress:
+            result = test_archive(source, model=model, device=device, batch_size=batch_size, models=models,
+                                  on_progress=on_progress)
+        if result is not None and not json_out:
+            _say(quiet, f"{source}: OK ({result['bytes']} bytes, SHA-256 verified)")
+        return result
+
+    _each([str(a) for a in archives], work, json_out, quiet)
 
 
 @app.command()
 @reports_errors
 def stats(archive: ArchiveArg, json_out: JsonOpt = False):
-    """Where the bytes went: bits per byte beside zstd -19, xz -9 and the model's ideal; vectors
-    (tokens per vector, the paper's ratio, and what each saved against what it cost)."""
+    """Where the bytes went: bits per byte beside zstd -19, xz -9 and the model's cross-entropy;
+    vectors (tokens per vector, the paper's ratio, and what each saved against what it cost)."""
     from memzip.api import archive_report
 
     report = archive_report(archive)
@@ -243,19 +359,36 @@ def stats(archive: ArchiveArg, json_out: JsonOpt = False):
         return
     from rich.table import Table
 
+    def bpb(value) -> str:
+        return "n/a (empty file)" if value is None else f"{value} bits/byte"
+
     sizes = report["bytes"]
+    if report["mode"] == "stored":
+        model_line = f"none: the bytes are stored as they are ({report['stored_because']})"
+    elif report["engine"] == "float-ranks":
+        model_line = f"{report['model']} ({report['mode']}, float engine, margin {report['margin']:g})"
+    else:
+        model_line = f"{report['model']} ({report['mode']}, exact engine, window {report['window']})"
     rows = [
-        ("model", f"{report['model']} ({report['mode']}, margin {report['margin']:g})"),
-        ("original", f"{report['original_bytes']} bytes, {report['tokens']} tokens in {report['chunks']} chunks"),
-        (".memz", f"{report['memz_bytes']} bytes  x{report['byte_ratio']}  {report['bits_per_byte']} bits/byte"),
-        ("zstd -19", f"{report['zstd_bytes']} bytes  x{report['zstd_ratio']}  {report['zstd_bits_per_byte']} bits/byte"),
-        ("xz -9", f"{report['xz_bytes']} bytes  x{report['xz_ratio']}  {report['xz_bits_per_byte']} bits/byte"),
-        ("model's ideal", f"{report['model_only_ideal_bits_per_byte']} bits/byte (its cross-entropy, no vectors)"),
-        ("bytes", f"header {sizes['header']}, payload {sizes['payload']} (residual {sizes['residual_raw']}"
-                  + (f", vectors {sizes['vectors_raw']}" if report["vectors"] else "") + f"), framing {sizes['framing']}"),
-        ("greedy misses", f"{report['corrections']} tokens not the model's first choice; "
-                          f"{report['chunks_exact_without_corrections']} of {report['chunks']} chunks have none"),
+        ("model", model_line),
+        ("original", f"{report['original_bytes']} bytes" + (
+            f", {report['tokens']} tokens in {report['chunks']} " + ("chunks" if report["vectors"] or report["engine"] == "float-ranks" else "streams")
+            if report["mode"] != "stored" else "")),
+        (".memz", f"{report['memz_bytes']} bytes  x{report['byte_ratio']}  {bpb(report['bits_per_byte'])}"),
+        ("zstd -19", f"{report['zstd_bytes']} bytes  x{report['zstd_ratio']}  {bpb(report['zstd_bits_per_byte'])}"),
+        ("xz -9", f"{report['xz_bytes']} bytes  x{report['xz_ratio']}  {bpb(report['xz_bits_per_byte'])}"),
     ]
+    if report["mode"] != "stored":
+        if report["model_ce_bits_per_byte"] is not None:
+            rows.append(("model's cross-entropy", f"{bpb(report['model_ce_bits_per_byte'])} (the exact model on this "
+                                                  "text as coded; the residual's floor)"))
+        rows.append(("model-only ideal", f"{bpb(report['model_only_ideal_bits_per_byte'])} (its cross-entropy "
+                                         "without vectors)"))
+        rows.append(("bytes", f"header {sizes['header']}, payload {sizes['payload']} (residual {sizes['residual_raw']}"
+                              + (f", vectors {sizes['vectors_raw']}" if report["vectors"] else "")
+                              + f"), framing {sizes['framing']}"))
+        rows.append(("first choices", f"{report['tokens'] - (report['corrections'] or 0)} of {report['tokens']} "
+                                      f"tokens were the model's first choice"))
     if report["vectors"]:
         rows += [
             ("vectors", f"{report['vectors']} ({report['mem_vectors_per_chunk']} per chunk, {report['vector_dtype']}"
@@ -303,13 +436,12 @@ def models(json_out: JsonOpt = False):
     if json_out:
         _emit_json(rows)
         return
-    from rich.table import Table
-
-    table = Table("alias", "from", "params", "d_model", "chunk", "available")
-    for row in rows:
-        table.add_row(row["alias"], row["source"], row["params"],
-                      str(row["d_model"]), str(row["chunk_tokens"]), "yes" if row["available"] else "no")
-    Console(highlight=False).print(table)
+    table = [("alias", "from", "params", "d_model", "engine", "here")] + [
+        (r["alias"], r["source"], r["params"], str(r["d_model"]), r["engine"], "yes" if r["available"] else "no")
+        for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    for row in table:  # plain columns: never truncated, whatever the terminal's width
+        typer.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
     typer.echo("Also accepted by -m: any hub id (org/name[@revision]), a model directory, a .gguf file.")
 
 

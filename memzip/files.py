@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 import sys
 import tempfile
 from pathlib import Path
@@ -36,6 +37,16 @@ def read_input(path: str) -> bytes:
         raise InputFileError(f"cannot read {path}: {exc.strerror}") from None
 
 
+def is_special(path: Path) -> bool:
+    """An existing output that is not a regular file or directory (/dev/null, a FIFO, a
+    terminal): memzip writes into it and never replaces it."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
 def check_output(path: Path, force: bool, inputs: tuple[str, ...] = ()) -> None:
     """Fail early (before hours of work) if the output cannot or must not be written."""
     for source in inputs:
@@ -43,6 +54,10 @@ def check_output(path: Path, force: bool, inputs: tuple[str, ...] = ()) -> None:
             raise UsageError(f"the output {path} is the input file", hint="Choose another path with -o.")
     if path.is_dir():
         raise OutputWriteError(f"output {path} is a directory", hint="Give a file name with -o.")
+    if is_special(path):
+        if not os.access(path, os.W_OK):
+            raise OutputWriteError(f"output {path} is not writable")
+        return
     if path.exists() and not force:
         raise OutputExistsError(f"{path} already exists")
     parent = path.parent if str(path.parent) else Path(".")
@@ -51,6 +66,18 @@ def check_output(path: Path, force: bool, inputs: tuple[str, ...] = ()) -> None:
     if not os.access(parent, os.W_OK):
         raise OutputWriteError(f"output directory {parent} is not writable",
                                hint="Choose another place with -o.")
+
+
+def write_output(path: Path, data: bytes, force: bool) -> None:
+    """Write an output: into a device or FIFO as it is, a regular file atomically."""
+    if is_special(path):
+        try:
+            with open(path, "wb") as f:
+                f.write(data)
+        except OSError as exc:
+            raise OutputWriteError(f"cannot write {path}: {exc.strerror}") from None
+        return
+    write_atomic(path, data, force)
 
 
 def write_atomic(path: Path, data: bytes, force: bool) -> None:
@@ -88,3 +115,25 @@ def write_atomic(path: Path, data: bytes, force: bool) -> None:
 def write_stdout(data: bytes) -> None:
     sys.stdout.buffer.write(data)
     sys.stdout.buffer.flush()
+
+
+def file_metadata(path: str) -> tuple[int | None, int | None]:
+    """The permission bits and modification time (ns) of an input file; None for stdin."""
+    if path == STDIO:
+        return None, None
+    st = os.stat(path)
+    return st.st_mode & 0o7777, st.st_mtime_ns
+
+
+def restore_metadata(path: Path, permissions: int | None, mtime_ns: int | None) -> None:
+    """Give an extracted regular file the original's permission bits and modification time, as
+    gzip does (where the file system allows; a failure here loses no data)."""
+    try:
+        if is_special(path) or not path.is_file():
+            return
+        if permissions is not None:
+            os.chmod(path, permissions)
+        if mtime_ns is not None:
+            os.utime(path, ns=(mtime_ns, mtime_ns))
+    except OSError:
+        pass

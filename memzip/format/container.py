@@ -31,11 +31,12 @@ from memzip.errors import (
     UnsupportedVersionError,
 )
 from memzip.format import vectors as storage
-from memzip.format.dictionary import ZSTD_DICTIONARY
+from memzip.format.dictionary import ZSTD_DICTIONARY, ZSTD_DICTIONARY_V3
 from memzip.format.header import MAX_CHUNK_TOKENS, Header, parse_header
 
 MAGIC = b"\x89MEMZ\r\n\x1a"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # what this memzip writes
+READABLE_VERSIONS = (2, 3)
 PREAMBLE = struct.Struct("<8sHHIQ")  # magic, version, flags, header_length, payload_length
 TRAILER_SIZE = 32
 
@@ -50,7 +51,8 @@ TEXT_TENSORS = {
     "patch_ops": (np.int64, (None, 3)),
     "patch_text": (np.uint8, (None,)),
 }
-_DICT = zstandard.ZstdCompressionDict(ZSTD_DICTIONARY, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
+_DICTS = {2: zstandard.ZstdCompressionDict(ZSTD_DICTIONARY, dict_type=zstandard.DICT_TYPE_RAWCONTENT),
+          3: zstandard.ZstdCompressionDict(ZSTD_DICTIONARY_V3, dict_type=zstandard.DICT_TYPE_RAWCONTENT)}
 
 
 @dataclass
@@ -92,7 +94,7 @@ def encode_archive(archive: Archive) -> bytes:
                                   hint="Split the input into smaller files.")
     if len(raw_header) > MAX_HEADER_BYTES:
         raise HeaderTooLargeError(f"header of {len(raw_header)} bytes exceeds the 1 MiB limit")
-    compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL, dict_data=_DICT, write_checksum=False,
+    compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL, dict_data=_DICTS[FORMAT_VERSION], write_checksum=False,
                                           write_content_size=True, write_dict_id=False)
     header, payload = compressor.compress(raw_header), compressor.compress(raw_payload)
     body = PREAMBLE.pack(MAGIC, FORMAT_VERSION, 0, len(header), len(payload)) + header + payload
@@ -105,7 +107,7 @@ def encode_archive(archive: Archive) -> bytes:
 
 def decode_archive(data: bytes) -> Archive:
     """Parse and validate a whole .memz file (docs/format.md §1, reading order steps 1-9)."""
-    header_length, payload_length = _check_preamble(data)
+    version, header_length, payload_length = _check_preamble(data)
     end = PREAMBLE.size + header_length + payload_length
     if len(data) < end + TRAILER_SIZE:
         raise TruncatedArchiveError(
@@ -115,8 +117,9 @@ def decode_archive(data: bytes) -> Archive:
             f"{len(data) - end - TRAILER_SIZE} unexpected bytes after the end of the archive")
     if hashlib.sha256(data[:end]).digest() != data[end:]:
         raise ChecksumMismatchError("archive checksum mismatch: its bytes were altered")
-    header = _parse_header_frame(data[PREAMBLE.size:PREAMBLE.size + header_length])
-    raw = _decompress(data[PREAMBLE.size + header_length:end], MAX_PAYLOAD_BYTES, "payload", PayloadFormatError)
+    header = _parse_header_frame(data[PREAMBLE.size:PREAMBLE.size + header_length], version)
+    raw = _decompress(data[PREAMBLE.size + header_length:end], MAX_PAYLOAD_BYTES, "payload", PayloadFormatError,
+                      version)
     try:
         arrays = st_load(raw)
     # safetensors raises all three; KeyError for a dtype numpy lacks (BF16, F8_*)
@@ -129,7 +132,7 @@ def decode_archive(data: bytes) -> Archive:
 def read_archive(path: Path) -> Archive:
     with open(path, "rb") as f:
         head = f.read(PREAMBLE.size)
-        header_length, payload_length = _check_preamble(head, whole_file=False)
+        _, header_length, payload_length = _check_preamble(head, whole_file=False)
         # Bounded by the limits just checked, plus one byte to detect trailing data.
         rest = f.read(header_length + payload_length + TRAILER_SIZE + 1)
     return decode_archive(head + rest)
@@ -140,14 +143,14 @@ def read_header(path: Path) -> Header:
     for `memzip info`."""
     with open(path, "rb") as f:
         head = f.read(PREAMBLE.size)
-        header_length, _ = _check_preamble(head, whole_file=False)
+        version, header_length, _ = _check_preamble(head, whole_file=False)
         frame = f.read(header_length)
     if len(frame) < header_length:
         raise TruncatedArchiveError("archive is truncated inside its header")
-    return _parse_header_frame(frame)
+    return _parse_header_frame(frame, version)
 
 
-def _check_preamble(data: bytes, whole_file: bool = True) -> tuple[int, int]:
+def _check_preamble(data: bytes, whole_file: bool = True) -> tuple[int, int, int]:
     if data[:len(MAGIC)] != MAGIC:
         if len(data) < len(MAGIC) and MAGIC.startswith(data):  # b"" too: a prefix of the magic
             raise TruncatedArchiveError("file is too short to be a .memz archive")
@@ -155,12 +158,12 @@ def _check_preamble(data: bytes, whole_file: bool = True) -> tuple[int, int]:
     if len(data) < PREAMBLE.size:
         raise TruncatedArchiveError("archive is truncated inside its preamble")
     _, version, flags, header_length, payload_length = PREAMBLE.unpack_from(data)
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         older = ("; it was written by memzip 0.1, whose archives store corrections instead of the "
                  "residual stream") if version == 1 else ""
         raise UnsupportedVersionError(
-            f"archive format version {version} is not supported: this memzip reads version "
-            f"{FORMAT_VERSION}{older}",
+            f"archive format version {version} is not supported: this memzip reads versions "
+            f"{', '.join(map(str, READABLE_VERSIONS))}{older}",
             hint="Extract it with the memzip version that wrote it (`memzip info` names it)." if version < FORMAT_VERSION
             else None)
     if flags != 0:
@@ -169,14 +172,14 @@ def _check_preamble(data: bytes, whole_file: bool = True) -> tuple[int, int]:
         raise HeaderTooLargeError(f"declared header length {header_length} is outside 1..{MAX_HEADER_BYTES}")
     if not 1 <= payload_length <= MAX_PAYLOAD_BYTES:
         raise HeaderTooLargeError(f"declared payload length {payload_length} is outside 1..{MAX_PAYLOAD_BYTES}")
-    return header_length, payload_length
+    return version, header_length, payload_length
 
 
-def _parse_header_frame(frame: bytes) -> Header:
-    return parse_header(_decompress(frame, MAX_HEADER_BYTES, "header", HeaderFormatError))
+def _parse_header_frame(frame: bytes, version: int) -> Header:
+    return parse_header(_decompress(frame, MAX_HEADER_BYTES, "header", HeaderFormatError, version), version)
 
 
-def _decompress(frame: bytes, limit: int, what: str, error: type[ContainerError]) -> bytes:
+def _decompress(frame: bytes, limit: int, what: str, error: type[ContainerError], version: int) -> bytes:
     """Exactly one zstd frame that declares its content size, at most `limit` bytes."""
     try:
         params = zstandard.get_frame_parameters(frame)
@@ -187,7 +190,7 @@ def _decompress(frame: bytes, limit: int, what: str, error: type[ContainerError]
         raise error(f"{what} zstd frame must declare its size, at most {limit} bytes (declares {size})")
     try:
         # decompressobj stops at the end of the first frame, which lets us see trailing bytes.
-        obj = zstandard.ZstdDecompressor(dict_data=_DICT).decompressobj()
+        obj = zstandard.ZstdDecompressor(dict_data=_DICTS[version]).decompressobj()
         raw = obj.decompress(frame)
         leftover, done = obj.unused_data, obj.eof
     except zstandard.ZstdError as exc:
@@ -206,13 +209,16 @@ def _decompress(frame: bytes, limit: int, what: str, error: type[ContainerError]
 
 def expected_tensors(header: Header) -> dict[str, tuple[Any, tuple]]:
     """Name -> (dtype, shape) of every tensor the header implies; None in a shape is free."""
+    if header.mode == "stored":
+        return {"stored": (np.uint8, (header.text.bytes,))}
     C, G = header.text.chunks, header.groups
     expected: dict[str, tuple[Any, tuple]] = {
         "chunk_tokens": (np.int32, (C,)),
-        "group_digests": (np.uint8, (G, 8)),
         "residual": (np.uint8, (None,)),
         "residual_offsets": (np.int64, (G + 1,)),
     }
+    if not header.decode.is_exact:  # float-ranks: a digest per group of chunks decoded together
+        expected["group_digests"] = (np.uint8, (G, 8))
     layout = header.vectors
     if layout.mem_vectors:
         M, D = layout.mem_vectors, layout.stored_dims(header.model.d_model)
@@ -226,7 +232,7 @@ def check_arrays(header: Header, arrays: dict[str, np.ndarray]) -> None:
     """Check tensor names, dtypes, shapes and value ranges against the header (format.md §3)."""
     expected = expected_tensors(header)
     missing = set(expected) - set(arrays)
-    extra = set(arrays) - set(expected) - set(TEXT_TENSORS)
+    extra = set(arrays) - set(expected) - (set() if header.mode == "stored" else set(TEXT_TENSORS))
     if missing or extra:
         raise PayloadFormatError(f"payload tensors differ from the spec (missing {sorted(missing)}, "
                                  f"unexpected {sorted(extra)})")
@@ -237,7 +243,8 @@ def check_arrays(header: Header, arrays: dict[str, np.ndarray]) -> None:
         if a.ndim != len(shape) or any(s is not None and s != n for s, n in zip(shape, a.shape)):
             shown = tuple("any" if s is None else s for s in shape)
             raise PayloadFormatError(f"payload tensor {name} has shape {a.shape}, expected {shown}")
-
+    if header.mode == "stored":
+        return
     tokens = arrays["chunk_tokens"]
     if tokens.size and (tokens.min() < 1 or tokens.max() > MAX_CHUNK_TOKENS):
         raise PayloadFormatError("chunk_tokens has a chunk outside 1..2^20 tokens")

@@ -1,5 +1,11 @@
 """The archive header (docs/format.md §2): what a reader needs to decode, as small dataclasses,
-and the one parser that turns JSON into them, naming the field that is wrong."""
+and the one parser that turns JSON into them, naming the field that is wrong.
+
+Format 3 (memzip 0.3) adds to format 2: the archive's `mode` (the model coded the text, or the
+bytes are stored as they are), the decode *engine* (`exact-llama-1`: the exact integer forward
+whose probabilities an arithmetic coder uses directly; `float-ranks`: format 2's float forward
+with rank-and-hash choices under a margin) with the exact engine's settings, and the original
+file's permission bits and modification time."""
 
 from __future__ import annotations
 
@@ -21,8 +27,15 @@ MAX_LAYOUT_TOKENS = 64  # fixed tokens before or after the [mem] vectors
 MAX_MARGIN = 1000.0
 MAX_BATCH = 1 << 16
 
+MAX_WINDOW = 1 << 20
+MAX_SETTING = 64  # every exact-engine and coding setting is a bit count or a small integer
+
 MODEL_DTYPES = ("float32", "bfloat16", "float16")
 MODEL_SOURCES = ("hub", "dir", "gguf")
+MODES = ("model", "stored")  # stored: the original bytes in the payload (zstd-framed), no model
+FLOAT_RANKS = "float-ranks"  # format 2's engine
+EXACT_ENGINES = ("exact-llama-1",)
+CODING_KINDS = ("distribution", "greedy")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -44,20 +57,30 @@ class ModelIdentity:
 
 @dataclass
 class DecodeSettings:
-    """What the greedy decode depends on; extraction reproduces these exactly."""
+    """What decoding depends on; extraction reproduces these exactly."""
 
     dtype: str = "float32"
     attn_implementation: str = "sdpa"
-    batch_size: int = 8  # chunks decoded together (the batch shape can change low-order bits)
-    # Choices tolerate logits that differ from the compressor's by less than margin / 2
-    # (memzip/ranking.py); 0 decodes only where the logits are bit for bit the same.
-    margin: float = 0.01
+    # float-ranks: chunks decoded together (the batch shape can change low-order bits); the
+    # exact engines decode any batch the same, and record None.
+    batch_size: int | None = 8
+    # float-ranks: choices tolerate logits that differ from the compressor's by less than
+    # margin / 2 (memzip/ranking.py); None for the exact engines, which need no margin.
+    margin: float | None = 0.01
     prefix_tokens: list[int] = field(default_factory=list)  # fed before the [mem] vectors
     infix_tokens: list[int] = field(default_factory=list)  # fed after them, before the text
     # Where the archive was made (informational: other hardware is checked by the digests).
     device: str = "cpu"
     torch_version: str = ""
     transformers_version: str = ""
+    engine: str = FLOAT_RANKS  # how logits are computed and the text is coded
+    window: int | None = None  # exact: positions attention sees besides the first (the sink)
+    exact: dict | None = None  # exact: the engine's bit widths (memzip/exact/model.ExactSettings)
+    coding: dict | None = None  # exact: how logits become frequencies (memzip/exact/coding.py) and "kind"
+
+    @property
+    def is_exact(self) -> bool:
+        return self.engine in EXACT_ENGINES
 
 
 @dataclass
@@ -77,43 +100,57 @@ class TextInfo:
     bytes: int
     sha256: str
     tokens: int
-    chunks: int
+    chunks: int  # float-ranks: chunks; exact engines: streams (or chunks, with vectors)
     name: str | None = None  # base name of the original file, restored by default on extract
+    permissions: int | None = None  # format 3: the original's permission bits (st_mode & 0o7777)
+    mtime_ns: int | None = None  # format 3: its modification time, nanoseconds since the epoch
 
 
 @dataclass
 class Header:
     memzip_version: str
-    model: ModelIdentity
-    decode: DecodeSettings
+    model: ModelIdentity | None  # None when stored
+    decode: DecodeSettings | None  # None when stored
     vectors: VectorLayout
     text: TextInfo
     # How the archive was made: recipe, chunking, baselines, cross-entropies. Informational:
     # `memzip info` and `memzip stats` show it, decoding never reads it.
     encode: dict[str, Any] = field(default_factory=dict)
+    mode: str = "model"
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"), allow_nan=False).encode("utf-8")
 
     @property
     def groups(self) -> int:
-        """Chunk groups decoded together (the last one may be partial)."""
+        """float-ranks: chunk groups decoded together (the last may be partial); exact engines
+        and stored archives: one residual stream per chunk or stream."""
+        if self.decode is None or self.decode.batch_size is None:
+            return self.text.chunks
         return -(-self.text.chunks // self.decode.batch_size)
 
 
-def parse_header(raw: bytes) -> Header:
+def parse_header(raw: bytes, version: int = 3) -> Header:
+    """Parse a header of format `version` (2 or 3)."""
     try:
         obj = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
     # ValueError also covers integers beyond Python's int-digits limit (json raises it as is).
     except (UnicodeDecodeError, json.JSONDecodeError, ValueError, RecursionError) as exc:
         raise HeaderFormatError(f"header is not valid UTF-8 JSON: {exc}") from None
     fields = _Fields(obj, "header")
-    model, decode, vectors, text = (fields.obj(k) for k in ("model", "decode", "vectors", "text"))
-    vocab_size = model.int("vocab_size", 1, MAX_VOCAB)
+    mode = fields.choice("mode", MODES) if version >= 3 else "model"
+    stored = mode == "stored"
+    vectors, text = fields.obj("vectors"), fields.obj("text")
+    model = None if stored and fields.is_null("model") else fields.obj("model")
+    decode = None if stored and fields.is_null("decode") else fields.obj("decode")
+    if stored and (model is not None or decode is not None):
+        raise HeaderFormatError("a stored archive has no model or decode settings (header fields model, decode)")
+    vocab_size = model.int("vocab_size", 1, MAX_VOCAB) if model else 1
     return Header(
         memzip_version=fields.str("memzip_version"),
         encode=fields.raw_obj("encode"),
-        model=ModelIdentity(
+        mode=mode,
+        model=None if model is None else ModelIdentity(
             name=model.str("name"),
             source=model.choice("source", MODEL_SOURCES),
             hub_id=model.str("hub_id", nullable=True),
@@ -125,17 +162,7 @@ def parse_header(raw: bytes) -> Header:
             weights_sha256=model.hex64("weights_sha256"),
             tokenizer_sha256=model.hex64("tokenizer_sha256"),
         ),
-        decode=DecodeSettings(
-            dtype=decode.choice("dtype", MODEL_DTYPES),
-            attn_implementation=decode.str("attn_implementation"),
-            batch_size=decode.int("batch_size", 1, MAX_BATCH),
-            margin=decode.number("margin", 0.0, MAX_MARGIN),
-            prefix_tokens=decode.token_list("prefix_tokens", vocab_size),
-            infix_tokens=decode.token_list("infix_tokens", vocab_size),
-            device=decode.str("device"),
-            torch_version=decode.str("torch_version"),
-            transformers_version=decode.str("transformers_version"),
-        ),
+        decode=None if decode is None else _decode_settings(decode, vocab_size, version),
         vectors=VectorLayout(
             mem_vectors=vectors.int("mem_vectors", 0, MAX_MEM_VECTORS),
             dtype=vectors.choice("dtype", STORAGE_DTYPES),
@@ -147,7 +174,29 @@ def parse_header(raw: bytes) -> Header:
             tokens=text.int("tokens", 0, MAX_CHUNKS * MAX_CHUNK_TOKENS),
             chunks=text.int("chunks", 0, MAX_CHUNKS),
             name=text.file_name("name"),
+            permissions=text.optional_int("permissions", 0, 0o7777),
+            mtime_ns=text.optional_int("mtime_ns", -(1 << 62), 1 << 62),
         ),
+    )
+
+
+def _decode_settings(decode: "_Fields", vocab_size: int, version: int) -> DecodeSettings:
+    engine = decode.choice("engine", (FLOAT_RANKS,) + EXACT_ENGINES) if version >= 3 else FLOAT_RANKS
+    exact = engine in EXACT_ENGINES
+    return DecodeSettings(
+        dtype=decode.choice("dtype", MODEL_DTYPES),
+        attn_implementation=decode.str("attn_implementation"),
+        batch_size=None if exact else decode.int("batch_size", 1, MAX_BATCH),
+        margin=None if exact else decode.number("margin", 0.0, MAX_MARGIN),
+        prefix_tokens=decode.token_list("prefix_tokens", vocab_size),
+        infix_tokens=decode.token_list("infix_tokens", vocab_size),
+        device=decode.str("device"),
+        torch_version=decode.str("torch_version"),
+        transformers_version=decode.str("transformers_version"),
+        engine=engine,
+        window=decode.int("window", 1, MAX_WINDOW) if exact else None,
+        exact=decode.settings("exact") if exact else None,
+        coding=decode.settings("coding", kinds=CODING_KINDS) if exact else None,
     )
 
 
@@ -182,6 +231,21 @@ class _Fields:
 
     def obj(self, key: str) -> _Fields:
         return _Fields(self._get(key), f"{self.where}.{key}")
+
+    def is_null(self, key: str) -> bool:
+        return self._get(key) is None
+
+    def settings(self, key: str, kinds: tuple = ()) -> dict:
+        """An object of small non-negative integers (bit widths), plus a "kind" string from
+        `kinds` when given. Which keys must be there is the engine's to check."""
+        value = self.raw_obj(key)
+        for name, item in value.items():
+            if name == "kind" and kinds:
+                if item not in kinds:
+                    raise self._bad(key, "an object whose kind is one of " + ", ".join(kinds))
+            elif isinstance(item, bool) or not isinstance(item, int) or not 0 <= item <= MAX_SETTING:
+                raise self._bad(key, f"an object of integers in 0..{MAX_SETTING}")
+        return value
 
     def raw_obj(self, key: str) -> dict:
         value = self._get(key)

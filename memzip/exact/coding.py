@@ -1,0 +1,196 @@
+"""The model's probabilities as integer frequencies, and arithmetic coding with them.
+
+The exact logits (memzip/exact/model.py) are the same on every machine, so the coder can use
+the model's whole distribution, as llama-zip and ts_zip do, and still decode anywhere:
+
+    frequency(token) = table[floor((max logit - logit(token)) * 2^grid_bits)]
+
+with `table` = memzip/exact/tables.exp_table(value_bits, grid_bits, floor=1): about 2^value_bits
+times exp(-difference), at least 1 for every token (so any token can be coded), in integers.
+Sums of frequencies are exact in float64 (every one is below 2^53), so the cumulative counts a
+coder needs are exact too. With value_bits = 28 the floor of 1 for the 49,152 tokens of the
+embedded model takes at most 0.02% of the total, and buckets of 2^-10 logits change a
+probability by at most 0.05%: together a cost well under 0.1% of the cross-entropy.
+
+Every stream of tokens is coded by its own 64-bit arithmetic coder (memzip/format/arithmetic.py)
+with these frequencies; streams decode independently, in any batch.
+
+Two kinds of code (the archive records which):
+
+- `distribution`: each token with the frequencies above (model-only coding).
+- `greedy`: for streams decoded from [mem] vectors, whose point is that the model greedy-decodes
+  them: each token is first a hit-or-miss flag against the model's first choice (adaptive
+  counts), and only a miss is coded with the distribution, the first choice left out. A chunk
+  the vectors decode exactly costs a small fraction of a bit per token.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+
+from memzip.exact import tables
+from memzip.format.arithmetic import AdaptiveModel, ArithmeticDecoder, ArithmeticEncoder, max_total
+
+REGISTER_BITS = 64
+CODING_KINDS = ("distribution", "greedy")
+
+
+@dataclass(frozen=True)
+class CodingSettings:
+    """How logits become frequencies (recorded in the archive)."""
+
+    value_bits: int = 28  # the most likely token's frequency is ~2^28
+    grid_bits: int = 10  # logit differences are bucketed at 2^-10
+
+    def to_header(self, kind: str) -> dict:
+        return {**asdict(self), "kind": kind}
+
+
+@dataclass
+class CodedRows:
+    """What the coder needs of each row of logits, as Python ints."""
+
+    targets: list[int]
+    lows: list[int]  # the target's interval [low, high) of the total
+    highs: list[int]
+    totals: list[int]
+    firsts: list[int]  # the model's first choice (largest logit, lowest id on ties)
+    first_lows: list[int]
+    first_freqs: list[int]
+
+
+class Distribution:
+    """Integer frequencies from exact logits."""
+
+    def __init__(self, settings: CodingSettings, vocab: int, device):
+        self.settings = settings
+        self._table = torch.tensor(tables.exp_table(settings.value_bits, settings.grid_bits, floor=1),
+                                   dtype=torch.float64, device=device)
+        largest = vocab * int(self._table[0])
+        if largest > max_total(REGISTER_BITS) or largest >= 2 ** 53:
+            raise ValueError(f"value_bits {settings.value_bits} is too large for a vocabulary of {vocab}")
+
+    def frequencies(self, logits: torch.Tensor) -> torch.Tensor:
+        """logits [n, V] float64 -> frequencies [n, V], integers >= 1 held in float64."""
+        step = 2.0 ** self.settings.grid_bits
+        difference = torch.sub(logits.amax(dim=-1, keepdim=True), logits).mul_(step)  # >= 0
+        bucket = difference.to(torch.int64).clamp_(max=self._table.numel() - 1)  # truncation = floor here
+        return self._table.index_select(0, bucket.view(-1)).view(logits.shape)
+
+    def cumulative(self, logits: torch.Tensor) -> torch.Tensor:
+        """Running sums of the frequencies: token t's interval is [c[t-1], c[t]); exact in float64."""
+        return self.frequencies(logits).cumsum_(dim=-1)
+
+    def rows(self, logits: torch.Tensor, targets: torch.Tensor) -> CodedRows:
+        cumulative = self.cumulative(logits)
+        lows, highs = _interval(cumulative, targets)
+        firsts = logits.argmax(dim=-1)  # the lowest id among equal maxima, on every device
+        first_lows, first_highs = _interval(cumulative, firsts)
+        return CodedRows(targets.tolist(), _ints(lows), _ints(highs), _ints(cumulative[:, -1]), firsts.tolist(),
+                         _ints(first_lows), _ints(first_highs - first_lows))
+
+
+def _interval(cumulative: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    highs = cumulative.gather(1, tokens[:, None])[:, 0]
+    below = cumulative.gather(1, (tokens - 1).clamp(min=0)[:, None])[:, 0]
+    return torch.where(tokens > 0, below, torch.zeros_like(below)), highs
+
+
+def _ints(x: torch.Tensor) -> list[int]:
+    return [int(v) for v in x.to(torch.int64).tolist()]
+
+
+def _flag_model() -> AdaptiveModel:
+    # first choice (0) or not (1): counts start even, grow by 32, are halved past 2^16
+    return AdaptiveModel([1, 1], 32, 1 << 16)
+
+
+class StreamEncoder:
+    """Codes one stream's tokens."""
+
+    def __init__(self, kind: str = "distribution"):
+        self._coder = ArithmeticEncoder(REGISTER_BITS)
+        self._flags = _flag_model() if kind == "greedy" else None
+        self.bits = 0.0  # -log2 of the coded probabilities, summed (what the code should cost)
+        self.misses = 0  # tokens that were not the model's first choice
+
+    def code(self, rows: CodedRows) -> None:
+        for target, low, high, total, first, first_low, first_freq in zip(
+                rows.targets, rows.lows, rows.highs, rows.totals, rows.firsts, rows.first_lows, rows.first_freqs):
+            hit = target == first
+            self.misses += not hit
+            if self._flags is not None:
+                self._flags.encode(self._coder, 0 if hit else 1)
+                if hit:
+                    continue
+                if target > first:  # the distribution without the first choice
+                    low, high = low - first_freq, high - first_freq
+                total -= first_freq
+            self._coder.encode(low, high, total)
+            self.bits += math.log2(total / (high - low))
+
+    def finish(self) -> bytes:
+        return self._coder.finish()
+
+
+class StreamDecoder:
+    def __init__(self, data: bytes, kind: str = "distribution"):
+        self._coder = ArithmeticDecoder(data, REGISTER_BITS)
+        self.greedy = kind == "greedy"
+        self._flags = _flag_model() if self.greedy else None
+
+    def first_choice_next(self) -> bool:
+        """greedy: whether the next token is the model's first choice (reads its flag)."""
+        return self.greedy and self._flags.decode(self._coder) == 0
+
+    def target(self, total: int) -> int:
+        return self._coder.target(total)
+
+    def consume(self, low: int, high: int, total: int) -> None:
+        self._coder.consume(low, high, total)
+
+
+def decode_tokens(distribution: Distribution, logits: torch.Tensor, decoders: list[StreamDecoder]) -> list[int]:
+    """One step of extraction: the token each row's stream codes next, consumed from its coder."""
+    cumulative = distribution.cumulative(logits)
+    totals = _ints(cumulative[:, -1])
+    firsts = logits.argmax(dim=-1)
+    first_lows, first_highs = _interval(cumulative, firsts)
+    first_lows, first_freqs = _ints(first_lows), _ints(first_highs - first_lows)
+    tokens = firsts.tolist()
+    values, rows = [], []
+    for row, decoder in enumerate(decoders):
+        if decoder.first_choice_next():
+            continue
+        if decoder.greedy:  # a miss: coded without the first choice; map the value onto the full sums
+            value = decoder.target(totals[row] - first_freqs[row])
+            values.append(value + first_freqs[row] if value >= first_lows[row] else value)
+        else:
+            values.append(decoder.target(totals[row]))
+        rows.append(row)
+    if not rows:
+        return tokens
+    index = torch.tensor(rows, device=logits.device)
+    sums = cumulative.index_select(0, index)
+    found = torch.searchsorted(sums, torch.tensor(values, dtype=torch.float64, device=logits.device)[:, None],
+                               right=True)[:, 0]
+    lows, highs = _interval(sums, found)
+    for row, token, low, high in zip(rows, found.tolist(), _ints(lows), _ints(highs)):
+        total = totals[row]
+        if decoders[row].greedy:
+            if token > tokens[row]:
+                low, high = low - first_freqs[row], high - first_freqs[row]
+            total -= first_freqs[row]
+        decoders[row].consume(low, high, total)
+        tokens[row] = token
+    return tokens
+
+
+def ideal_bits(logits: torch.Tensor, targets: torch.Tensor) -> float:
+    """-log2 p of the targets under the float softmax of the logits: the model's own cross-entropy,
+    for reports (not part of any code)."""
+    log_p = torch.log_softmax(logits, dim=-1).gather(1, targets[:, None])
+    return float(-log_p.sum()) / math.log(2)

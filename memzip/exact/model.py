@@ -1,0 +1,526 @@
+"""An exact Llama: logits that are a function of (weights, tokens) alone, bit for bit, anywhere.
+
+The architecture is transformers' LlamaForCausalLM (SmolLM2, Llama 3.x): RMSNorm, attention with
+RoPE and grouped key/value heads, a SiLU-gated MLP, tied or separate output embeddings. What
+changes is how each step is computed (memzip/exact/integer.py says why each step is exact):
+
+    h = embedding rows (or [mem] vectors)                    float32, the residual stream
+    per layer:
+      x, s = quantize(h)                 per-token integers with a power-of-two scale
+      r = 1 / sqrt(sum(x^2) s^2 / d + eps)   an exact integer sum, then rounded float64 steps
+      q, k, v = (x @ Wqkv) * scales * r  exact integer GEMM (RMSNorm's weight folded into Wqkv)
+      q, k = rope(q, k)                  cos and sin from tables built in integers (tables.py)
+      keys, values -> integers under static power-of-two scales (bounds from the weights)
+      scores = q_int @ k_int              exact; softmax weights from an integer table of exp
+      out = (p @ v_int) / sum(p)         exact integer sums, one rounded division
+      h = h + (quantize(out) @ Wo) * scales
+      h = h + (quantize(silu(g) * u) @ Wdown) * scales, with g, u from x @ Wgate_up as above
+    logits = (quantize(h) @ Wout) * scales * r
+
+Attention sees the first position (the sink) and a sliding window of recent positions
+(`Context`). Every sum whose order a library may choose adds integers that fit its type
+exactly; every other step is one correctly rounded operation, applied one torch call at a time.
+So the logits are the same for any device, batch size, thread count and BLAS, and for a
+whole-sequence forward or token-by-token decoding; tests/test_exact.py varies each and compares
+bits. Products are computed in whichever exact way is fastest for their shape (one float64
+GEMM, int8 slices, float32 digits): they give the same integers.
+
+The bit widths (`ExactSettings`) were chosen by measurement: the exact model's cross-entropy
+stays within 0.1% of the float32 model's (docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+
+from memzip.exact import tables
+from memzip.exact.integer import (IntegerWeight, check_exact, int8_available, power_of_two_at_least, quantize,
+                                  quantize_rows, quantize_with)
+
+F32, F64 = torch.float32, torch.float64
+
+# The name of this computation. Any change to what the engine computes (a table, a rounding,
+# the order of two operations) must change it: archives name the engine that made them.
+ENGINE = "exact-llama-1"
+
+
+@dataclass(frozen=True)
+class ExactSettings:
+    """Every number that shapes the exact model's logits; archives record them all. Measured on
+    40 KB of alice29.txt (1024-token chunks): with all of these the cross-entropy is within 0.07%
+    of the float32 model's; int8 weights alone would cost 0.7%."""
+
+    weight_bits: int = 12  # integer weights per output row: queries, keys, values, MLP out, logits
+    narrow_weight_bits: int = 8  # attention output and MLP gate/up (+0.06% together; one int8 slice)
+    activation_bits: int = 15  # matmul inputs per token
+    query_bits: int = 8  # queries per token and head (+0.03%): q . k is exact in float32
+    key_bits: int = 12  # keys, with a static scale per layer and key head
+    value_bits: int = 12  # values, with a static scale per layer and channel
+    attention_weight_bits: int = 20  # softmax weights as integers up to 2^20
+    attention_grid_bits: int = 8  # score differences bucketed at 2^-8 (no measurable cost; a small table)
+    silu_grid_bits: int = 11  # sigmoid tabulated at 2^-11 ...
+    silu_limit: int = 16  # ... on [-16, 16]
+
+    def to_header(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Shape:
+    """The architecture numbers, from the transformers config."""
+
+    layers: int
+    d_model: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    ffn: int
+    vocab: int
+    eps: float
+    rope_theta: float
+    rope_scaling: tuple  # sorted items of rope_parameters beyond theta, () for default RoPE
+    max_positions: int
+
+    @classmethod
+    def of(cls, config) -> "Shape":
+        heads = config.num_attention_heads
+        head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+        rope = dict(getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {})
+        theta = float(rope.pop("rope_theta", getattr(config, "rope_theta", 10000.0)))
+        if rope.get("rope_type", "default") == "default":
+            rope = {}
+        return cls(config.num_hidden_layers, config.hidden_size, heads, config.num_key_value_heads or heads,
+                   head_dim, config.intermediate_size, config.vocab_size, float(config.rms_norm_eps), theta,
+                   tuple(sorted((k, v) for k, v in rope.items() if v is not None)),
+                   int(getattr(config, "max_position_embeddings", 2048)))
+
+
+def unsupported_reason(model) -> str | None:
+    """Why the exact engine cannot run this transformers model, or None if it can."""
+    config = model.config
+    if type(model).__name__ != "LlamaForCausalLM":
+        return f"the exact engine covers Llama-architecture models, not {type(model).__name__}"
+    if getattr(config, "hidden_act", "silu") != "silu":
+        return f"activation {config.hidden_act} is not supported"
+    if getattr(config, "attention_bias", False) or getattr(config, "mlp_bias", False):
+        return "biases in attention or MLP are not supported"
+    rope = dict(getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {})
+    if rope.get("rope_type", "default") not in ("default", "llama3"):
+        return f"rope_type {rope.get('rope_type')} is not supported"
+    return None
+
+
+class Context:
+    """What attention remembers for a batch of sequences that advance together, position by
+    position: position 0 of each (the *sink*) and a sliding window of the most recent `window`
+    positions after it.
+
+    Models park much of their attention on the first position; a window that slides past it
+    loses that anchor and degrades (Xiao et al. 2023, "attention sinks"). So position 0 always
+    stays visible, placed just before the window: a query at position p sees the sink as if at
+    position max(0, p - window), and positions max(1, p - window + 1)..p as they are. Up to
+    p = window this is plain causal attention. The sink's hidden states depend on itself alone,
+    so its raw (unrotated) key and its value per layer are kept and its key is rotated anew for
+    each query.
+
+    Keys and values are integers under their layer's static scales (keys held in float32, values
+    in float64, both exactly), in a buffer of `capacity` slots holding consecutive positions from
+    `first` on.
+    """
+
+    def __init__(self, shape: Shape, batch: int, window: int, capacity: int, device):
+        if capacity < window:
+            raise ValueError("a context needs at least `window` slots")
+        size = (shape.layers, batch, shape.kv_heads, capacity, shape.head_dim)
+        self.keys = torch.zeros(size, dtype=F32, device=device)
+        self.values = torch.zeros(size, dtype=F64, device=device)  # for exact float64 p @ v
+        sink = (shape.layers, batch, shape.kv_heads, shape.head_dim)
+        self.sink_keys = torch.zeros(sink, dtype=F32, device=device)  # raw, before RoPE
+        self.sink_values = torch.zeros(sink, dtype=F32, device=device)  # integers
+        self.window, self.capacity = window, capacity
+        self.position = 0  # positions seen so far, the sink included
+        self.first = 1  # the position held in slot 0
+        self.filled = 0  # slots in use
+
+    @property
+    def batch(self) -> int:
+        return self.keys.shape[1]
+
+    def make_room(self, positions: int) -> None:
+        """Ensure the next `positions` positions fit, keeping the window-1 latest ones before them."""
+        new = positions - (1 if self.position == 0 else 0)
+        if self.filled + new <= self.capacity:
+            return
+        keep = min(self.filled, self.window - 1)
+        if keep + new > self.capacity:
+            raise ValueError(f"{positions} positions at once do not fit a context of {self.capacity} slots")
+        source = slice(self.filled - keep, self.filled)
+        self.keys[:, :, :, :keep] = self.keys[:, :, :, source].clone()
+        self.values[:, :, :, :keep] = self.values[:, :, :, source].clone()
+        self.first += self.filled - keep
+        self.filled = keep
+
+    def keep_rows(self, rows: list[int]) -> None:
+        """Drop the sequences not in `rows` (finished streams leave the batch)."""
+        index = torch.tensor(rows, device=self.keys.device)
+        for name in ("keys", "values", "sink_keys", "sink_values"):
+            setattr(self, name, getattr(self, name).index_select(1, index))
+
+
+class _Layer:
+    def __init__(self, qkv: IntegerWeight, out: IntegerWeight, gate_up: IntegerWeight, down: IntegerWeight,
+                 key_scale: torch.Tensor, value_scale: torch.Tensor):
+        self.qkv, self.out, self.gate_up, self.down = qkv, out, gate_up, down
+        self.key_scale = key_scale  # [kv_heads, 1]: static power-of-two scale of the integer keys
+        self.value_scale = value_scale  # [kv_heads, head_dim]: of the integer values, per channel
+
+
+class _Queries:
+    """A block's integer queries, per key head: rows (position, query head of the group)."""
+
+    def __init__(self, q_int: torch.Tensor, step: torch.Tensor, sink_keys: torch.Tensor):
+        self.q_int = q_int  # [B, kv, rows, hd] float32 integers
+        self.step = step  # [B, kv, rows, 1]: a score q_int . k_int times step is in table buckets
+        self.sink_keys = sink_keys  # [B, kv, rows, hd]: the sink's integer key as each row sees it
+
+
+class ExactLlama:
+    """The exact forward of a Llama model. Build it with `from_transformers`."""
+
+    # Rows processed together by the per-token steps: their temporaries stay in the CPU's cache.
+    row_block = 64
+    query_block = 64  # positions per block of attention scores
+
+    def __init__(self, shape: Shape, settings: ExactSettings, embedding: torch.Tensor, layers: list[_Layer],
+                 head: IntegerWeight, device, backend: str):
+        self.shape, self.settings, self.device, self.backend = shape, settings, device, backend
+        self.embedding = embedding  # [vocab, d] float32
+        self.layers = layers
+        self.head = head
+        s = settings
+        # Exactness of every product, checked once for these shapes (memzip/exact/integer.py).
+        check_exact(s.activation_bits, max(s.weight_bits, s.narrow_weight_bits),
+                    max(shape.d_model, shape.ffn, shape.heads * shape.head_dim), "weight GEMMs")
+        check_exact(s.activation_bits, s.activation_bits, shape.d_model, "RMSNorm's sum of squares", torch.int64)
+        check_exact(s.query_bits, s.key_bits, shape.head_dim, "attention scores", F32)
+        self._attention_table = torch.tensor(tables.exp_table(s.attention_weight_bits, s.attention_grid_bits),
+                                             dtype=F32, device=device)  # integers below 2^24: exact
+        self._sigmoid = torch.tensor(tables.sigmoid_table(s.silu_grid_bits, s.silu_limit), dtype=F32, device=device)
+        cos, sin = tables.rope_tables(shape.head_dim, shape.rope_theta, 1 << tables.ROPE_FINE_BITS, shape.rope_scaling)
+        self._rope_fine = (torch.tensor(cos, device=device), torch.tensor(sin, device=device))  # float64
+        self._rope_coarse: tuple[torch.Tensor, torch.Tensor] | None = None
+        # A score q_int . k_int in table buckets: times q's scale and this power of two per query
+        # head (the 1/sqrt(head_dim) of attention is folded into the query weights).
+        self._score_step = [torch.repeat_interleave(layer.key_scale[:, 0], shape.heads // shape.kv_heads)
+                            .reshape(1, 1, shape.heads, 1) * 2.0 ** s.attention_grid_bits for layer in layers]
+        self._key_inverse = [1.0 / layer.key_scale for layer in layers]  # powers of two: exact
+        self._value_inverse = [1.0 / layer.value_scale for layer in layers]
+        self._key_inverses = torch.stack(self._key_inverse)[:, None, None]  # [layers, 1, 1, kv, 1]
+        self._inverse_d = 1.0 / shape.d_model  # a float, rounded once
+
+    # --- building ---------------------------------------------------------------------------------
+
+    @classmethod
+    def from_transformers(cls, model, settings: ExactSettings | None = None, device=None,
+                          backend: str | None = None) -> "ExactLlama":
+        """Round a transformers Llama's float weights to the exact engine's integers. The rounding is
+        done on the CPU in float64 from the float32 weights, so it is the same on every machine."""
+        reason = unsupported_reason(model)
+        if reason:
+            raise ValueError(reason)
+        settings = settings or ExactSettings()
+        device = torch.device(device or "cpu")
+        backend = backend or ("int8" if int8_available(device) else "float64")
+        shape = Shape.of(model.config)
+        state = {k: v.detach().to("cpu", torch.float32).double() for k, v in model.state_dict().items()}
+        w, a = settings.weight_bits, settings.activation_bits
+        inverse_sqrt_head_dim = float(1 / tables.decimal_sqrt(shape.head_dim))
+
+        def weight(matrix: torch.Tensor, bits: int = w) -> IntegerWeight:
+            q, scale = quantize_row(matrix, bits)
+            return IntegerWeight(q, scale, bits, backend, a).to(device)
+
+        narrow = settings.narrow_weight_bits
+
+        layers = []
+        for i in range(shape.layers):
+            p = f"model.layers.{i}."
+            norm1 = state[p + "input_layernorm.weight"][None, :]
+            norm2 = state[p + "post_attention_layernorm.weight"][None, :]
+            # float32 x float32 is exact in float64: folding the norm weight adds no rounding;
+            # 1/sqrt(head_dim) (rounded once, from its decimal value) joins the query rows
+            query = state[p + "self_attn.q_proj.weight"] * inverse_sqrt_head_dim
+            qkv = torch.cat([query] + [state[p + f"self_attn.{n}_proj.weight"] for n in "kv"]) * norm1
+            q_int, q_scale = quantize_row(qkv, w)
+            key_scale, value_scale = cls._static_scales(shape, settings, q_int, q_scale)
+            layers.append(_Layer(
+                IntegerWeight(q_int, q_scale, w, backend, a).to(device),
+                weight(state[p + "self_attn.o_proj.weight"], narrow),
+                weight(torch.cat([state[p + "mlp.gate_proj.weight"], state[p + "mlp.up_proj.weight"]]) * norm2, narrow),
+                weight(state[p + "mlp.down_proj.weight"]),
+                key_scale.to(device, F32), value_scale.to(device, F32)))
+        embedding = state["model.embed_tokens.weight"]
+        head = state.get("lm_head.weight", embedding) * state["model.norm.weight"][None, :]
+        return cls(shape, settings, embedding.to(device, F32), layers, weight(head), device, backend)
+
+    @staticmethod
+    def _static_scales(shape: Shape, settings: ExactSettings, q_int: torch.Tensor, q_scale: torch.Tensor):
+        """Power-of-two scales for keys and values that hold for every input. The normalized input
+        n has |n| <= sqrt(d) (RMSNorm), so output channel c is at most ||w_c|| sqrt(d)
+        (Cauchy-Schwarz); RoPE mixes channel pairs, so a key channel is at most the pair's norm."""
+        h, kv, hd = shape.heads, shape.kv_heads, shape.head_dim
+        row_norms = (q_int * q_int).sum(dim=1).sqrt() * q_scale[:, 0] * math.sqrt(shape.d_model) * (1 + 2.0 ** -20)
+        keys = row_norms[h * hd:(h + kv) * hd].reshape(kv, hd)
+        values = row_norms[(h + kv) * hd:].reshape(kv, hd)
+        pairs = (keys[:, :hd // 2] ** 2 + keys[:, hd // 2:] ** 2).sqrt()
+        key_scale = power_of_two_at_least(pairs.amax(dim=1, keepdim=True)) * 2.0 ** -(settings.key_bits - 1)
+        value_scale = power_of_two_at_least(values) * 2.0 ** -(settings.value_bits - 1)
+        return key_scale, value_scale
+
+    # --- the forward ------------------------------------------------------------------------------
+
+    def new_context(self, batch: int, window: int, capacity: int | None = None) -> Context:
+        """A context for `batch` sequences seeing the sink and the last `window` positions;
+        `capacity` (default window + 64) bounds how many positions one forward may add."""
+        s = self.settings
+        # p @ v sums up to window + 1 products of a weight (<= 2^P) and a value: exact below 2^53
+        check_exact(s.attention_weight_bits + 1, s.value_bits, window + 1, f"attention over {window} positions")
+        return Context(self.shape, batch, window, capacity or window + 64, self.device)
+
+    def embed(self, tokens: torch.Tensor) -> torch.Tensor:
+        """[B, t] token ids -> [B, t, d] float32 input rows."""
+        return self.embedding[tokens.to(self.device)]
+
+    def forward(self, inputs: torch.Tensor, context: Context, hidden_at: torch.Tensor | None = None) -> torch.Tensor:
+        """Run `inputs` [B, t, d] (float32 rows) at the next t positions of `context`. Returns the
+        final hidden rows [B, n, d] at `hidden_at` (indices into 0..t-1; default: the last), for
+        `logits`."""
+        batch, t, d = inputs.shape
+        start = context.position
+        context.make_room(t)
+        h = inputs.to(F32, copy=True)
+        positions = torch.arange(start, start + t, device=self.device)
+        cos, sin = self._rope_at(positions)
+        sink_rope = self._rope_at((positions - context.window).clamp_(min=0))
+        # Where each position sees the sink, for every layer at once: [layers, B, t, kv, hd]. A
+        # first forward learns the sink's keys layer by layer (_queries_and_keys) instead.
+        sinks = None if start == 0 else self._rotated_sinks(context, *sink_rope)
+        block = max(1, self.row_block // batch)  # positions per block of rows (a bounded working set)
+        blocks = [(first, min(t, first + block)) for first in range(0, t, block)]
+        for index, layer in enumerate(self.layers):
+            parts = []
+            for a, b in blocks:
+                sink_keys = None if sinks is None else sinks[index][:, a:b]
+                parts.append(self._queries_and_keys(index, layer, h[:, a:b], start + a, context, cos[a:b], sin[a:b],
+                                                    sink_keys, sink_rope[0][a:b], sink_rope[1][a:b]))
+            queries = _Queries(*(torch.cat([getattr(q, n) for q in parts], dim=2) for n in ("q_int", "step", "sink_keys")))
+            if t == 1:
+                attended = self._decode_attention(index, layer, queries, start, context)
+            else:
+                attended = self._block_attention(index, layer, queries, start, t, context)
+            for a, b in blocks:
+                rows = h[:, a:b].reshape(-1, d)
+                rows = rows + self._linear(layer.out, attended[:, a:b].reshape(rows.shape[0], -1))
+                rows = rows + self._mlp(layer, rows)
+                h[:, a:b] = rows.reshape(batch, b - a, d)
+        context.position = start + t
+        context.filled += t - (1 if start == 0 else 0)
+        at = torch.tensor([t - 1], device=self.device) if hidden_at is None else hidden_at.to(self.device)
+        return h[:, at]
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Final RMSNorm and output embedding: [n, d] hidden rows -> [n, V] float32 logits."""
+        return self._project(self.head, hidden)
+
+    # --- the steps --------------------------------------------------------------------------------
+
+    def _project(self, weight: IntegerWeight, h: torch.Tensor) -> torch.Tensor:
+        """RMSNorm then a weight (the norm's own weight is folded into it): (x @ W) * scales * r,
+        r = 1 / sqrt(mean(h^2) + eps) from the exact sum of the integers' squares."""
+        x, scale = quantize_rows(h, self.settings.activation_bits)
+        whole = x.to(torch.int32)
+        squares = (whole * whole).sum(dim=-1, keepdim=True, dtype=torch.int64)  # exact: below 2^63
+        variance = squares.to(F32) * (scale * scale * self._inverse_d)
+        inverse_rms = 1.0 / torch.sqrt(variance + self.shape.eps)
+        return weight.matmul(whole) * weight.scale * (scale * inverse_rms)
+
+    def _linear(self, weight: IntegerWeight, a: torch.Tensor) -> torch.Tensor:
+        x, scale = quantize_rows(a, self.settings.activation_bits)
+        return weight.matmul(x.to(torch.int32)) * weight.scale * scale
+
+    def _rotated_sinks(self, context: Context, cos, sin) -> torch.Tensor:
+        """The sinks' integer keys, rotated to where each position sees them: [layers, B, t, kv, hd]."""
+        raw = context.sink_keys[:, :, None]  # [layers, B, 1, kv, hd]
+        c, s = cos[None, None, :, None, :], sin[None, None, :, None, :]
+        half = raw.shape[-1] // 2
+        x1, x2 = raw[..., :half], raw[..., half:]
+        rotated = torch.cat([x1 * c - x2 * s, x2 * c + x1 * s], dim=-1)  # _rope, over every layer
+        return quantize_with(rotated, self._key_inverses, self.settings.key_bits)
+
+    def _queries_and_keys(self, index, layer, h, start, context, cos, sin, sink_keys, sink_cos, sink_sin) -> _Queries:
+        """Project a block of positions [B, t, d] from `start` on: store its integer keys and values
+        in the context (position 0's go to the sink) and return its integer queries."""
+        shape, s = self.shape, self.settings
+        heads, kv, hd = shape.heads, shape.kv_heads, shape.head_dim
+        group = heads // kv
+        batch, t, d = h.shape
+        qkv = self._project(layer.qkv, h.reshape(-1, d))
+        q = _rope(qkv[:, :heads * hd].reshape(batch, t, heads, hd), cos, sin)
+        raw_k = qkv[:, heads * hd:(heads + kv) * hd].reshape(batch, t, kv, hd)
+        v = quantize_with(qkv[:, (heads + kv) * hd:].reshape(batch, t, kv, hd), self._value_inverse[index],
+                          s.value_bits)
+        k = quantize_with(_rope(raw_k, cos, sin), self._key_inverse[index], s.key_bits)
+        if start == 0:  # the sink
+            context.sink_keys[index] = raw_k[:, 0]
+            context.sink_values[index] = v[:, 0]
+            k, v = k[:, 1:], v[:, 1:]
+        if sink_keys is None:
+            sink_keys = quantize_with(_rope(context.sink_keys[index][:, None], sink_cos, sink_sin),
+                                      self._key_inverse[index], s.key_bits)
+        first = max(start, 1) - context.first
+        context.keys[index, :, :, first:first + k.shape[1]] = k.transpose(1, 2)
+        context.values[index, :, :, first:first + v.shape[1]] = v.transpose(1, 2)
+        q_int, q_scale = quantize_rows(q, s.query_bits)
+        step = q_scale * self._score_step[index]  # powers of two
+
+        def per_key_head(x):  # [B, t, heads or kv, n] -> [B, kv, t * group, n]
+            if x.shape[2] == kv:
+                x = x[:, :, :, None].expand(-1, -1, -1, group, -1)
+            return x.reshape(batch, t, kv, group, -1).permute(0, 2, 1, 3, 4).reshape(batch, kv, t * group, -1)
+
+        return _Queries(per_key_head(q_int), per_key_head(step), per_key_head(sink_keys))
+
+    def _sink_scores(self, queries: _Queries, rows: slice) -> torch.Tensor:
+        """q_int . sink_key per row, in buckets: an integer sum below 2^24 (exact in float32), times
+        a power of two."""
+        products = queries.q_int[:, :, rows] * queries.sink_keys[:, :, rows]
+        return products.sum(dim=-1, keepdim=True) * queries.step[:, :, rows]
+
+    def _weights(self, scores: torch.Tensor, sink: torch.Tensor):
+        """Unnormalized softmax weights as integers, 2^P exp(-difference), looked up by bucket:
+        of the window (float32 scores [.., L], overwritten) and of the sink ([.., 1]). Float32
+        integers (below 2^24)."""
+        table, last = self._attention_table, self._attention_table.numel() - 1
+        peak = torch.maximum(scores.amax(dim=-1, keepdim=True), sink)
+        difference = torch.sub(peak, scores, out=scores).clamp_(max=last)  # in 0..last
+        bucket = difference.to(torch.int32)  # truncation = floor here
+        window = table.index_select(0, bucket.view(-1)).view(scores.shape)
+        sink_weight = table.index_select(0, (peak - sink).clamp_(max=last).to(torch.int32).view(-1)).view(sink.shape)
+        return window, sink_weight
+
+    def _block_attention(self, index, layer, queries: _Queries, start, t, context: Context) -> torch.Tensor:
+        """Attention of a block of new positions over the sink and their windows: [B, t, heads * hd].
+        q @ k is exact in float32 (8-bit queries, 12-bit keys, 64 terms stay below 2^24); p @ v
+        (20-bit weights) in float64."""
+        shape = self.shape
+        heads, kv, hd = shape.heads, shape.kv_heads, shape.head_dim
+        group, window = heads // kv, context.window
+        batch = queries.q_int.shape[0]
+        lo_all = max(1, start - window + 1)
+        base = slice(lo_all - context.first, start + t - context.first)
+        # the keys any of these positions sees, transposed (the fastest layout for q @ k^T)
+        keys_t = context.keys[index, :, :, base].transpose(-1, -2).contiguous()
+        values = context.values[index, :, :, base]
+        sink_value = context.sink_values[index][:, :, None, :].to(F64)
+        out = torch.empty(batch, kv, t * group, hd, dtype=F32, device=self.device)
+        for first in range(0, t, self.query_block):
+            last = min(t, first + self.query_block)
+            rows = slice(first * group, last * group)
+            sink = self._sink_scores(queries, rows)
+            lo, hi = max(1, start + first - window + 1), start + last
+            if hi <= lo:  # position 0 alone sees only itself
+                out[:, :, rows] = sink_value.expand(-1, -1, (last - first) * group, -1).to(F32)
+                continue
+            part = slice(lo - lo_all, hi - lo_all)
+            scores = (queries.q_int[:, :, rows] @ keys_t[:, :, :, part]).mul_(queries.step[:, :, rows])  # exact
+            self._mask_outside_windows(scores, start + first, last - first, group, lo, window)
+            weights, sink_weight = self._weights(scores, sink)
+            # exact: integers below 2^53
+            total = weights.sum(dim=-1, keepdim=True, dtype=F64) + sink_weight.to(F64)
+            numerator = weights.to(F64) @ values[:, :, part] + sink_weight.to(F64) * sink_value
+            out[:, :, rows] = (numerator / total).to(F32)
+        out = out * layer.value_scale[None, :, None, :]
+        return out.reshape(batch, kv, t, group, hd).permute(0, 2, 1, 3, 4).reshape(batch, t, heads * hd)
+
+    def _mask_outside_windows(self, scores, first_position: int, positions: int, group: int, lo: int,
+                              window: int) -> None:
+        """Mask keys after each query (among the last `positions` columns) and before its window
+        (among the first `positions` columns): a window slides by one key per position."""
+        if positions == 1:
+            return
+        query = torch.arange(first_position, first_position + positions, device=self.device)
+        query = query.repeat_interleave(group)[:, None]
+        hi, width = first_position + positions, min(positions, scores.shape[-1])
+        tail = torch.arange(hi - width, hi, device=self.device)[None, :]
+        scores[..., -width:].masked_fill_(tail > query, -2.0 ** 100)
+        head = torch.arange(lo, lo + width, device=self.device)[None, :]
+        scores[..., :width].masked_fill_(head <= query - window, -2.0 ** 100)
+
+    def _decode_attention(self, index, layer, queries: _Queries, start, context: Context) -> torch.Tensor:
+        """Attention of one new position per sequence (the window read as stored): [B, 1, heads * hd]."""
+        shape = self.shape
+        heads, kv, hd = shape.heads, shape.kv_heads, shape.head_dim
+        group, window = heads // kv, context.window
+        batch = queries.q_int.shape[0]
+        sink = self._sink_scores(queries, slice(None))
+        sink_value = context.sink_values[index][:, :, None, :].to(F64)
+        lo, hi = max(1, start - window + 1), start + 1
+        if hi <= lo:
+            out = sink_value.expand(-1, -1, group, -1).to(F32)
+        else:
+            slots = slice(lo - context.first, hi - context.first)
+            scores = (queries.q_int @ context.keys[index, :, :, slots].transpose(-1, -2)).mul_(queries.step)  # exact
+            weights, sink_weight = self._weights(scores, sink)
+            total = weights.sum(dim=-1, keepdim=True, dtype=F64) + sink_weight.to(F64)
+            numerator = weights.to(F64) @ context.values[index, :, :, slots] + sink_weight.to(F64) * sink_value
+            out = (numerator / total).to(F32)
+        out = out * layer.value_scale[None, :, None, :]
+        return out.reshape(batch, kv, 1, group, hd).permute(0, 2, 1, 3, 4).reshape(batch, 1, heads * hd)
+
+    def _mlp(self, layer, h) -> torch.Tensor:
+        gate_up = self._project(layer.gate_up, h)
+        gate, up = gate_up[:, :self.shape.ffn], gate_up[:, self.shape.ffn:]
+        return self._linear(layer.down, self._silu(gate) * up)
+
+    def _silu(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.settings
+        middle = s.silu_limit << s.silu_grid_bits
+        index = (torch.round(x * 2.0 ** s.silu_grid_bits) + middle).clamp_(0, 2 * middle)
+        return x * self._sigmoid.index_select(0, index.to(torch.int64).view(-1)).view(x.shape)
+
+    def _rope_at(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """float32 cos and sin [n, hd/2] of positions * frequencies, for any position below 2^32:
+        from a fine table (p mod 4096) and a coarse one (p // 4096), joined by the angle-addition
+        formula in float64 (three rounded operations each), then rounded to float32."""
+        fine_cos, fine_sin = self._rope_fine
+        coarse = int(positions.max()) >> tables.ROPE_FINE_BITS if positions.numel() else 0
+        if self._rope_coarse is None or self._rope_coarse[0].shape[0] <= coarse:
+            shape = self.shape
+            size = max(64, 2 * (coarse + 1))
+            cos, sin = tables.rope_coarse_tables(shape.head_dim, shape.rope_theta, size, shape.rope_scaling)
+            self._rope_coarse = (torch.tensor(cos, device=self.device), torch.tensor(sin, device=self.device))
+        coarse_cos, coarse_sin = self._rope_coarse
+        low = positions & ((1 << tables.ROPE_FINE_BITS) - 1)
+        high = positions >> tables.ROPE_FINE_BITS
+        c1, s1, c2, s2 = fine_cos[low], fine_sin[low], coarse_cos[high], coarse_sin[high]
+        return (c2 * c1 - s2 * s1).to(F32), (s2 * c1 + c2 * s1).to(F32)
+
+
+def quantize_row(matrix: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weights as integers in +-(2^(bits-1) - 1) with a power-of-two scale per output row (an
+    8-bit row then fits int8: the rare 128 that rounding reaches is clamped)."""
+    q, scale = quantize(matrix, bits, dim=1)
+    limit = float(2 ** (bits - 1) - 1)
+    return q.clamp_(-limit, limit), scale
+
+
+def _rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate channel pairs (j, j + head_dim/2) by position * frequency_j (transformers' rotate_half
+    convention). x: [B, t, heads, hd]; cos, sin: [t, hd/2]."""
+    half = x.shape[-1] // 2
+    c, s = cos[None, :, None, :], sin[None, :, None, :]
+    x1, x2 = x[..., :half], x[..., half:]
+    return torch.cat([x1 * c - x2 * s, x2 * c + x1 * s], dim=-1)

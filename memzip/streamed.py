@@ -1,0 +1,165 @@
+"""The exact engine's side of compression: streams coded with the model's own probabilities.
+
+- Model-only (the default): the file's tokens are cut into a few long streams (memzip/planning.py
+  `chunk_spans`), each decoded from the document-start token with a sliding window of context
+  (memzip/exact/model.py `Context`) and coded with the model's full distribution
+  (memzip/exact/coding.py). Compression runs whole blocks of positions per forward; extraction
+  decodes streams side by side, any number at a time.
+- With [mem] vectors: every chunk is a stream of its own, decoded from its layout tokens and its
+  vectors (fitted in float by memzip/optimize.py, then entered as exact float64 rows), and coded
+  `greedy`: a flag per token says whether it is the model's first choice; only misses cost more.
+
+memzip/engine.py runs the loop (journal, torchrun, progress); this module compresses one unit,
+builds the payload and extracts.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import torch
+
+from memzip.exact.coding import CodingSettings, Distribution
+from memzip.exact.integer import quantize
+from memzip.exact.model import ENGINE, ExactLlama, ExactSettings
+from memzip.exact.streams import compress_stream, extract_streams
+from memzip.format import vectors as storage
+from memzip.format.container import Archive
+from memzip.format.header import DecodeSettings, Header
+from memzip.journal import GroupResult
+from memzip.layout import Layout
+from memzip.models import LoadedModel
+from memzip.planning import Plan, cost_without_vectors, fit_and_store
+
+EXACT_SETTINGS = ExactSettings()
+CODING_SETTINGS = CodingSettings()
+
+
+def exact_model(loaded: LoadedModel, settings: ExactSettings = EXACT_SETTINGS) -> ExactLlama:
+    """The exact engine for a loaded model, built once per process and settings (~2-5 s)."""
+    cache = loaded.__dict__.setdefault("_exact_models", {})
+    if settings not in cache:
+        cache[settings] = ExactLlama.from_transformers(loaded.model, settings, device=loaded.device)
+    return cache[settings]
+
+
+def coding_kind(mem_vectors: int) -> str:
+    return "greedy" if mem_vectors else "distribution"
+
+
+def decode_settings(job: Plan, loaded: LoadedModel) -> DecodeSettings:
+    return DecodeSettings(engine=ENGINE, batch_size=None, margin=None, window=job.window,
+                          exact=EXACT_SETTINGS.to_header(),
+                          coding=CODING_SETTINGS.to_header(coding_kind(job.options.mem_vectors)))
+
+
+def _layout_rows(model: ExactLlama, ids) -> torch.Tensor:
+    return model.embed(torch.tensor(list(ids), dtype=torch.long))
+
+
+def compress_unit(loaded: LoadedModel, job: Plan, first: int, chunks: list[list[int]], progress) -> GroupResult:
+    """A stream (model-only) or a group of chunks fitted together (vectors), coded."""
+    started = time.perf_counter()
+    model = exact_model(loaded)
+    distribution = Distribution(CODING_SETTINGS, model.shape.vocab, model.device)
+    kind = coding_kind(job.options.mem_vectors)
+    prefix, infix = _layout_rows(model, job.layout.prefix), _layout_rows(model, job.layout.infix)
+    if job.recipe is None:
+        starts, extra = [prefix] * len(chunks), {}
+    else:
+        fitted = fit_and_store(loaded, chunks, job.recipe, job.space, job.layout, seed=job.options.seed + first,
+                               on_step=progress.step)
+        vectors = exact_vectors(fitted.packed, fitted.scales, job.space.storage, job.space.code_dims, loaded.d_model)
+        starts = [torch.cat([prefix, vectors[i].to(model.device), infix]) for i in range(len(chunks))]
+        extra = dict(ce_without_vectors_bits=cost_without_vectors(loaded, job.layout, chunks), packed=fitted.packed,
+                     scales=fitted.scales, steps=[f.steps for f in fitted.fits], losses=[f.loss for f in fitted.fits],
+                     accuracies=[f.accuracy for f in fitted.fits])
+    coded = [compress_stream(model, distribution, start, chunk, job.window, kind, on_tokens=progress.tokens)
+             for start, chunk in zip(starts, chunks)]
+    return GroupResult(first, b"".join(c.residual for c in coded), b"", [c.misses for c in coded],
+                       [c.coded_bits for c in coded], seconds=time.perf_counter() - started,
+                       residual_lengths=[len(c.residual) for c in coded], model_bits=[c.model_bits for c in coded],
+                       **extra)
+
+
+def not_worth_it(loaded: LoadedModel, job: Plan, sample: list[int], file_bytes: int, zstd_bytes: int) -> str | None:
+    """Why a sample of the text says the model will not beat zstd -19 on the file (None if it
+    may): the model's bits per byte on the sample, against zstd's on the whole file."""
+    model = exact_model(loaded)
+    distribution = Distribution(CODING_SETTINGS, model.shape.vocab, model.device)
+    coded = compress_stream(model, distribution, _layout_rows(model, job.layout.prefix), sample, job.window)
+    sample_bytes = len(loaded.tokenizer.backend_tokenizer.decode(sample, skip_special_tokens=False).encode())
+    model_bpb, zstd_bpb = 8 * len(coded.residual) / max(1, sample_bytes), 8 * zstd_bytes / max(1, file_bytes)
+    if model_bpb >= zstd_bpb:
+        return (f"the model needed {model_bpb:.2f} bits/byte on a sample of {len(sample)} tokens, "
+                f"zstd -19 {zstd_bpb:.2f} on the whole file")
+    return None
+
+
+def exact_vectors(stored: np.ndarray, scales: np.ndarray | None, dtype: str, code_dims: int | None,
+                  d_model: int) -> torch.Tensor:
+    """The stored vectors as the exact engine's float64 input rows [C, M, d], computed the same
+    everywhere: unpacking is one float32 multiply per number (exact in float64 after), and a code
+    in a random subspace is expanded with integers (its numbers rounded to a power-of-two grid
+    fine enough that the sum of k of them is exact), then one power-of-two and one rounded scale."""
+    dims = code_dims or d_model
+    rows = torch.from_numpy(storage.unpack(stored, scales, dtype, dims)).double()
+    if not code_dims:
+        return rows
+    basis = storage.basis(code_dims, d_model)
+    signs = torch.from_numpy(np.sign(basis)).double()
+    q, scale = quantize(rows, 52 - math.ceil(math.log2(code_dims)) - 1)
+    return (q @ signs) * scale * float(abs(basis[0, 0]))
+
+
+def payload(job: Plan, loaded: LoadedModel, chunks: list[list[int]], results: list[GroupResult]) -> dict:
+    """One residual stream per chunk (or stream), back to back."""
+    lengths = [n for r in results for n in r.residual_lengths]
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum(lengths)
+    return {
+        "chunk_tokens": np.asarray([len(c) for c in chunks], dtype=np.int32),
+        "residual": np.frombuffer(b"".join(r.residual for r in results), dtype=np.uint8),
+        "residual_offsets": offsets,
+    }
+
+
+def extract_tokens(archive: Archive, loaded: LoadedModel, mine: list[int], progress,
+                   batch_size: int | None = None) -> dict[int, list[list[int]]]:
+    """Decode the streams (or chunks) `mine`, `batch_size` side by side: {index: [its tokens]}."""
+    header = archive.header
+    decode = header.decode
+    settings = ExactSettings(**decode.exact)
+    model = exact_model(loaded, settings)
+    distribution = Distribution(CodingSettings(**{k: v for k, v in decode.coding.items() if k != "kind"}),
+                                model.shape.vocab, model.device)
+    lengths = archive.arrays["chunk_tokens"].tolist()
+    offsets = archive.arrays["residual_offsets"].tolist()
+    residual = archive.arrays["residual"].tobytes()
+    layout = Layout(tuple(decode.prefix_tokens), tuple(decode.infix_tokens))
+    prefix, infix = _layout_rows(model, layout.prefix), _layout_rows(model, layout.infix)
+    vectors = None
+    if header.vectors.mem_vectors:
+        v = header.vectors
+        vectors = exact_vectors(archive.arrays["vectors"], archive.arrays.get("vector_scales"), v.dtype, v.code_dims,
+                                header.model.d_model)
+    batch = batch_size or len(mine) or 1
+    out: dict[int, list[list[int]]] = {}
+    for a in range(0, len(mine), batch):
+        part = mine[a:a + batch]
+        if vectors is None:
+            starts = prefix[None].expand(len(part), -1, -1)
+        else:
+            starts = torch.stack([torch.cat([prefix, vectors[i].to(model.device), infix]) for i in part])
+        decoded = extract_streams(model, distribution, starts, [residual[offsets[i]:offsets[i + 1]] for i in part],
+                                  [lengths[i] for i in part], decode.window, decode.coding["kind"],
+                                  on_tokens=progress.tokens)
+        out.update({i: [tokens] for i, tokens in zip(part, decoded)})
+    return out
+
+
+def mismatch_hint(header: Header, loaded: LoadedModel) -> str:
+    return ("The exact engine decodes the same on every machine, so this archive is damaged or was made "
+            "by another memzip version with the same model; please report it (MEMZIP_DEBUG=1).")
