@@ -215,6 +215,7 @@ def compress(
     vector_dtype: Annotated[str, typer.Option("--vector-dtype", help="Storage of vectors: float32, float16, int8, int6, int5, int4, int3 or int2 (fitted with the rounding in the loop).")] = "float16",
     code_dims: Annotated[Optional[int], typer.Option("--code-dims", help="Store each vector as a code of this many numbers in a fixed random subspace.")] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Chunks fitted together with vectors (default 8), or decoded together by the float engine (default 32).")] = None,
+    store: Annotated[bool, typer.Option("--store/--no-store", help="Store the bytes as they are where that is smaller than the model's archive (default); --no-store always writes the model's.")] = True,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
     force: ForceOpt = False,
@@ -246,7 +247,8 @@ def compress(
     _one_output(files, output, stdout)
     options = CompressOptions(mem_vectors=mem_vectors, chunk_tokens=chunk_tokens, chunking=chunking, recipe=recipe,
                               max_steps=max_steps, seed=seed, vector_dtype=vector_dtype, code_dims=code_dims,
-                              batch_size=batch_size, margin=margin, engine=engine, window=window, streams=streams)
+                              batch_size=batch_size, margin=margin, engine=engine, window=window, streams=streams,
+                              store_fallback=store)
     options.check()
     models = Models()
 

@@ -79,15 +79,16 @@ def _engine_module(exact: bool):
 def compress_bytes(data: bytes, loaded: LoadedModel, options: CompressOptions | None = None, *,
                    name: str | None = None, permissions: int | None = None, mtime_ns: int | None = None,
                    journal: Journal | None = None, resume: bool = False, on_progress: ProgressCallback | None = None,
-                   world: World = SINGLE, store_if_smaller: bool = True) -> tuple[Archive | None, CompressReport]:
+                   world: World = SINGLE) -> tuple[Archive | None, CompressReport]:
     """Compress `data` with `loaded`: the archive (not yet serialized) and a report. With a
     journal, finished units are saved as they complete and reused by a later run of the same job
     (`resume=True` insists that the journal belongs to this job). Under torchrun each rank
     compresses its share of the units (memzip/distributed.py) and only rank 0 gets the archive.
-    The archive is the model's, or (unless `store_if_smaller` is False) the stored bytes where
-    those are smaller."""
+    The archive is the model's, or (unless options.store_fallback is False) the stored bytes
+    where those are smaller."""
     report = CompressReport()
     job = plan(options or CompressOptions(), loaded)
+    store_if_smaller = job.options.store_fallback
     on_progress = on_progress or _silent
     text = TextInfo(bytes=len(data), sha256=hashlib.sha256(data).hexdigest(), tokens=0, chunks=0, name=name,
                     permissions=permissions, mtime_ns=mtime_ns)

@@ -53,6 +53,9 @@ class CompressOptions:
     engine: str = "auto"  # auto (exact wherever it covers the model), exact, float
     window: int | None = None  # exact engine: positions attention sees besides the sink (EXACT_WINDOW)
     streams: int | None = None  # exact engine, model-only: streams to cut the file into (None: by STREAM_TOKENS)
+    # Store the bytes as they are where that is smaller than the model's archive (or where a
+    # sample shows the model will not beat zstd); False always writes the model's archive.
+    store_fallback: bool = True
 
     def check(self) -> None:
         """Refuse impossible options before any model is loaded."""

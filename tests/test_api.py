@@ -2,7 +2,10 @@
 
 import pytest
 
+import os
+
 from memzip.api import CompressOptions, archive_header, archive_report, compress_file, extract_file
+from memzip.api import test_archive as verify  # (not named test_*: pytest would collect it)
 from memzip.errors import InputFileError, NotAnArchiveError, OutputExistsError, UsageError
 
 
@@ -16,11 +19,11 @@ def book(tmp_path):
 def test_compress_extract_report_and_header(book, tiny_dir, tmp_path):
     target = tmp_path / "book.memz"
     events = []
-    summary = compress_file(str(book), target, CompressOptions(chunk_tokens=8), model=str(tiny_dir),
+    summary = compress_file(str(book), target, CompressOptions(streams=2, store_fallback=False), model=str(tiny_dir),
                             on_progress=events.append)
     assert summary["output"] == str(target) and summary["memz_bytes"] == target.stat().st_size
-    assert summary["mode"] == "model-only" and summary["vectors"] == 0
-    assert events and events[-1].done == events[-1].total == summary["chunks"]
+    assert summary["mode"] == "model-only" and summary["vectors"] == 0 and summary["chunks"] == 2
+    assert events and events[-1].done == events[-1].total == summary["tokens"]
 
     result = extract_file(target, tmp_path / "copy.txt")
     assert result["verified"] and (tmp_path / "copy.txt").read_bytes() == book.read_bytes()
@@ -32,13 +35,46 @@ def test_compress_extract_report_and_header(book, tiny_dir, tmp_path):
     assert header.text.name == "book.txt" and header.model.source == "dir"
 
 
-def test_extract_writes_the_original_name_beside_the_archive(book, tiny_dir, tmp_path):
+def test_names_work_as_gzip_s(book, tiny_dir, tmp_path):
+    """FILE -> FILE.memz -> FILE; an archive named the format-2 way extracts to its recorded name."""
+    assert compress_file(str(book), model=str(tiny_dir))["output"] == str(book) + ".memz"
+    with pytest.raises(OutputExistsError):
+        extract_file(str(book) + ".memz")  # book.txt is still there
     elsewhere = tmp_path / "out"
     elsewhere.mkdir()
-    compress_file(str(book), elsewhere / "a.memz", model=str(tiny_dir))
-    assert extract_file(elsewhere / "a.memz")["output"] == str(elsewhere / "book.txt")
-    with pytest.raises(OutputExistsError):
-        extract_file(elsewhere / "a.memz")
+    (elsewhere / "book.txt.memz").write_bytes((tmp_path / "book.txt.memz").read_bytes())
+    assert extract_file(elsewhere / "book.txt.memz")["output"] == str(elsewhere / "book.txt")
+    (elsewhere / "book.memz").write_bytes((tmp_path / "book.txt.memz").read_bytes())  # the old naming
+    assert extract_file(elsewhere / "book.memz", force=True)["output"] == str(elsewhere / "book.txt")
+    (elsewhere / "renamed.memz").write_bytes((tmp_path / "book.txt.memz").read_bytes())
+    assert extract_file(elsewhere / "renamed.memz")["output"] == str(elsewhere / "renamed")
+    (elsewhere / "noext").write_bytes((tmp_path / "book.txt.memz").read_bytes())
+    with pytest.raises(UsageError, match="does not end in .memz"):
+        extract_file(elsewhere / "noext")
+    assert extract_file(elsewhere / "noext", elsewhere / "given.txt")["output"] == str(elsewhere / "given.txt")
+
+
+def test_the_input_s_mode_and_time_go_to_the_archive_and_come_back(book, tiny_dir, tmp_path):
+    import os
+
+    os.chmod(book, 0o640)
+    os.utime(book, ns=(1_600_000_000_000_000_000, 1_600_000_000_123_456_789))
+    archive = tmp_path / "kept.memz"
+    compress_file(str(book), archive, model=str(tiny_dir))
+    assert archive.stat().st_mode & 0o777 == 0o640 and archive.stat().st_mtime_ns == 1_600_000_000_123_456_789
+    out = tmp_path / "back.txt"
+    extract_file(archive, out)
+    assert out.stat().st_mode & 0o777 == 0o640 and out.stat().st_mtime_ns == 1_600_000_000_123_456_789
+    assert verify(archive)["verified"]
+
+
+def test_test_writes_nothing_and_devices_are_written_into(book, tiny_dir, tmp_path):
+    archive = tmp_path / "t.memz"
+    compress_file(str(book), archive, model=str(tiny_dir))
+    before = sorted(tmp_path.iterdir())
+    assert verify(archive)["output"] is None and sorted(tmp_path.iterdir()) == before
+    result = extract_file(archive, "/dev/null")  # exists, but is not a file: written into, never replaced
+    assert result["output"] == "/dev/null" and os.path.exists("/dev/null") and not os.path.isfile("/dev/null")
 
 
 def test_nothing_is_overwritten_and_bad_inputs_are_refused(book, tiny_dir, tmp_path):

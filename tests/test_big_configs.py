@@ -11,6 +11,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from inputs import INPUTS
 from memzip.engine import compress_bytes, extract_bytes
+from memzip.exact.model import ENGINE
 from memzip.format.container import decode_archive, encode_archive
 from memzip.models import wrap_model
 from memzip.options import CompressOptions
@@ -45,16 +46,30 @@ def big(request, llama_style_tokenizer):
     return wrap_model(model, llama_style_tokenizer, name=request.param)
 
 
-@pytest.mark.parametrize("options", [CompressOptions(chunk_tokens=24),
-                                     CompressOptions(mem_vectors=1, chunk_tokens=16, max_steps=2, vector_dtype="int8"),
-                                     CompressOptions(mem_vectors=2, chunk_tokens=16, max_steps=2, recipe="paper")],
-                         ids=["model-only", "vectors", "paper"])
-def test_round_trip_in_bfloat16(big, options):
+OPTIONS = [CompressOptions(streams=2, store_fallback=False),
+           CompressOptions(mem_vectors=1, chunk_tokens=16, max_steps=2, vector_dtype="int8", store_fallback=False),
+           CompressOptions(mem_vectors=2, chunk_tokens=16, max_steps=2, recipe="paper", store_fallback=False)]
+
+
+@pytest.mark.parametrize("options", OPTIONS, ids=["model-only", "vectors", "paper"])
+def test_round_trip_on_the_exact_engine(big, options):
+    """The exact engine covers the Llama 3 configs (llama3 RoPE scaling, 4:1 grouped keys), from
+    their bfloat16 weights."""
     data = INPUTS["emoji_multilingual"]
     archive, _ = compress_bytes(data, big, options)
     header = decode_archive(encode_archive(archive)).header
-    assert header.decode.dtype == "bfloat16" and header.decode.margin == 0.5  # the half-precision default
+    assert header.decode.engine == ENGINE and header.decode.dtype == "bfloat16" and header.decode.margin is None
     assert header.model.vocab_size == 128256
+    assert extract_bytes(archive, big) == data
+
+
+@pytest.mark.parametrize("options", OPTIONS, ids=["model-only", "vectors", "paper"])
+def test_round_trip_in_bfloat16_on_the_float_engine(big, options):
+    data = INPUTS["emoji_multilingual"]
+    options = dataclasses.replace(options, engine="float", streams=None, chunk_tokens=options.chunk_tokens or 24)
+    archive, _ = compress_bytes(data, big, options)
+    header = decode_archive(encode_archive(archive)).header
+    assert header.decode.dtype == "bfloat16" and header.decode.margin == 0.5  # the half-precision default
     assert extract_bytes(archive, big) == data
 
 
@@ -66,5 +81,5 @@ def test_the_configs_keep_what_matters(big):
 
 
 def test_llama_style_start_is_the_bos(big):
-    archive, _ = compress_bytes(b"hi", big, dataclasses.replace(CompressOptions(), chunk_tokens=8))
+    archive, _ = compress_bytes(b"hi", big, CompressOptions(store_fallback=False))
     assert archive.header.decode.prefix_tokens == [big.tokenizer.bos_token_id]

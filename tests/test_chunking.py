@@ -55,7 +55,7 @@ def calibrated(tiny):
 
 def test_information_chunking_round_trips(calibrated):
     data = b"aaaa aaaa aaaa aaaa " * 3 + "Ünïcödé 🎉 ξένος".encode()
-    options = CompressOptions(mem_vectors=1, max_steps=2, chunking="information")
+    options = CompressOptions(mem_vectors=1, max_steps=2, chunking="information", store_fallback=False)
     archive, report = compress_bytes(data, calibrated, options)
     assert archive.header.encode["chunking"] == "information"
     assert extract_bytes(archive, calibrated) == data
@@ -66,7 +66,8 @@ def test_information_chunking_round_trips(calibrated):
 
 
 def test_explicit_chunk_tokens_means_length(calibrated):
-    archive, _ = compress_bytes(b"word " * 30, calibrated, CompressOptions(mem_vectors=1, max_steps=1, chunk_tokens=10))
+    archive, _ = compress_bytes(b"word " * 30, calibrated, CompressOptions(mem_vectors=1, max_steps=1, chunk_tokens=10,
+                                                                                   store_fallback=False))
     assert archive.header.encode["chunking"] == "length"
 
 
@@ -76,5 +77,6 @@ def test_information_chunking_needs_a_calibrated_model(tiny):
 
 
 def test_model_only_chunks_are_cut_by_length(calibrated):
-    archive, _ = compress_bytes(b"word " * 30, calibrated, CompressOptions(chunk_tokens=10))
+    archive, _ = compress_bytes(b"word " * 30, calibrated, CompressOptions(chunk_tokens=10, engine="float",
+                                                                          store_fallback=False))
     assert archive.header.encode["chunking"] == "length" and archive.header.encode["chunk_tokens"] == 10

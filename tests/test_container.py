@@ -20,7 +20,7 @@ from memzip.errors import (ChecksumMismatchError, ContainerError, HeaderFormatEr
                            NotAnArchiveError, PayloadFormatError, TrailingDataError, TruncatedArchiveError,
                            UnsupportedVersionError)
 from memzip.format import vectors as storage
-from memzip.format.container import (_DICT, MAGIC, MAX_HEADER_BYTES, MAX_PAYLOAD_BYTES, PREAMBLE, Archive,
+from memzip.format.container import (_DICTS, MAGIC, MAX_HEADER_BYTES, MAX_PAYLOAD_BYTES, PREAMBLE, Archive,
                                      decode_archive, encode_archive, read_archive, read_header)
 from test_header import make_header
 
@@ -71,12 +71,12 @@ GOOD = encode_archive(make_archive())
 
 
 def frame(raw: bytes, *, content_size: bool = True, dictionary: bool = True) -> bytes:
-    return zstandard.ZstdCompressor(level=3, dict_data=_DICT if dictionary else None, write_checksum=False,
+    return zstandard.ZstdCompressor(level=3, dict_data=_DICTS[3] if dictionary else None, write_checksum=False,
                                     write_content_size=content_size, write_dict_id=False).compress(raw)
 
 
 def unframe(data: bytes) -> bytes:
-    return zstandard.ZstdDecompressor(dict_data=_DICT).decompress(data)
+    return zstandard.ZstdDecompressor(dict_data=_DICTS[3]).decompress(data)
 
 
 def split(data: bytes = GOOD) -> tuple[tuple, bytes, bytes, bytes]:
@@ -86,7 +86,7 @@ def split(data: bytes = GOOD) -> tuple[tuple, bytes, bytes, bytes]:
     return fields, data[24:24 + h], data[24 + h:24 + h + p], data[24 + h + p:]
 
 
-def pack(header: bytes, payload: bytes, *, version: int = 2, flags: int = 0, magic: bytes = MAGIC) -> bytes:
+def pack(header: bytes, payload: bytes, *, version: int = 3, flags: int = 0, magic: bytes = MAGIC) -> bytes:
     """Preamble + the two frames + a correct SHA-256 trailer."""
     body = PREAMBLE.pack(magic, version, flags, len(header), len(payload)) + header + payload
     return body + hashlib.sha256(body).digest()
@@ -124,7 +124,7 @@ def assert_archives_equal(a: Archive, b: Archive) -> None:
 
 def test_good_file_is_what_the_spec_lays_out():
     fields, header, payload, trailer = split()
-    assert GOOD[:8] == b"\x89MEMZ\r\n\x1a" and fields[1:3] == (2, 0)
+    assert GOOD[:8] == b"\x89MEMZ\r\n\x1a" and fields[1:3] == (3, 0)
     assert len(GOOD) == 24 + len(header) + len(payload) + 32
     assert trailer == hashlib.sha256(GOOD[:-32]).digest()
     for part in (header, payload):
@@ -237,7 +237,7 @@ def test_version_1_is_refused_naming_the_memzip_that_wrote_it():
     assert "memzip version that wrote it" in error.value.hint
 
 
-@pytest.mark.parametrize("version", [0, 3, 0xFFFF])
+@pytest.mark.parametrize("version", [0, 4, 0xFFFF])
 def test_other_versions_are_refused(version):
     _, header, payload, _ = split()
     with pytest.raises(UnsupportedVersionError, match=f"version {version}"):
@@ -254,19 +254,19 @@ def test_nonzero_flags(flags):
 @pytest.mark.parametrize("header_length", [0, MAX_HEADER_BYTES + 1, 0xFFFFFFFF])
 def test_header_length_out_of_limits(header_length):
     with pytest.raises(HeaderTooLargeError, match="header length"):
-        decode_archive(PREAMBLE.pack(MAGIC, 2, 0, header_length, 100))
+        decode_archive(PREAMBLE.pack(MAGIC, 3, 0, header_length, 100))
 
 
 @pytest.mark.parametrize("payload_length", [0, MAX_PAYLOAD_BYTES + 1, 2**64 - 1])
 def test_payload_length_out_of_limits(payload_length):
     with pytest.raises(HeaderTooLargeError, match="payload length"):
-        decode_archive(PREAMBLE.pack(MAGIC, 2, 0, 100, payload_length))
+        decode_archive(PREAMBLE.pack(MAGIC, 3, 0, 100, payload_length))
 
 
 def test_lengths_at_the_limits_are_accepted_then_found_truncated():
     for lengths in ((MAX_HEADER_BYTES, MAX_PAYLOAD_BYTES), (1, 1)):
         with pytest.raises(TruncatedArchiveError, match="truncated"):
-            decode_archive(PREAMBLE.pack(MAGIC, 2, 0, *lengths))
+            decode_archive(PREAMBLE.pack(MAGIC, 3, 0, *lengths))
 
 
 @pytest.mark.parametrize("extra", [b"\0", b"\n", GOOD])

@@ -10,8 +10,9 @@ import pytest
 
 from memzip.distributed import World
 
-TEXT = "Groups of chunks go to different processes, one archive comes back. ".encode() * 6
-ARGS = ["--chunk-tokens", "8", "--batch-size", "2", "--quiet"]
+TEXT = "Streams go to different processes, one archive comes back. ".encode() * 6
+ARGS = ["--streams", "3", "--no-store", "--quiet"]
+FLOAT_ARGS = ["--engine", "float", "--chunk-tokens", "8", "--batch-size", "2", "--no-store", "--quiet"]
 
 
 def memzip(*args, processes: int = 1, cwd=None):
@@ -36,11 +37,12 @@ def test_world_shares_groups_round_robin():
     assert World(0, 2).journal_suffix() == ".rank0-of-2" and World().journal_suffix() == ""
 
 
-def test_two_processes_write_the_archive_one_process_writes(tiny_dir, tmp_path):
+@pytest.mark.parametrize("args", [ARGS, FLOAT_ARGS], ids=["exact", "float"])
+def test_two_processes_write_the_archive_one_process_writes(args, tiny_dir, tmp_path):
     source = tmp_path / "t.txt"
     source.write_bytes(TEXT)
-    memzip("compress", source, "-m", tiny_dir, "-o", tmp_path / "two.memz", *ARGS, processes=2)
-    memzip("compress", source, "-m", tiny_dir, "-o", tmp_path / "one.memz", *ARGS)
+    memzip("compress", source, "-m", tiny_dir, "-o", tmp_path / "two.memz", *args, processes=2)
+    memzip("compress", source, "-m", tiny_dir, "-o", tmp_path / "one.memz", *args)
     assert (tmp_path / "two.memz").read_bytes() == (tmp_path / "one.memz").read_bytes()
     assert not list(tmp_path.glob("*.journal*"))  # every rank removed its journal
 
@@ -54,7 +56,7 @@ def test_vectors_fitted_by_two_processes_extract_exactly(tiny_dir, tmp_path):
     source = tmp_path / "t.txt"
     source.write_bytes(TEXT)
     memzip("compress", source, "-m", tiny_dir, "-o", tmp_path / "v.memz", "--mem-vectors", "1", "--max-steps", "3",
-           *ARGS, processes=2)
+           "--chunk-tokens", "8", "--batch-size", "2", "--no-store", "--quiet", processes=2)
     memzip("extract", tmp_path / "v.memz", "-o", tmp_path / "back.txt", "-q")
     assert (tmp_path / "back.txt").read_bytes() == TEXT
 
@@ -63,6 +65,6 @@ def test_a_rank_without_a_group_waits_and_rank_0_still_writes(tiny_dir, tmp_path
     """One chunk, two processes: rank 1 has nothing to do and must neither fail nor hang."""
     source = tmp_path / "short.txt"
     source.write_bytes(b"One short group.")
-    memzip("compress", source, "-m", tiny_dir, "-o", tmp_path / "s.memz", "--quiet", processes=2)
+    memzip("compress", source, "-m", tiny_dir, "-o", tmp_path / "s.memz", "--no-store", "--quiet", processes=2)
     memzip("extract", tmp_path / "s.memz", "-o", tmp_path / "back.txt", "-q", processes=2)
     assert (tmp_path / "back.txt").read_bytes() == b"One short group."

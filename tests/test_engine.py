@@ -1,5 +1,6 @@
-"""compress_bytes -> .memz bytes -> extract_bytes on a tiny random model: every input comes back,
-in model-only mode and with [mem] vectors, and every way extraction can go wrong is caught."""
+"""compress_bytes -> .memz bytes -> extract_bytes on a tiny random Llama: every input comes back
+through each engine (exact, float) and mode (model-only, [mem] vectors, stored), and every way
+extraction can go wrong is caught."""
 
 import dataclasses
 
@@ -7,33 +8,80 @@ import numpy as np
 import pytest
 
 from inputs import INPUTS
-from memzip.engine import compress_bytes, extract_bytes, group_digest
-from memzip.errors import ModelMismatchError, PayloadFormatError, VerificationError
+from memzip.engine import compress_bytes, extract_bytes
+from memzip.errors import ModelMismatchError, PayloadFormatError, UsageError, VerificationError
+from memzip.exact.model import ENGINE
 from memzip.format.container import decode_archive, encode_archive
 from memzip.options import CompressOptions
+from memzip.ranked import group_digest
 
-MODEL_ONLY = CompressOptions(chunk_tokens=12, batch_size=4)
-VECTORS = CompressOptions(mem_vectors=1, chunk_tokens=12, batch_size=4, max_steps=8)
+# The tiny model is random: storing would beat it on most inputs, so these keep the model's archive.
+MODEL_ONLY = CompressOptions(streams=2, window=16, store_fallback=False)
+VECTORS = CompressOptions(mem_vectors=1, chunk_tokens=12, batch_size=4, max_steps=8, store_fallback=False)
+FLOAT = CompressOptions(engine="float", chunk_tokens=12, batch_size=4, store_fallback=False)
+FLOAT_VECTORS = dataclasses.replace(VECTORS, engine="float")
 
 
-def round_trip(data, loaded, options):
+def round_trip(data, loaded, options, batch_size=None):
     archive, report = compress_bytes(data, loaded, options)
     raw = encode_archive(archive)
-    return extract_bytes(decode_archive(raw), loaded), raw, report
+    return extract_bytes(decode_archive(raw), loaded, batch_size=batch_size), raw, report
 
 
 @pytest.mark.parametrize("name", sorted(INPUTS))
-@pytest.mark.parametrize("options", [MODEL_ONLY, VECTORS], ids=["model-only", "vectors"])
+@pytest.mark.parametrize("options", [MODEL_ONLY, VECTORS, FLOAT, FLOAT_VECTORS, CompressOptions()],
+                         ids=["exact", "exact-vectors", "float", "float-vectors", "defaults"])
 def test_every_input_comes_back_identical(name, options, tiny):
     data = INPUTS[name]
     out, _, _ = round_trip(data, tiny, options)
     assert out == data
 
 
+# --- the exact engine -----------------------------------------------------------------------------
+
+
+def test_exact_archives_name_the_engine_and_every_setting(tiny):
+    archive, _ = compress_bytes(INPUTS["ascii"] * 3, tiny, MODEL_ONLY)
+    decode = archive.header.decode
+    assert decode.engine == ENGINE and decode.window == 16 and decode.margin is None and decode.batch_size is None
+    assert decode.exact["weight_bits"] == 12 and decode.coding == {"value_bits": 28, "grid_bits": 10,
+                                                                     "kind": "distribution"}
+    assert "group_digests" not in archive.arrays
+    encode = archive.header.encode
+    assert encode["model_ce_bits"] > 0 and abs(encode["coded_bits"] - encode["model_ce_bits"]) < 0.01 * encode[
+        "model_ce_bits"] + 1
+
+
+def test_streams_split_the_text_evenly_and_decode_in_any_batch(tiny):
+    data = INPUTS["emoji_multilingual"] * 4
+    archive, _ = compress_bytes(data, tiny, dataclasses.replace(MODEL_ONLY, streams=5))
+    sizes = archive.arrays["chunk_tokens"].tolist()
+    assert len(sizes) == 5 and max(sizes) - min(sizes) <= 1
+    assert archive.arrays["residual_offsets"].tolist()[-1] == archive.arrays["residual"].size
+    for batch in (1, 2, 5, None):
+        assert extract_bytes(archive, tiny, batch_size=batch) == data
+
+
+def test_the_residual_costs_what_the_model_says(tiny):
+    """The coder is within a few bytes per stream of the frequencies' ideal cost."""
+    archive, _ = compress_bytes(INPUTS["crlf"] * 8, tiny, MODEL_ONLY)
+    ideal_bytes = archive.header.encode["coded_bits"] / 8
+    assert ideal_bytes <= archive.arrays["residual"].size <= ideal_bytes + 4 * archive.header.text.chunks
+
+
+def test_vector_chunks_are_coded_greedy_and_record_what_the_vectors_saved(tiny):
+    archive, report = compress_bytes(b"abc abc abc abc", tiny, dataclasses.replace(VECTORS, max_steps=40, chunk_tokens=64))
+    assert archive.header.decode.coding["kind"] == "greedy"
+    encode = archive.header.encode
+    assert encode["ce_without_vectors_bits"] > 0 and encode["recipe"]["name"] == "default"
+    assert report.chunks[0].steps > 0
+
+
 @pytest.mark.parametrize("vector_dtype", ["float32", "float16", "int8", "int5", "int4", "int2"])
-def test_vector_storage_dtypes_are_exact(vector_dtype, tiny):
+@pytest.mark.parametrize("engine", ["exact", "float"])
+def test_vector_storage_dtypes_are_exact(vector_dtype, engine, tiny):
     data = INPUTS["emoji_multilingual"]
-    out, raw, _ = round_trip(data, tiny, dataclasses.replace(VECTORS, vector_dtype=vector_dtype))
+    out, raw, _ = round_trip(data, tiny, dataclasses.replace(VECTORS, vector_dtype=vector_dtype, engine=engine))
     assert out == data
     assert decode_archive(raw).header.vectors.dtype == vector_dtype
 
@@ -48,9 +96,10 @@ def test_recipes_and_their_layouts_are_exact(recipe, tiny):
     assert (decode.prefix_tokens == []) == (recipe in ("paper", "no-sink"))
 
 
-def test_codes_in_a_subspace_are_exact_and_smaller(tiny):
+@pytest.mark.parametrize("engine", ["exact", "float"])
+def test_codes_in_a_subspace_are_exact_and_smaller(engine, tiny):
     data = INPUTS["emoji_multilingual"]
-    options = dataclasses.replace(VECTORS, vector_dtype="int4", mem_vectors=2)
+    options = dataclasses.replace(VECTORS, vector_dtype="int4", mem_vectors=2, engine=engine)
     out, raw, _ = round_trip(data, tiny, dataclasses.replace(options, code_dims=16))
     assert out == data
     coded, whole = decode_archive(raw), decode_archive(round_trip(data, tiny, options)[1])
@@ -63,21 +112,6 @@ def test_more_mem_vectors_and_odd_batches(tiny):
     out, _, report = round_trip(data, tiny, dataclasses.replace(VECTORS, mem_vectors=3, batch_size=3, chunk_tokens=7))
     assert out == data
     assert len(report.chunks) > 3  # several groups, the last one partial
-
-
-def test_model_only_archives_hold_no_vectors_and_say_what_the_text_cost(tiny):
-    archive, _ = compress_bytes(INPUTS["ascii"] * 4, tiny, MODEL_ONLY)
-    assert "vectors" not in archive.arrays and archive.header.vectors.mem_vectors == 0
-    encode = archive.header.encode
-    assert encode["model_only_ce_bits"] > 0 and encode["recipe"] is None
-    assert 0 <= encode["misses"] <= archive.header.text.tokens
-
-
-def test_vector_archives_record_what_the_vectors_saved(tiny):
-    archive, report = compress_bytes(b"abc abc abc abc", tiny, dataclasses.replace(VECTORS, max_steps=40, chunk_tokens=64))
-    encode = archive.header.encode
-    assert encode["ce_without_vectors_bits"] > encode["ce_with_vectors_bits"]  # the fitted vector helps
-    assert report.chunks[0].steps > 0 and encode["recipe"]["name"] == "default"
 
 
 def test_untrained_vectors_still_decode_exactly(tiny):
@@ -97,7 +131,7 @@ def test_optimization_reduces_loss(tiny):
     assert trained.chunks[0].loss < untrained.chunks[0].loss - 0.05
 
 
-@pytest.mark.parametrize("options", [MODEL_ONLY, VECTORS], ids=["model-only", "vectors"])
+@pytest.mark.parametrize("options", [MODEL_ONLY, VECTORS, FLOAT], ids=["exact", "vectors", "float"])
 def test_same_input_and_seed_give_the_same_bytes(options, tiny):
     data = INPUTS["ascii"]
     assert round_trip(data, tiny, options)[1] == round_trip(data, tiny, options)[1]
@@ -109,32 +143,11 @@ def test_another_seed_gives_other_vectors(tiny):
     assert first != round_trip(data, tiny, dataclasses.replace(VECTORS, seed=8))[1]
 
 
-def test_chunks_are_even_and_groups_follow_the_batch(tiny):
-    archive, _ = compress_bytes(b"word " * 40, tiny, MODEL_ONLY)
-    sizes = archive.arrays["chunk_tokens"].tolist()
-    assert max(sizes) - min(sizes) <= 1 and max(sizes) <= MODEL_ONLY.chunk_tokens
-    assert archive.arrays["group_digests"].shape == (-(-len(sizes) // 4), 8)
-    assert archive.arrays["residual_offsets"][-1] == archive.arrays["residual"].size
-
-
-def test_a_larger_margin_costs_bytes_and_is_recorded(tiny):
-    data = INPUTS["ascii"] * 6
-    small, _ = compress_bytes(data, tiny, dataclasses.replace(MODEL_ONLY, margin=0.0))
-    large, _ = compress_bytes(data, tiny, dataclasses.replace(MODEL_ONLY, margin=0.5))
-    assert (small.header.decode.margin, large.header.decode.margin) == (0.0, 0.5)
-    assert large.arrays["residual"].size > small.arrays["residual"].size
-    assert extract_bytes(large, tiny) == data == extract_bytes(small, tiny)
-
-
-def test_the_default_margin_follows_the_model_dtype(tiny):
-    archive, _ = compress_bytes(b"abc", tiny, CompressOptions())
-    assert archive.header.decode.margin == 0.01  # float32
-
-
-def test_another_model_is_refused_then_forced_fails_verification(tiny):
+@pytest.mark.parametrize("options", [MODEL_ONLY, FLOAT], ids=["exact", "float"])
+def test_another_model_is_refused_then_forced_fails_verification(options, tiny):
     from tiny import tiny_model
 
-    archive, _ = compress_bytes(INPUTS["ascii"] * 3, tiny, MODEL_ONLY)
+    archive, _ = compress_bytes(INPUTS["ascii"] * 3, tiny, options)
     other = tiny_model(seed=1)
     with pytest.raises(ModelMismatchError, match="weights fingerprint"):
         extract_bytes(archive, other)
@@ -142,9 +155,78 @@ def test_another_model_is_refused_then_forced_fails_verification(tiny):
         extract_bytes(archive, other, force=True)
 
 
+def test_a_stream_swapped_for_another_fails_verification(tiny):
+    data = INPUTS["special_token_text"] + INPUTS["emoji_multilingual"]
+    archive, _ = compress_bytes(data, tiny, dataclasses.replace(MODEL_ONLY, streams=2))
+    arrays = dict(archive.arrays)
+    offsets = arrays["residual_offsets"]
+    first, second = arrays["residual"][offsets[0]:offsets[1]], arrays["residual"][offsets[1]:offsets[2]]
+    assert first.tobytes() != second.tobytes()
+    arrays["residual"] = np.concatenate([second, first])
+    arrays["residual_offsets"] = np.array([0, len(second), len(second) + len(first)], np.int64)
+    with pytest.raises(VerificationError, match="SHA-256"):
+        extract_bytes(dataclasses.replace(archive, arrays=arrays), tiny)
+
+
+@pytest.mark.parametrize("engine", ["exact", "float"])
+def test_tampered_vectors_fail_verification(engine, tiny):
+    archive, _ = compress_bytes(INPUTS["ascii"] * 2, tiny, dataclasses.replace(VECTORS, vector_dtype="float32",
+                                                                               engine=engine))
+    arrays = dict(archive.arrays)
+    arrays["vectors"] = arrays["vectors"] * -3
+    with pytest.raises(VerificationError):
+        extract_bytes(dataclasses.replace(archive, arrays=arrays), tiny)
+
+
+def test_progress_counts_tokens_both_ways(tiny):
+    events = []
+    archive, _ = compress_bytes(INPUTS["ascii"] * 3, tiny, dataclasses.replace(VECTORS, max_steps=2),
+                                on_progress=events.append)
+    tokens = archive.header.text.tokens
+    assert events[-1].done == events[-1].total == tokens
+    assert any(e.step is not None for e in events)  # the optimizer's steps are reported too
+    extracted = []
+    extract_bytes(archive, tiny, on_progress=extracted.append)
+    assert extracted[-1].done == tokens and all(e.stage == "extract" for e in extracted)
+    assert len({e.done for e in extracted}) > 2  # it moves while it works, not only at the end
+
+
+def test_exact_engine_options_are_refused_with_the_float_engine_and_back(tiny):
+    with pytest.raises(UsageError, match="--margin"):
+        compress_bytes(b"abc", tiny, CompressOptions(margin=0.1))
+    with pytest.raises(UsageError, match="--window and --streams"):
+        compress_bytes(b"abc", tiny, CompressOptions(engine="float", streams=2))
+
+
+# --- the float engine ------------------------------------------------------------------------------
+
+
+def test_float_chunks_are_even_and_groups_follow_the_batch(tiny):
+    archive, _ = compress_bytes(b"word " * 40, tiny, FLOAT)
+    sizes = archive.arrays["chunk_tokens"].tolist()
+    assert max(sizes) - min(sizes) <= 1 and max(sizes) <= FLOAT.chunk_tokens
+    assert archive.arrays["group_digests"].shape == (-(-len(sizes) // 4), 8)
+    assert archive.arrays["residual_offsets"][-1] == archive.arrays["residual"].size
+    assert archive.header.decode.engine == "float-ranks"
+
+
+def test_a_larger_margin_costs_bytes_and_is_recorded(tiny):
+    data = INPUTS["ascii"] * 6
+    small, _ = compress_bytes(data, tiny, dataclasses.replace(FLOAT, margin=0.0))
+    large, _ = compress_bytes(data, tiny, dataclasses.replace(FLOAT, margin=0.5))
+    assert (small.header.decode.margin, large.header.decode.margin) == (0.0, 0.5)
+    assert large.arrays["residual"].size > small.arrays["residual"].size
+    assert extract_bytes(large, tiny) == data == extract_bytes(small, tiny)
+
+
+def test_the_default_margin_follows_the_model_dtype(tiny):
+    archive, _ = compress_bytes(b"abc", tiny, dataclasses.replace(FLOAT, chunk_tokens=None))
+    assert archive.header.decode.margin == 0.01  # float32
+
+
 def test_a_residual_from_another_group_fails_the_group_digest(tiny):
     data = INPUTS["special_token_text"] + INPUTS["emoji_multilingual"]
-    archive, _ = compress_bytes(data, tiny, dataclasses.replace(MODEL_ONLY, batch_size=1))
+    archive, _ = compress_bytes(data, tiny, dataclasses.replace(FLOAT, batch_size=1))
     arrays = dict(archive.arrays)
     offsets = arrays["residual_offsets"]
     # group 0's stream replaced by group 1's: valid choices that name other tokens
@@ -156,27 +238,41 @@ def test_a_residual_from_another_group_fails_the_group_digest(tiny):
         extract_bytes(dataclasses.replace(archive, arrays=arrays), tiny)
 
 
-def test_tampered_vectors_fail_the_group_digest(tiny):
-    archive, _ = compress_bytes(INPUTS["ascii"] * 2, tiny, dataclasses.replace(VECTORS, vector_dtype="float32"))
-    arrays = dict(archive.arrays)
-    arrays["vectors"] = arrays["vectors"] * -3
-    with pytest.raises(VerificationError):
-        extract_bytes(dataclasses.replace(archive, arrays=arrays), tiny)
-
-
 def test_group_digest_is_sha256_of_int32_tokens():
     import hashlib
 
     assert group_digest([[1, 2], [3]]) == hashlib.sha256(np.array([1, 2, 3], "<i4").tobytes()).digest()[:8]
 
 
-def test_progress_reports_every_chunk(tiny):
+# --- stored ----------------------------------------------------------------------------------------
+
+
+def test_bytes_that_are_not_text_are_stored_at_once(tiny):
     events = []
-    archive, _ = compress_bytes(INPUTS["ascii"] * 3, tiny, dataclasses.replace(VECTORS, max_steps=2),
-                                on_progress=events.append)
-    chunks = archive.header.text.chunks
-    assert events[-1].done == events[-1].total == chunks
-    assert any(e.step is not None for e in events)  # the optimizer's steps are reported too
-    extracted = []
-    extract_bytes(archive, tiny, on_progress=extracted.append)
-    assert [e.done for e in extracted][-1] == chunks and all(e.stage == "extract" for e in extracted)
+    archive, _ = compress_bytes(INPUTS["random_binary"] * 4, tiny, CompressOptions(), on_progress=events.append)
+    assert archive.header.mode == "stored" and archive.header.model is None and not events  # no model work
+    assert archive.header.encode["stored_because"] == "mostly not UTF-8 text"
+    raw = encode_archive(archive)
+    assert len(raw) < len(INPUTS["random_binary"] * 4) + 200  # never expanded beyond a small bound
+    assert extract_bytes(decode_archive(raw), None) == INPUTS["random_binary"] * 4  # no model needed
+
+
+def test_the_smaller_of_the_model_and_stored_archives_is_written(tiny):
+    data = INPUTS["ascii"] * 3
+    chosen, _ = compress_bytes(data, tiny, CompressOptions())
+    model, _ = compress_bytes(data, tiny, CompressOptions(store_fallback=False))
+    assert model.header.mode == "model"
+    assert len(encode_archive(chosen)) <= len(encode_archive(model))
+    if chosen.header.mode == "stored":  # the random model loses to zstd on this text
+        assert chosen.header.encode["stored_because"] == "smaller than the model's archive"
+
+
+def test_a_sample_that_the_model_codes_badly_stores_a_large_file_early(tiny, monkeypatch):
+    import memzip.engine as engine
+
+    monkeypatch.setattr(engine, "SAMPLE_TOKENS", 8)
+    events = []
+    data = INPUTS["emoji_multilingual"] * 10
+    archive, _ = compress_bytes(data, tiny, CompressOptions(), on_progress=events.append)
+    assert archive.header.mode == "stored" and "sample" in archive.header.encode["stored_because"]
+    assert not any(e.stage == "compress" and e.done for e in events)  # the file itself was never coded

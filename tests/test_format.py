@@ -16,7 +16,7 @@ from memzip.errors import PayloadFormatError
 from memzip.format import vectors as storage
 from memzip.format.arithmetic import (AdaptiveModel, ArithmeticDecoder, ArithmeticEncoder, bucket_of, buckets_below,
                                       extra_bits, number_of)
-from memzip.format.dictionary import ZSTD_DICTIONARY
+from memzip.format.dictionary import ZSTD_DICTIONARY, ZSTD_DICTIONARY_V3
 from memzip.format.residual import HASH_BITS, Choices, decode_choices, encode_choices, hash_prefix, token_hash
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,10 +29,11 @@ def test_the_format_layer_and_the_commands_that_need_no_model_load_no_torch():
     assert out.strip() == "[]"
 
 
-def test_the_dictionary_is_the_one_the_spec_names():
+def test_the_dictionaries_are_the_ones_the_spec_names():
     spec = (ROOT / "docs" / "format.md").read_text()
-    (pinned,) = re.findall(r"their SHA-256 is\s+`([0-9a-f]{64})`", spec)
-    assert hashlib.sha256(ZSTD_DICTIONARY).hexdigest() == pinned
+    (v3, v2), = re.findall(r"their SHA-256 are\s+`([0-9a-f]{64})` for version 3 and\s+`([0-9a-f]{64})` for version 2", spec)
+    assert hashlib.sha256(ZSTD_DICTIONARY_V3).hexdigest() == v3
+    assert hashlib.sha256(ZSTD_DICTIONARY).hexdigest() == v2
 
 
 # --- vectors (§3.1, §3.2) -----------------------------------------------------------------------

@@ -65,7 +65,9 @@ def known_paths(obj: dict, prefix: tuple = ()) -> list[tuple[str, ...]]:
     return paths
 
 
-OPTIONAL = {("text", "name"), ("vectors", "code_dims")}
+# optional, or not read for the float engine (null in its headers)
+OPTIONAL = {("text", "name"), ("vectors", "code_dims"), ("text", "permissions"), ("text", "mtime_ns"),
+            ("decode", "window"), ("decode", "exact"), ("decode", "coding")}
 REQUIRED = [p for p in known_paths(GOOD) if p not in OPTIONAL]
 
 

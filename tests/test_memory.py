@@ -54,6 +54,7 @@ def test_cpu_batches_are_the_fixed_defaults(tiny):
     from memzip.engine import plan
     from memzip.options import CPU_BATCH_SIZE, CompressOptions
 
-    assert plan(CompressOptions(), tiny).batch_size == CPU_BATCH_SIZE[False] == 32
+    assert plan(CompressOptions(engine="float"), tiny).batch_size == CPU_BATCH_SIZE[False] == 32
     assert plan(CompressOptions(mem_vectors=1), tiny).batch_size == CPU_BATCH_SIZE[True] == 8
-    assert plan(CompressOptions(batch_size=3), tiny).batch_size == 3
+    assert plan(CompressOptions(engine="float", batch_size=3), tiny).batch_size == 3
+    assert plan(CompressOptions(), tiny).batch_size is None  # exact model-only: streams, any batch

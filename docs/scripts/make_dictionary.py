@@ -36,15 +36,16 @@ def main() -> None:
     loaded = load_model(resolve_model("embedded"), device="cpu", dtype="float32")
     samples = []
     cases = [
-        ("float", CompressOptions(engine="float"), TEXT),
-        ("vectors", CompressOptions(mem_vectors=1, vector_dtype="int4", max_steps=2, chunk_tokens=32), TEXT),
+        ("float", CompressOptions(engine="float", store_fallback=False), TEXT),
+        ("vectors", CompressOptions(mem_vectors=1, vector_dtype="int4", max_steps=2, chunk_tokens=32,
+                                    store_fallback=False), TEXT),
         ("stored", CompressOptions(), bytes(range(256)) * 2),
-        ("bytes", CompressOptions(), TEXT[:1000] + b"\xff\xfe caf\xe9\r\n"),
-        ("model-only", CompressOptions(streams=2), TEXT),
+        ("bytes", CompressOptions(store_fallback=False), TEXT[:1000] + b"\xff\xfe caf\xe9\r\n"),
+        ("model-only", CompressOptions(streams=2, store_fallback=False), TEXT),
     ]
     for name, options, data in cases:
         archive, _ = compress_bytes(data, loaded, options, name="book.txt", permissions=0o644,
-                                    mtime_ns=1764633600000000000, store_if_smaller=name == "stored")
+                                    mtime_ns=1764633600000000000)
         header, tensors = parts(archive)
         samples.append(tensors)
         samples.append(header)

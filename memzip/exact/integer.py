@@ -113,6 +113,9 @@ class IntegerWeight:
                 raise ValueError("int8 slices hold weights and activations of at most 16 bits")
             # the int32 sums of slice products, bounded: |a_hi| <= 2^(A-9) + 1, |a_lo| <= 128
             hi_a = 2 ** (activation_bits - 9) + 1
+            largest_slice = 128 if bits <= 8 else max(128, 2 ** (bits - 9) + 1)
+            if max(hi_a, 128) * largest_slice * self.n_in >= 2 ** 31:
+                raise ValueError(f"int8 slice products over {self.n_in} inputs overflow int32")
             if bits <= 8:
                 worst = self.n_in * (hi_a * 128 * 256 + 128 * 128)
                 self.slices = q.to(torch.int8)  # [n_out, n_in]
