@@ -17,6 +17,7 @@ time, and optimizer steps on the whole batch against one chunk at a time.
 from __future__ import annotations
 
 import statistics
+import math
 import time
 from dataclasses import replace
 
@@ -241,10 +242,13 @@ def peak_rss(files: list[str], args: list[str], workdir, on_row=None, on_step=No
     return rows
 
 
-def bytes_bench(loaded, files: list, grid: list, extract: bool = True, on_row=None) -> list[dict]:
+def bytes_bench(loaded, files: list, grid: list, extract: bool = True, on_row=None, compare_ce: bool = False) -> list[dict]:
     """`memzip bench-bytes`: compress (and extract, verify) each file with each CompressOptions
-    of `grid` through the product path; bits per byte beside zstd -19, xz -9 and the model's ideal,
-    and tokens per second both ways."""
+    of `grid` through the product path (the model's archive, never the stored fallback); bits per
+    byte beside zstd -19, xz -9 and the model's cross-entropy, and tokens per second both ways.
+    `compare_ce`: also the float32 and the exact model's cross-entropy on the same 1024-token
+    chunks of each file (the exact engine's cost in bits against transformers' float forward)."""
+    import dataclasses
     from pathlib import Path
 
     from memzip.engine import compress_bytes, extract_bytes
@@ -254,20 +258,24 @@ def bytes_bench(loaded, files: list, grid: list, extract: bool = True, on_row=No
     rows = []
     for path in files:
         data = Path(path).read_bytes()
+        ce = chunked_cross_entropy(loaded, data) if compare_ce else {}
         for options in grid:
+            options = dataclasses.replace(options, store_fallback=False)
             began = time.perf_counter()
             archive, _ = compress_bytes(data, loaded, options)
             compress_seconds = time.perf_counter() - began
             raw = encode_archive(archive)
             stats = archive_stats(archive, len(raw))
             header = archive.header
-            row = {"file": str(path), "bytes": len(data), "tokens": header.text.tokens,
+            row = {"file": str(path), "bytes": len(data), "tokens": header.text.tokens, "engine": header.decode.engine,
                    "mem_vectors": options.mem_vectors, "vector_dtype": options.vector_dtype if options.mem_vectors else None,
-                   "recipe": options.recipe if options.mem_vectors else None,
+                   "recipe": options.recipe if options.mem_vectors else None, "window": header.decode.window,
+                   "streams": header.text.chunks if header.decode.is_exact and not options.mem_vectors else None,
                    "chunk_tokens": header.encode["chunk_tokens"], "batch_size": header.decode.batch_size,
                    "margin": header.decode.margin, "memz_bytes": len(raw), "byte_ratio": stats["byte_ratio"],
-                   **{k: stats[k] for k in ("bits_per_byte", "residual_bits_per_byte", "model_only_ideal_bits_per_byte",
-                                            "zstd_bits_per_byte", "xz_bits_per_byte")},
+                   **{k: stats[k] for k in ("bits_per_byte", "residual_bits_per_byte", "model_ce_bits_per_byte",
+                                            "model_only_ideal_bits_per_byte", "zstd_bits_per_byte", "xz_bits_per_byte")},
+                   **ce,
                    "header_bytes": stats["bytes"]["header"],
                    "compress_seconds": round(compress_seconds, 1),
                    "compress_tokens_per_second": round(header.text.tokens / compress_seconds, 1)}
@@ -281,3 +289,128 @@ def bytes_bench(loaded, files: list, grid: list, extract: bool = True, on_row=No
             if on_row:
                 on_row(row)
     return rows
+
+
+def chunked_cross_entropy(loaded, data: bytes, chunk: int = 1024) -> dict:
+    """Bits per byte of the float32 model (transformers) and of the exact engine on the same
+    independent chunks of `chunk` tokens, each from the document-start token."""
+    import torch
+
+    from memzip.layout import model_only_layout
+    from memzip.streamed import exact_model
+    from memzip.textcodec import TextCodec
+
+    tokens = TextCodec(loaded.tokenizer).encode(data).tokens.tolist()
+    start = list(model_only_layout(loaded.tokenizer).prefix)
+    exact = exact_model(loaded)
+    bits = {"float": 0.0, "exact": 0.0}
+    for a in range(0, len(tokens), chunk):
+        ids = torch.tensor([start + tokens[a:a + chunk]])
+        targets = ids[0, len(start):]
+        with torch.no_grad():
+            float_logits = loaded.model(ids.to(loaded.device)).logits[0, len(start) - 1:-1].double().cpu()
+        context = exact.new_context(1, ids.shape[1] + 1, ids.shape[1] + 1)
+        hidden = exact.forward(exact.embed(ids), context, torch.arange(len(start) - 1, ids.shape[1] - 1))[0]
+        exact_logits = torch.cat([exact.logits(h) for h in hidden.split(64)]).double().cpu()
+        for name, logits in (("float", float_logits), ("exact", exact_logits)):
+            bits[name] -= float(torch.log_softmax(logits, -1).gather(1, targets[:, None]).sum()) / math.log(2)
+    n = max(1, len(data))
+    return {"float32_ce_bits_per_byte_1024": round(bits["float"] / n, 4),
+            "exact_ce_bits_per_byte_1024": round(bits["exact"] / n, 4),
+            "exact_over_float": round(bits["exact"] / bits["float"], 5) if bits["float"] else None}
+
+
+# --- speed ------------------------------------------------------------------------------------------
+
+
+def gemm_rates(shapes: list[tuple[int, int, int]], seconds: float = 0.3) -> dict:
+    """The machine's measured int8 (torch._int_mm) and float32 GEMM rates, GOP/s, at these shapes
+    (m, k, n): what the engine's products could reach here."""
+    import torch
+
+    def rate(a, b, fn) -> float:
+        fn(a, b)
+        count, began = 0, time.perf_counter()
+        while time.perf_counter() - began < seconds:
+            fn(a, b)
+            count += 1
+        return 2 * a.shape[0] * a.shape[1] * b.shape[1] * count / (time.perf_counter() - began) / 1e9
+
+    out = {}
+    for m, k, n in shapes:
+        a8, b8 = torch.ones(m, k, dtype=torch.int8), torch.ones(n, k, dtype=torch.int8).t()
+        a32, b32 = torch.randn(m, k), torch.randn(k, n)
+        out[f"{m}x{k}x{n}"] = {"int8": round(rate(a8, b8, torch._int_mm), 1) if hasattr(torch, "_int_mm") else None,
+                               "float32": round(rate(a32, b32, torch.matmul), 1)}
+    return out
+
+
+def model_ops_per_token(shape, window: int) -> dict:
+    """Multiply-adds x 2 per token of a Llama forward: the weight GEMMs (and the output layer), and
+    attention over `window` positions."""
+    d, hd = shape.d_model, shape.head_dim
+    per_layer = d * (shape.heads + 2 * shape.kv_heads) * hd + shape.heads * hd * d + 3 * d * shape.ffn
+    weights = 2 * (shape.layers * per_layer + d * shape.vocab)
+    attention = 2 * 2 * shape.layers * shape.heads * hd * window
+    return {"weights": weights, "attention": attention, "total": weights + attention}
+
+
+def speed_bench(loaded, path, options, extract: bool = True, batch_size: int | None = None,
+                profile: bool = False, on_row=None) -> dict:
+    """`memzip bench-speed`: tokens/s compressing and extracting one file through the product
+    path, beside the machine's GEMM rates at the model's shapes (measured in the same run) and
+    the share of them each direction reaches; with `profile`, the time split into the model's
+    forward, the coding, and the rest."""
+    import dataclasses
+    import resource
+    from pathlib import Path
+
+    from memzip.engine import compress_bytes, extract_bytes
+    from memzip.exact import streams
+    from memzip.format.container import decode_archive, encode_archive
+    from memzip.planning import plan
+    from memzip.streamed import exact_model
+
+    data = Path(path).read_bytes()
+    options = dataclasses.replace(options, store_fallback=False)
+    job = plan(options, loaded)
+    model = exact_model(loaded)  # built before the clock starts, as a loaded model would be
+    shape = model.shape
+    row = {"file": str(path), "bytes": len(data), "engine": job.engine, "window": job.window}
+    with streams.profiling(profile) as timings:
+        began = time.perf_counter()
+        archive, _ = compress_bytes(data, loaded, options)
+        row["compress_seconds"] = round(time.perf_counter() - began, 2)
+    tokens = archive.header.text.tokens
+    row.update(tokens=tokens, streams=archive.header.text.chunks, memz_bytes=len(encode_archive(archive)),
+               compress_tokens_per_second=round(tokens / row["compress_seconds"], 1))
+    if profile:
+        row["compress_profile_seconds"] = timings.split(row["compress_seconds"])
+    if extract:
+        raw = encode_archive(archive)
+        with streams.profiling(profile) as timings:
+            began = time.perf_counter()
+            identical = extract_bytes(decode_archive(raw), loaded, batch_size=batch_size) == data
+            row["extract_seconds"] = round(time.perf_counter() - began, 2)
+        row.update(identical=identical, extract_tokens_per_second=round(tokens / row["extract_seconds"], 1),
+                   extract_batch=batch_size or min(archive.header.text.chunks, 32))
+        if profile:
+            row["extract_profile_seconds"] = timings.split(row["extract_seconds"])
+    row["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    ops = model_ops_per_token(shape, job.window or 1024)
+    batch = 2 * (row.get("extract_batch") or 1)
+    shapes = [(512, shape.d_model, shape.ffn), (512, shape.ffn, shape.d_model),
+              (batch, shape.d_model, shape.ffn), (batch, shape.ffn, shape.d_model)]
+    rates = gemm_rates(shapes)
+    compress_rate = (rates[f"512x{shape.d_model}x{shape.ffn}"]["int8"] + rates[f"512x{shape.ffn}x{shape.d_model}"]["int8"]) / 2
+    decode_rate = (rates[f"{batch}x{shape.d_model}x{shape.ffn}"]["int8"] + rates[f"{batch}x{shape.ffn}x{shape.d_model}"]["int8"]) / 2
+    row["model_gop_per_token"] = round(ops["total"] / 1e9, 4)
+    row["gemm_gop_per_second"] = rates
+    row["compress_gop_per_second"] = round(row["compress_tokens_per_second"] * ops["total"] / 1e9, 1)
+    row["compress_share_of_int8_gemm"] = round(row["compress_gop_per_second"] / compress_rate, 3)
+    if extract:
+        row["extract_gop_per_second"] = round(row["extract_tokens_per_second"] * ops["total"] / 1e9, 1)
+        row["extract_share_of_int8_gemm"] = round(row["extract_gop_per_second"] / decode_rate, 3)
+    if on_row:
+        on_row(row)
+    return row

@@ -205,7 +205,7 @@ def compress(
     mem_vectors: Annotated[int, typer.Option("--mem-vectors", help="[mem] vectors fitted per chunk (the paper's method). 0: the model codes the text alone, fewest bytes and no fitting.")] = 0,
     engine: Annotated[str, typer.Option("--engine", help="auto (exact wherever the model is Llama-architecture), exact (the same logits on every machine, the model's probabilities coded), or float (rank choices under --margin).")] = "auto",
     window: Annotated[Optional[int], typer.Option("--window", help="Exact engine: positions attention sees besides the first (default 1024; 2048 is ~1% smaller and slower).")] = None,
-    streams: Annotated[Optional[int], typer.Option("--streams", help="Exact engine, model-only: streams decoded side by side (default: one per 4,096 tokens). More: faster extraction, ~33 bytes each.")] = None,
+    streams: Annotated[Optional[int], typer.Option("--streams", help="Exact engine, model-only: streams decoded side by side (default: one per 8,192 tokens, up to 4 of at least 1,024 for small files). More: faster extraction, ~33 bytes each.")] = None,
     chunk_tokens: Annotated[Optional[int], typer.Option("--chunk-tokens", help="Tokens per chunk (with vectors: default the model's registry length; float engine: 1024).")] = None,
     margin: Annotated[Optional[float], typer.Option("--margin", help="Float engine: logit differences the archive tolerates on another machine, x2 (default 0.01 for float32 models, 0.5 for bfloat16).")] = None,
     recipe: RecipeOpt = "default",
@@ -588,24 +588,29 @@ def capacity(
 def bench_bytes(
     files: Annotated[list[Path], typer.Argument(help="Files to compress, extract and verify.", show_default=False)],
     model: ModelOpt = "embedded",
+    engines: Annotated[str, typer.Option("--engines", help="Engines to try, comma-separated: exact, float.")] = "exact",
+    windows: Annotated[str, typer.Option("--windows", help="Exact engine: windows to try, comma-separated (default 1024).")] = "",
+    streams: Annotated[str, typer.Option("--streams", help="Exact engine: stream counts to try, comma-separated (default: by length).")] = "",
     chunk_tokens: Annotated[str, typer.Option("--chunk-tokens", help="Chunk lengths to try, comma-separated (default: the mode's).")] = "",
-    margins: Annotated[str, typer.Option("--margins", help="Margins to try, comma-separated (default: the dtype's).")] = "",
+    margins: Annotated[str, typer.Option("--margins", help="Float engine: margins to try, comma-separated (default: the dtype's).")] = "",
     mem_vectors: Annotated[int, typer.Option("--mem-vectors", help="[mem] vectors per chunk (0: model-only).")] = 0,
     vector_dtype: Annotated[str, typer.Option("--vector-dtype")] = "float16",
     recipe: RecipeOpt = "default",
     max_steps: Annotated[Optional[int], typer.Option("--max-steps")] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size")] = None,
     extract: Annotated[bool, typer.Option("--extract/--no-extract", help="Also extract, verify and time extraction.")] = True,
+    compare_ce: Annotated[bool, typer.Option("--compare-ce", help="Also the float32 and exact models' cross-entropy on the same 1024-token chunks.")] = False,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
     json_out: JsonOpt = False,
 ):
-    """Bits per byte of each setting on each file, beside zstd -19, xz -9 and the model's ideal,
-    through the same path as compress and extract; tokens per second both ways.
+    """Bits per byte of each setting on each file, beside zstd -19, xz -9 and the model's
+    cross-entropy, through the same path as compress and extract; tokens per second both ways.
 
     \b
     Examples:
-      memzip bench-bytes alice.txt --margins 0.001,0.01,0.1,0.5 --chunk-tokens 512,1024
+      memzip bench-bytes alice29.txt --engines exact,float --compare-ce
+      memzip bench-bytes alice29.txt --windows 1024,2048 --streams 1,8,16
       memzip bench-bytes notes.txt --mem-vectors 1 --vector-dtype int4 --chunk-tokens 32
     """
     import itertools
@@ -617,22 +622,79 @@ def bench_bytes(
     for path in files:
         if not path.is_file():
             raise UsageError(f"not a file: {path}")
-    grid = [CompressOptions(mem_vectors=mem_vectors, chunk_tokens=length, margin=margin, vector_dtype=vector_dtype,
-                            recipe=recipe, max_steps=max_steps, batch_size=batch_size)
-            for length, margin in itertools.product(_csv(chunk_tokens, int) or [None], _csv(margins, float) or [None])]
+    grid = []
+    for engine in _csv(engines, str):
+        exact = engine == "exact"
+        for length, margin, window, count in itertools.product(
+                _csv(chunk_tokens, int) or [None], (_csv(margins, float) if not exact else []) or [None],
+                (_csv(windows, int) if exact else []) or [None], (_csv(streams, int) if exact and not mem_vectors else []) or [None]):
+            grid.append(CompressOptions(mem_vectors=mem_vectors, chunk_tokens=length, margin=margin, vector_dtype=vector_dtype,
+                                        recipe=recipe, max_steps=max_steps, batch_size=batch_size, engine=engine,
+                                        window=window, streams=count))
     for options in grid:
         options.check()
     loaded = load_model(resolve_model(model), device=device, dtype=dtype)
 
     def show(row):
-        _say(False, f"{row['file']}: chunk {row['chunk_tokens']}, margin {row['margin']:g}: {row['bits_per_byte']} bits/byte "
-                    f"(ideal {row['model_only_ideal_bits_per_byte']}, zstd {row['zstd_bits_per_byte']}, "
-                    f"xz {row['xz_bits_per_byte']}); {row['compress_tokens_per_second']} tokens/s compress"
+        setting = (f"window {row['window']}, {row['streams']} streams" if row["engine"] != "float-ranks"
+                   else f"chunk {row['chunk_tokens']}, margin {row['margin']:g}")
+        _say(False, f"{row['file']}: {row['engine']} ({setting}): {row['bits_per_byte']} bits/byte "
+                    f"(model {row['model_ce_bits_per_byte'] or row['model_only_ideal_bits_per_byte']}, "
+                    f"zstd {row['zstd_bits_per_byte']}, xz {row['xz_bits_per_byte']}); "
+                    f"{row['compress_tokens_per_second']} tokens/s compress"
                     + (f", {row['extract_tokens_per_second']} extract, identical: {row['identical']}" if extract else ""))
 
-    rows = bytes_bench(loaded, [str(f) for f in files], grid, extract=extract, on_row=show)
+    rows = bytes_bench(loaded, [str(f) for f in files], grid, extract=extract, on_row=show, compare_ce=compare_ce)
     if json_out:
         _emit_json(rows)
+
+
+@app.command("bench-speed")
+@reports_errors
+def bench_speed(
+    file: Annotated[Path, typer.Argument(help="The file to compress and extract.", show_default=False)],
+    model: ModelOpt = "embedded",
+    window: Annotated[Optional[int], typer.Option("--window", help="Exact engine window (default 1024).")] = None,
+    streams: Annotated[Optional[int], typer.Option("--streams", help="Streams (default: by length).")] = None,
+    batch_size: BatchOpt = None,
+    extract: Annotated[bool, typer.Option("--extract/--no-extract", help="Also extract and time it.")] = True,
+    profile: Annotated[bool, typer.Option("--profile", help="Split the time into the model's forward, coding and the rest.")] = False,
+    device: DeviceOpt = "auto",
+    json_out: JsonOpt = False,
+):
+    """Tokens per second compressing and extracting FILE, beside this machine's GEMM rates at the
+    model's shapes (measured in the same run) and the share of them each direction reaches.
+
+    \b
+    Examples:
+      OMP_NUM_THREADS=2 memzip bench-speed alice29.txt --profile
+      memzip bench-speed book.txt --streams 32 --json
+    """
+    from memzip.bench import speed_bench
+    from memzip.models import load_model, resolve_model
+    from memzip.options import CompressOptions
+
+    if not file.is_file():
+        raise UsageError(f"not a file: {file}")
+    options = CompressOptions(window=window, streams=streams)
+    options.check()
+    loaded = load_model(resolve_model(model), device=device, dtype="float32")
+    row = speed_bench(loaded, file, options, extract=extract, batch_size=batch_size, profile=profile)
+    if json_out:
+        _emit_json(row)
+        return
+    typer.echo(f"{row['file']}: {row['bytes']} bytes, {row['tokens']} tokens in {row['streams']} streams, "
+               f"window {row['window']}; archive {row['memz_bytes']} bytes")
+    typer.echo(f"compress: {row['compress_seconds']} s, {row['compress_tokens_per_second']} tokens/s, "
+               f"{row['compress_gop_per_second']} GOP/s = {row['compress_share_of_int8_gemm']:.0%} of the int8 GEMM rate")
+    if extract:
+        typer.echo(f"extract:  {row['extract_seconds']} s, {row['extract_tokens_per_second']} tokens/s "
+                   f"(batch {row['extract_batch']}), {row['extract_gop_per_second']} GOP/s = "
+                   f"{row['extract_share_of_int8_gemm']:.0%} of the int8 GEMM rate at that batch; identical: {row['identical']}")
+    typer.echo(f"model: {row['model_gop_per_token']} GOP per token; GEMM GOP/s here: {json.dumps(row['gemm_gop_per_second'])}")
+    for direction in ("compress", "extract"):
+        if f"{direction}_profile_seconds" in row:
+            typer.echo(f"{direction} time: {json.dumps(row[f'{direction}_profile_seconds'])}")
 
 
 @app.command("bench-memory")

@@ -27,8 +27,8 @@ from memzip.format.header import FLOAT_RANKS
 from memzip.layout import Layout, model_only_layout
 from memzip.models import LoadedModel
 from memzip.optimize import ChunkFit, VectorSpace, fit_chunks, recipe_layout
-from memzip.options import (CPU_BATCH_SIZE, DEFAULT_MARGIN, EXACT_WINDOW, MODEL_ONLY_CHUNK_TOKENS, STREAM_TOKENS,
-                            CompressOptions)
+from memzip.options import (CPU_BATCH_SIZE, DEFAULT_MARGIN, EXACT_WINDOW, MODEL_ONLY_CHUNK_TOKENS, SMALL_FILE_STREAMS,
+                            SMALL_STREAM_TOKENS, STREAM_TOKENS, CompressOptions)
 from memzip.recipes import Recipe, get_recipe
 
 
@@ -125,8 +125,8 @@ def chunk_spans(loaded: LoadedModel, job: Plan, tokens: list[int]) -> list[tuple
     if job.exact and not job.options.mem_vectors:
         from memzip.exact.streams import split_streams
 
-        lengths = split_streams(len(tokens), job.chunk_tokens) if job.options.streams is None else \
-            split_streams(len(tokens), max(1, -(-len(tokens) // job.options.streams)))
+        count = job.options.streams or default_streams(len(tokens), job.chunk_tokens)
+        lengths = split_streams(len(tokens), max(1, -(-len(tokens) // count)))
         ends = np.cumsum([0] + lengths).tolist()
         return list(zip(ends[:-1], ends[1:]))
     if job.nats_per_chunk:
@@ -134,6 +134,12 @@ def chunk_spans(loaded: LoadedModel, job: Plan, tokens: list[int]) -> list[tuple
         costs = token_costs(loaded.model, tokens, list(job.layout.prefix))
         return information_chunks(costs, job.nats_per_chunk, max_tokens=2 * job.chunk_tokens)
     return even_chunks(len(tokens), job.chunk_tokens)
+
+
+def default_streams(tokens: int, stream_tokens: int = STREAM_TOKENS) -> int:
+    """Streams for a file of `tokens` tokens: none longer than `stream_tokens`, and up to
+    SMALL_FILE_STREAMS for small files, none shorter than SMALL_STREAM_TOKENS."""
+    return max(-(-tokens // stream_tokens), min(SMALL_FILE_STREAMS, tokens // SMALL_STREAM_TOKENS), 1)
 
 
 def units(job: Plan, chunks: list[list[int]]) -> list[int]:

@@ -35,6 +35,7 @@ from memzip.planning import Plan, cost_without_vectors, fit_and_store
 
 EXACT_SETTINGS = ExactSettings()
 CODING_SETTINGS = CodingSettings()
+DEFAULT_BATCH = 32  # streams decoded side by side by default (~75 MB of keys and values each)
 
 
 def exact_model(loaded: LoadedModel, settings: ExactSettings = EXACT_SETTINGS) -> ExactLlama:
@@ -145,7 +146,7 @@ def extract_tokens(archive: Archive, loaded: LoadedModel, mine: list[int], progr
         v = header.vectors
         vectors = exact_vectors(archive.arrays["vectors"], archive.arrays.get("vector_scales"), v.dtype, v.code_dims,
                                 header.model.d_model)
-    batch = batch_size or len(mine) or 1
+    batch = batch_size or min(len(mine), DEFAULT_BATCH) or 1
     out: dict[int, list[list[int]]] = {}
     for a in range(0, len(mine), batch):
         part = mine[a:a + batch]

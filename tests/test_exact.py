@@ -206,16 +206,17 @@ def test_thread_count_and_backend_change_nothing(tiny, exact, exact64):
 def test_the_controls_catch_float_drift(tiny):
     """transformers' float forward is not bit-stable under the same changes (so the comparisons
     above can fail): whole sequence against cached steps, or batch 1 against batch 4."""
+    from memzip.decoder import _cache_argument, _cache_of
+
     model = tiny.model
     ids = token_ids(tiny, "Float drifts somewhere. ", 60)[None]
     with torch.no_grad():
         full = model(ids).logits[0]
         batch = model(ids.repeat(4, 1)).logits[1]
         out = model(ids[:, :1], use_cache=True)
-        past, steps = out.past_key_values, [out.logits[0, -1]]
+        steps = [out.logits[0, -1]]
         for p in range(1, ids.shape[1]):
-            out = model(ids[:, p:p + 1], past_key_values=past, use_cache=True)
-            past = out.past_key_values
+            out = model(ids[:, p:p + 1], use_cache=True, **{_cache_argument(model): _cache_of(out)})
             steps.append(out.logits[0, -1])
     assert not (torch.equal(torch.stack(steps), full) and torch.equal(batch, full))
 

@@ -75,6 +75,8 @@ def test_a_stream_is_a_small_unit_of_work(tiny):
     job = plan(CompressOptions(), tiny)
     spans = chunk_spans(tiny, job, list(range(10 * STREAM_TOKENS + 5)))
     assert max(b - a for a, b in spans) <= STREAM_TOKENS and len(spans) == 11
+    assert len(chunk_spans(tiny, job, list(range(5000)))) == 4  # small files: up to 4 streams of >= 1024
+    assert len(chunk_spans(tiny, job, list(range(2500)))) == 2 and len(chunk_spans(tiny, job, list(range(900)))) == 1
 
 
 def test_interrupted_before_the_first_group_resumes(tiny, tmp_path, monkeypatch):

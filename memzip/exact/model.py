@@ -139,7 +139,7 @@ class Context:
         self.values = torch.zeros(size, dtype=F64, device=device)  # for exact float64 p @ v
         sink = (shape.layers, batch, shape.kv_heads, shape.head_dim)
         self.sink_keys = torch.zeros(sink, dtype=F32, device=device)  # raw, before RoPE
-        self.sink_values = torch.zeros(sink, dtype=F32, device=device)  # integers
+        self.sink_values = torch.zeros(sink, dtype=F64, device=device)  # integers, for float64 p @ v
         self.window, self.capacity = window, capacity
         self.position = 0  # positions seen so far, the sink included
         self.first = 1  # the position held in slot 0
@@ -216,6 +216,7 @@ class ExactLlama:
         # head (the 1/sqrt(head_dim) of attention is folded into the query weights).
         self._score_step = [torch.repeat_interleave(layer.key_scale[:, 0], shape.heads // shape.kv_heads)
                             .reshape(1, 1, shape.heads, 1) * 2.0 ** s.attention_grid_bits for layer in layers]
+        self._head_step = [step.view(1, shape.heads, 1) for step in self._score_step]  # for one position
         self._key_inverse = [1.0 / layer.key_scale for layer in layers]  # powers of two: exact
         self._value_inverse = [1.0 / layer.value_scale for layer in layers]
         self._key_inverses = torch.stack(self._key_inverse)[:, None, None]  # [layers, 1, 1, kv, 1]
@@ -300,6 +301,8 @@ class ExactLlama:
         `logits`."""
         batch, t, d = inputs.shape
         start = context.position
+        if t == 1 and start > 0 and hidden_at is None:
+            return self._step(inputs, context, start)[:, None]
         context.make_room(t)
         h = inputs.to(F32, copy=True)
         positions = torch.arange(start, start + t, device=self.device)
@@ -330,6 +333,45 @@ class ExactLlama:
         context.filled += t - (1 if start == 0 else 0)
         at = torch.tensor([t - 1], device=self.device) if hidden_at is None else hidden_at.to(self.device)
         return h[:, at]
+
+    def _step(self, inputs: torch.Tensor, context: Context, start: int) -> torch.Tensor:
+        """`forward` of one new position of every sequence (decoding): the same arithmetic as the
+        block path (_queries_and_keys, _block_attention), in as few torch calls as it allows, since
+        per-call overhead, not bandwidth, bounds this step on a CPU. Returns [B, d]."""
+        shape, s = self.shape, self.settings
+        heads, kv, hd = shape.heads, shape.kv_heads, shape.head_dim
+        group, window = heads // kv, context.window
+        batch, _, d = inputs.shape
+        context.make_room(1)
+        h = inputs.reshape(batch, d).to(F32, copy=True)
+        position = torch.tensor([start], device=self.device)
+        cos, sin = self._rope_at(position)
+        sink_cos, sink_sin = self._rope_at((position - window).clamp_(min=0))
+        sinks = self._rotated_sinks(context, sink_cos, sink_sin).transpose(2, 3)  # [layers, B, kv, 1, hd]
+        cos, sin = cos.view(1, 1, -1), sin.view(1, 1, -1)
+        slot = start - context.first
+        window_slots = slice(max(1, start - window + 1) - context.first, slot + 1)
+        for index, layer in enumerate(self.layers):
+            qkv = self._project(layer.qkv, h)
+            rotated = _rope_heads(qkv[:, :(heads + kv) * hd].view(batch, heads + kv, hd), cos, sin)
+            context.keys[index, :, :, slot] = quantize_with(rotated[:, heads:], self._key_inverse[index], s.key_bits)
+            context.values[index, :, :, slot] = quantize_with(qkv[:, (heads + kv) * hd:].view(batch, kv, hd),
+                                                              self._value_inverse[index], s.value_bits)
+            q_int, q_scale = quantize_rows(rotated[:, :heads], s.query_bits)
+            q_int = q_int.view(batch, kv, group, hd)
+            step = (q_scale * self._head_step[index]).view(batch, kv, group, 1)
+            scores = (q_int @ context.keys[index, :, :, window_slots].transpose(-1, -2)).mul_(step)  # exact
+            sink = (q_int * sinks[index]).sum(dim=-1, keepdim=True).mul_(step)
+            weights, sink_weight = self._weights(scores, sink)
+            total = weights.sum(dim=-1, keepdim=True, dtype=F64) + sink_weight.to(F64)  # exact
+            numerator = weights.to(F64) @ context.values[index, :, :, window_slots] \
+                + sink_weight.to(F64) * context.sink_values[index][:, :, None, :]
+            out = (numerator / total).to(F32).mul_(layer.value_scale[None, :, None, :])
+            h = h + self._linear(layer.out, out.view(batch, heads * hd))
+            h = h + self._mlp(layer, h)
+        context.position = start + 1
+        context.filled += 1
+        return h
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Final RMSNorm and output embedding: [n, d] hidden rows -> [n, V] float32 logits."""
@@ -515,6 +557,13 @@ def quantize_row(matrix: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.T
     q, scale = quantize(matrix, bits, dim=1)
     limit = float(2 ** (bits - 1) - 1)
     return q.clamp_(-limit, limit), scale
+
+
+def _rope_heads(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """_rope of one position: x [B, heads, hd]; cos, sin broadcast over it ([1, 1, hd/2])."""
+    half = x.shape[-1] // 2
+    x1, x2 = x[..., :half], x[..., half:]
+    return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
 
 
 def _rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:

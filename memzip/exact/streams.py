@@ -17,7 +17,9 @@ bit of the output.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import contextlib
+import time
+from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
@@ -25,7 +27,44 @@ import torch
 from memzip.exact.coding import Distribution, StreamDecoder, StreamEncoder, decode_tokens, ideal_bits
 from memzip.exact.model import ExactLlama
 
-LOGIT_ROWS = 64  # logits are computed this many rows at a time ([64, V] float64 is 25 MB at V = 49152)
+LOGIT_ROWS = 64  # logits are computed this many rows at a time ([64, V] float32 is 12.6 MB at V = 49152)
+
+
+@dataclass
+class Timings:
+    """Where the time of compress_stream and extract_streams went (`memzip bench-speed --profile`)."""
+
+    forward: float = 0.0  # the exact model: layers and output logits
+    coding: float = 0.0  # frequencies, cumulative sums and the arithmetic coder
+    _started: dict = field(default_factory=dict)
+
+    def split(self, total: float) -> dict:
+        return {"model_forward": round(self.forward, 2), "coding": round(self.coding, 2),
+                "everything_else": round(total - self.forward - self.coding, 2)}
+
+
+_timings: Timings | None = None
+
+
+@contextlib.contextmanager
+def profiling(enabled: bool = True):
+    """Collect Timings while the block runs (yields them; None when disabled)."""
+    global _timings
+    _timings = Timings() if enabled else None
+    try:
+        yield _timings
+    finally:
+        _timings = None
+
+
+@contextlib.contextmanager
+def _timed(part: str):
+    if _timings is None:
+        yield
+        return
+    began = time.perf_counter()
+    yield
+    setattr(_timings, part, getattr(_timings, part) + time.perf_counter() - began)
 
 
 def split_streams(tokens: int, stream_tokens: int) -> list[int]:
@@ -62,12 +101,15 @@ def compress_stream(model: ExactLlama, distribution: Distribution, start: torch.
     for a in range(0, inputs.shape[0], block):
         rows = inputs[a:a + block]
         coding = torch.arange(max(0, first_coding - a), rows.shape[0], device=device)  # positions that code a token
-        hidden = model.forward(rows[None], context, coding)[0]
+        with _timed("forward"):
+            hidden = model.forward(rows[None], context, coding)[0]
         coded = a + int(coding[0]) - first_coding if coding.numel() else 0
         for part in hidden.split(LOGIT_ROWS):
-            logits = model.logits(part)
+            with _timed("forward"):
+                logits = model.logits(part)
             wanted = targets[coded:coded + part.shape[0]]
-            encoder.code(distribution.rows(logits, wanted))
+            with _timed("coding"):
+                encoder.code(distribution.rows(logits, wanted))
             model_bits += ideal_bits(logits, wanted)
             coded += part.shape[0]
         if on_tokens and coding.numel():
@@ -85,9 +127,13 @@ def extract_streams(model: ExactLlama, distribution: Distribution, starts: torch
         return produced
     decoders = {i: StreamDecoder(residuals[i], kind) for i in active}
     context = model.new_context(len(active), window)
-    hidden = model.forward(starts[active].to(model.device), context)[:, 0]
+    with _timed("forward"):
+        hidden = model.forward(starts[active].to(model.device), context)[:, 0]
     while True:
-        tokens = decode_tokens(distribution, model.logits(hidden), [decoders[i] for i in active])
+        with _timed("forward"):
+            logits = model.logits(hidden)
+        with _timed("coding"):
+            tokens = decode_tokens(distribution, logits, [decoders[i] for i in active])
         for i, token in zip(active, tokens):
             produced[i].append(token)
         if on_tokens:
@@ -99,4 +145,5 @@ def extract_streams(model: ExactLlama, distribution: Distribution, starts: torch
             context.keep_rows(still)
             active, tokens = [active[j] for j in still], [tokens[j] for j in still]
         fed = model.embed(torch.tensor(tokens, device=model.device)[:, None])
-        hidden = model.forward(fed, context)[:, 0]
+        with _timed("forward"):
+            hidden = model.forward(fed, context)[:, 0]
