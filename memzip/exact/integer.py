@@ -125,6 +125,7 @@ class IntegerWeight:
                 self.slices = split_int8(q)  # [w_hi; w_lo]: [2 * n_out, n_in]
             # row-major; _int_mm takes the transpose (a column-major view), the layout oneDNN's
             # int8 GEMM is fastest with
+            self.slices_t = self.slices.t()
             self.combine_in_int32 = worst < 2 ** 31
         else:
             self.matrix_t = q.t().contiguous().to(torch.float64)  # [n_in, n_out]
@@ -133,6 +134,8 @@ class IntegerWeight:
         for name in ("scale", "slices", "matrix_t"):
             if hasattr(self, name):
                 setattr(self, name, getattr(self, name).to(device))
+        if hasattr(self, "slices"):
+            self.slices_t = self.slices.t()
         return self
 
     def matmul(self, q: torch.Tensor) -> torch.Tensor:
@@ -141,7 +144,7 @@ class IntegerWeight:
         if self.backend == "float64":
             return (q.to(torch.float64) @ self.matrix_t).to(torch.float32)
         m, n = q.shape[0], self.n_out
-        r = torch._int_mm(split_int8(q), self.slices.t())  # [a_hi; a_lo] @ [w_hi; w_lo]^T (or w)
+        r = torch._int_mm(split_int8(q), self.slices_t)  # [a_hi; a_lo] @ [w_hi; w_lo]^T (or w)
         if self.bits <= 8:  # a.w = h 2^8 + l
             high = r[:m] if self.combine_in_int32 else r[:m].to(torch.int64)
             return (high * 256 + r[m:]).to(torch.float32)

@@ -362,7 +362,9 @@ class ExactLlama:
             step = (q_scale * self._head_step[index]).view(batch, kv, group, 1)
             scores = (q_int @ context.keys[index, :, :, window_slots].transpose(-1, -2)).mul_(step)  # exact
             sink = (q_int * sinks[index]).sum(dim=-1, keepdim=True).mul_(step)
-            weights, sink_weight = self._weights(scores, sink)
+            # the sink and the window looked up together (the block path does the same per element)
+            both = self._weights_of(torch.cat([sink, scores], dim=-1))
+            sink_weight, weights = both[..., :1], both[..., 1:]
             total = weights.sum(dim=-1, keepdim=True, dtype=F64) + sink_weight.to(F64)  # exact
             numerator = weights.to(F64) @ context.values[index, :, :, window_slots] \
                 + sink_weight.to(F64) * context.sink_values[index][:, :, None, :]
@@ -440,6 +442,12 @@ class ExactLlama:
         a power of two."""
         products = queries.q_int[:, :, rows] * queries.sink_keys[:, :, rows]
         return products.sum(dim=-1, keepdim=True) * queries.step[:, :, rows]
+
+    def _weights_of(self, scores: torch.Tensor) -> torch.Tensor:
+        """_weights of scores whose first column is the sink's, in one lookup (overwrites them)."""
+        table, last = self._attention_table, self._attention_table.numel() - 1
+        difference = torch.sub(scores.amax(dim=-1, keepdim=True), scores, out=scores).clamp_(max=last)
+        return table.index_select(0, difference.to(torch.int32).view(-1)).view(scores.shape)
 
     def _weights(self, scores: torch.Tensor, sink: torch.Tensor):
         """Unnormalized softmax weights as integers, 2^P exp(-difference), looked up by bucket:
