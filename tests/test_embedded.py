@@ -114,3 +114,29 @@ def test_first_gguf_conversion_prints_nothing(tmp_path, monkeypatch, capfd):
     assert (target / "model.safetensors").is_file()
     captured = capfd.readouterr()
     assert captured.err == "" and captured.out == ""
+
+
+DATA = __import__("pathlib").Path(__file__).parent / "data"
+
+
+@pytest.mark.parametrize("archive_name, original", [
+    ("alice-1500.format2.memz", "examples/alice-1500.txt"),
+    ("mixed.format2.memz", None),
+])
+def test_archives_written_by_memzip_0_2_still_extract(archive_name, original, tmp_path):
+    """tests/data holds archives memzip 0.2 wrote (format 2, float-ranks engine, embedded model;
+    made with the code at commit d72c7be). The reader and the float engine must keep them."""
+    from pathlib import Path
+
+    from memzip.cli import app
+
+    archive = DATA / archive_name
+    expected = (Path(__file__).parent.parent / original).read_bytes() if original else (
+        b"Alice was beginning to get very tired of sitting by her sister on the bank.\r\n"
+        b"Caf\xc3\xa9 \xf0\x9f\x8e\x89 \xff\n")
+    result = CliRunner().invoke(app, ["info", str(archive), "--json"])
+    assert '"engine": "float-ranks"' in result.stdout and '"memzip_version": "0.2.0"' in result.stdout
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["extract", str(archive), "-o", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    assert out.read_bytes() == expected
