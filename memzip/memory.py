@@ -69,6 +69,27 @@ def free_bytes(device) -> int | None:
     return free
 
 
+def host_available_bytes() -> int | None:
+    """Memory the operating system says is available now (Linux, macOS); None where unknown."""
+    import os
+
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def stream_batch(streams: int, per_stream: int, free: int | None, cap: int = MAX_AUTO_BATCH) -> int:
+    """How many of `streams` to decode side by side: as many as fit in MEMORY_SHARE of `free`
+    bytes (up to `cap`), then evened out, so that 40 streams under a cap of 32 run as 2 x 20
+    rather than 32 and then a slow tail of 8."""
+    if streams <= 0:
+        return 1
+    fit = cap if free is None else max(1, min(cap, int(MEMORY_SHARE * free) // max(per_stream, 1)))
+    rounds = -(-streams // fit)
+    return -(-streams // rounds)
+
+
 def auto_batch_size(shape: Shape, tokens: int, fitting: bool, free: int) -> int:
     """As many chunks as fit in MEMORY_SHARE of `free` bytes, 1 to MAX_AUTO_BATCH."""
     return max(1, min(MAX_AUTO_BATCH, int(MEMORY_SHARE * free) // chunk_bytes(shape, tokens, fitting)))

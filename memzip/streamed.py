@@ -21,6 +21,7 @@ import time
 import numpy as np
 import torch
 
+from memzip import memory
 from memzip.exact.coding import CodingSettings, Distribution
 from memzip.exact.integer import quantize
 from memzip.exact.model import ENGINE, ExactLlama, ExactSettings
@@ -35,7 +36,10 @@ from memzip.planning import Plan, cost_without_vectors, fit_and_store
 
 EXACT_SETTINGS = ExactSettings()
 CODING_SETTINGS = CodingSettings()
-DEFAULT_BATCH = 32  # streams decoded side by side by default (~75 MB of keys and values each)
+# Streams decoded side by side at most, when memory allows (~75 MB of keys and values each for
+# the embedded model): on 2 CPU cores a decoding step is bound by reading those keys and values
+# from 32 on (103 tokens/s at 32, 101 at 48: docs/benchmarks.md §2).
+MAX_BATCH = 32
 
 
 def exact_model(loaded: LoadedModel, settings: ExactSettings = EXACT_SETTINGS) -> ExactLlama:
@@ -146,7 +150,7 @@ def extract_tokens(archive: Archive, loaded: LoadedModel, mine: list[int], progr
         v = header.vectors
         vectors = exact_vectors(archive.arrays["vectors"], archive.arrays.get("vector_scales"), v.dtype, v.code_dims,
                                 header.model.d_model)
-    batch = batch_size or min(len(mine), DEFAULT_BATCH) or 1
+    batch = batch_size or planned_batch(model, len(mine), decode.window)
     out: dict[int, list[list[int]]] = {}
     for a in range(0, len(mine), batch):
         part = mine[a:a + batch]
@@ -159,6 +163,15 @@ def extract_tokens(archive: Archive, loaded: LoadedModel, mine: list[int], progr
                                   on_tokens=progress.tokens)
         out.update({i: [tokens] for i, tokens in zip(part, decoded)})
     return out
+
+
+def planned_batch(model: ExactLlama, streams: int, window: int) -> int:
+    """Streams side by side from the memory each one holds: its keys (float32) and values
+    (float64) for the window and a forward's room, and a few rows of logits."""
+    shape = model.shape
+    per_stream = shape.layers * shape.kv_heads * shape.head_dim * (window + 64) * 12 + shape.vocab * 4 * 8
+    free = memory.free_bytes(model.device) or memory.host_available_bytes()
+    return memory.stream_batch(streams, per_stream, free, MAX_BATCH)
 
 
 def mismatch_hint(header: Header, loaded: LoadedModel) -> str:

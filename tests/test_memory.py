@@ -58,3 +58,22 @@ def test_cpu_batches_are_the_fixed_defaults(tiny):
     assert plan(CompressOptions(mem_vectors=1), tiny).batch_size == CPU_BATCH_SIZE[True] == 8
     assert plan(CompressOptions(engine="float", batch_size=3), tiny).batch_size == 3
     assert plan(CompressOptions(), tiny).batch_size is None  # exact model-only: streams, any batch
+
+
+def test_stream_batches_fit_memory_and_are_even():
+    # 42 streams under a cap of 32: two even rounds of 21, not 32 and a slow tail of 10
+    assert memory.stream_batch(42, 10, None, cap=32) == 21
+    assert memory.stream_batch(5, 10, None, cap=32) == 5
+    assert memory.stream_batch(64, 10, None, cap=32) == 32
+    # memory binds before the cap: 0.7 x 1000 bytes hold 7 streams of 100; 20 -> 3 rounds of 7
+    assert memory.stream_batch(20, 100, 1000, cap=32) == 7
+    assert memory.stream_batch(20, 10**9, 1000, cap=32) == 1  # never zero
+    assert memory.stream_batch(0, 10, None) == 1
+
+
+def test_extraction_batch_comes_from_memory(tiny):
+    from memzip.streamed import MAX_BATCH, exact_model, planned_batch
+
+    model = exact_model(tiny)
+    assert planned_batch(model, 3, 64) == 3
+    assert planned_batch(model, MAX_BATCH + 2, 64) == (MAX_BATCH + 2) // 2
