@@ -369,7 +369,7 @@ def speed_bench(loaded, path, options, extract: bool = True, batch_size: int | N
     from memzip.exact import streams
     from memzip.format.container import decode_archive, encode_archive
     from memzip.planning import plan
-    from memzip.streamed import exact_model
+    from memzip.streamed import exact_model, planned_batch
 
     data = Path(path).read_bytes()
     options = dataclasses.replace(options, store_fallback=False)
@@ -393,7 +393,7 @@ def speed_bench(loaded, path, options, extract: bool = True, batch_size: int | N
             identical = extract_bytes(decode_archive(raw), loaded, batch_size=batch_size) == data
             row["extract_seconds"] = round(time.perf_counter() - began, 2)
         row.update(identical=identical, extract_tokens_per_second=round(tokens / row["extract_seconds"], 1),
-                   extract_batch=batch_size or min(archive.header.text.chunks, 32))
+                   extract_batch=batch_size or planned_batch(model, archive.header.text.chunks, job.window or 1024))
         if profile:
             row["extract_profile_seconds"] = timings.split(row["extract_seconds"])
     row["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)

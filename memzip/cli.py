@@ -53,7 +53,7 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or me
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print a JSON result on stdout (implies no progress); errors too.")]
 ArchiveArg = Annotated[Path, typer.Argument(help="A .memz archive ('-': stdin).", show_default=False)]
 ArchivesArg = Annotated[list[Path], typer.Argument(help=".memz archives ('-': stdin).", show_default=False)]
-BatchOpt = Annotated[Optional[int], typer.Option("--batch-size", help="Streams decoded side by side (default: all, at most 32; any value decodes the same).")]
+BatchOpt = Annotated[Optional[int], typer.Option("--batch-size", help="Streams decoded side by side (default: from memory, at most 32, even rounds; any value decodes the same).")]
 RECIPE_HELP = ("How [mem] vectors are fitted: " + ", ".join(RECIPES) + " (long, long-hinge: 2000 cosine-decayed "
                "steps for chunks near capacity; paper: the authors' code as it runs).")
 RecipeOpt = Annotated[str, typer.Option("--recipe", help=RECIPE_HELP)]
