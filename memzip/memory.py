@@ -1,7 +1,7 @@
 """How many chunks to decode (or fit) side by side: memory planned from the model's shape.
 
 On a GPU the batch decides the speed (a small model waits on kernel launches, so 8 chunks cost
-what 1 does, docs/benchmarks.md §7) and running out of memory loses the run. With no
+what 1 does, docs/benchmarks.md §10) and running out of memory loses the run. With no
 `--batch-size`, memzip estimates what one chunk costs from the model's config and takes as many
 chunks as fit in a share of the free memory. On a CPU the cores, not the memory, are the limit,
 and the fixed defaults of memzip/options.py apply.

@@ -14,11 +14,11 @@ from memzip.recipes import get_recipe
 
 # Choices tolerate logits that differ by less than margin / 2 from the compressing machine's.
 # float32: 15x the largest difference measured between ways of computing the same logits on one
-# CPU (6.6e-4, docs/benchmarks.md §6); half precisions round logits far more coarsely.
+# CPU (6.6e-4, docs/benchmarks.md §9); half precisions round logits far more coarsely.
 DEFAULT_MARGIN = {"float32": 0.01, "bfloat16": 0.5, "float16": 0.25}
 # Tokens per chunk in model-only mode: each chunk is predicted from its own earlier tokens, so
 # longer chunks code better (20 KB of alice29 at margin 0.01: 1.97 bits/byte at 512, 1.87 at
-# 1024) but give fewer chunks to decode side by side (docs/benchmarks.md §1).
+# 1024) but give fewer chunks to decode side by side (docs/benchmarks.md §4).
 MODEL_ONLY_CHUNK_TOKENS = 1024
 CHUNKINGS = ("auto", "information", "length")
 # Chunks side by side on a CPU, where cores are the limit: {fitting vectors: 8, model-only: 32}.
