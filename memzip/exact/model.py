@@ -236,7 +236,12 @@ class ExactLlama:
         device = torch.device(device or "cpu")
         backend = backend or ("int8" if int8_available(device) else "float64")
         shape = Shape.of(model.config)
-        state = {k: v.detach().to("cpu", torch.float32).double() for k, v in model.state_dict().items()}
+        # float32 on the CPU, each tensor widened to float64 only while it is rounded: the whole
+        # model in float64 at once would cost 8 bytes a weight of peak memory (1 GB for 135M)
+        state = {k: v.detach().to("cpu", torch.float32) for k, v in model.state_dict().items()}
+
+        def f64(name: str) -> torch.Tensor:
+            return state[name].double()
         w, a = settings.weight_bits, settings.activation_bits
         inverse_sqrt_head_dim = float(1 / tables.decimal_sqrt(shape.head_dim))
 
@@ -249,22 +254,23 @@ class ExactLlama:
         layers = []
         for i in range(shape.layers):
             p = f"model.layers.{i}."
-            norm1 = state[p + "input_layernorm.weight"][None, :]
-            norm2 = state[p + "post_attention_layernorm.weight"][None, :]
+            norm1 = f64(p + "input_layernorm.weight")[None, :]
+            norm2 = f64(p + "post_attention_layernorm.weight")[None, :]
             # float32 x float32 is exact in float64: folding the norm weight adds no rounding;
             # 1/sqrt(head_dim) (rounded once, from its decimal value) joins the query rows
-            query = state[p + "self_attn.q_proj.weight"] * inverse_sqrt_head_dim
-            qkv = torch.cat([query] + [state[p + f"self_attn.{n}_proj.weight"] for n in "kv"]) * norm1
+            query = f64(p + "self_attn.q_proj.weight") * inverse_sqrt_head_dim
+            qkv = torch.cat([query] + [f64(p + f"self_attn.{n}_proj.weight") for n in "kv"]) * norm1
             q_int, q_scale = quantize_row(qkv, w)
             key_scale, value_scale = cls._static_scales(shape, settings, q_int, q_scale)
             layers.append(_Layer(
                 IntegerWeight(q_int, q_scale, w, backend, a).to(device),
-                weight(state[p + "self_attn.o_proj.weight"], narrow),
-                weight(torch.cat([state[p + "mlp.gate_proj.weight"], state[p + "mlp.up_proj.weight"]]) * norm2, narrow),
-                weight(state[p + "mlp.down_proj.weight"]),
+                weight(f64(p + "self_attn.o_proj.weight"), narrow),
+                weight(torch.cat([f64(p + "mlp.gate_proj.weight"), f64(p + "mlp.up_proj.weight")]) * norm2, narrow),
+                weight(f64(p + "mlp.down_proj.weight")),
                 key_scale.to(device, F32), value_scale.to(device, F32)))
         embedding = state["model.embed_tokens.weight"]
-        head = state.get("lm_head.weight", embedding) * state["model.norm.weight"][None, :]
+        head = f64("lm_head.weight" if "lm_head.weight" in state else "model.embed_tokens.weight") \
+            * f64("model.norm.weight")[None, :]
         return cls(shape, settings, embedding.to(device, F32), layers, weight(head), device, backend)
 
     @staticmethod
