@@ -38,7 +38,7 @@ EXACT_SETTINGS = ExactSettings()
 CODING_SETTINGS = CodingSettings()
 # Streams decoded side by side at most, when memory allows (~75 MB of keys and values each for
 # the embedded model): on 2 CPU cores a decoding step is bound by reading those keys and values
-# from 32 on (103 tokens/s at 32, 101 at 48: docs/benchmarks.md §2).
+# from 32 on (docs/scripts/decode_step.py, docs/benchmarks.md §2).
 MAX_BATCH = 32
 
 
