@@ -374,7 +374,8 @@ def stats(archive: ArchiveArg, json_out: JsonOpt = False):
     rows = [
         ("model", model_line),
         ("original", f"{report['original_bytes']} bytes" + (
-            f", {report['tokens']} tokens in {report['chunks']} " + ("chunks" if report["vectors"] or report["engine"] == "float-ranks" else "streams")
+            f", {report['tokens']} tokens in {report['chunks']} " + ("chunk" if report["vectors"] or report["engine"] == "float-ranks" else "stream")
+            + ("" if report["chunks"] == 1 else "s")
             if report["mode"] != "stored" else "")),
         (".memz", f"{report['memz_bytes']} bytes  x{report['byte_ratio']}  {bpb(report['bits_per_byte'])}"),
         ("zstd -19", f"{report['zstd_bytes']} bytes  x{report['zstd_ratio']}  {bpb(report['zstd_bits_per_byte'])}"),
