@@ -451,21 +451,21 @@ class ExactLlama:
 
     def _weights_of(self, scores: torch.Tensor) -> torch.Tensor:
         """_weights of scores whose first column is the sink's, in one lookup (overwrites them)."""
-        table, last = self._attention_table, self._attention_table.numel() - 1
-        difference = torch.sub(scores.amax(dim=-1, keepdim=True), scores, out=scores).clamp_(max=last)
-        return table.index_select(0, difference.to(torch.int32).view(-1)).view(scores.shape)
+        return self._lookup(torch.sub(scores.amax(dim=-1, keepdim=True), scores, out=scores))
 
     def _weights(self, scores: torch.Tensor, sink: torch.Tensor):
         """Unnormalized softmax weights as integers, 2^P exp(-difference), looked up by bucket:
         of the window (float32 scores [.., L], overwritten) and of the sink ([.., 1]). Float32
         integers (below 2^24)."""
-        table, last = self._attention_table, self._attention_table.numel() - 1
         peak = torch.maximum(scores.amax(dim=-1, keepdim=True), sink)
-        difference = torch.sub(peak, scores, out=scores).clamp_(max=last)  # in 0..last
-        bucket = difference.to(torch.int32)  # truncation = floor here
-        window = table.index_select(0, bucket.view(-1)).view(scores.shape)
-        sink_weight = table.index_select(0, (peak - sink).clamp_(max=last).to(torch.int32).view(-1)).view(sink.shape)
-        return window, sink_weight
+        return self._lookup(torch.sub(peak, scores, out=scores)), self._lookup(peak - sink)
+
+    def _lookup(self, difference: torch.Tensor) -> torch.Tensor:
+        """The attention table at the buckets of `difference` (>= 0, float32; clamped in place to
+        the table's last entry, truncation = floor here)."""
+        last = self._attention_table.numel() - 1
+        bucket = difference.clamp_(max=last).to(torch.int32)
+        return self._attention_table.index_select(0, bucket.view(-1)).view(difference.shape)
 
     def _block_attention(self, index, layer, queries: _Queries, start, t, context: Context) -> torch.Tensor:
         """Attention of a block of new positions over the sink and their windows: [B, t, heads * hd].
