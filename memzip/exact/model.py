@@ -38,7 +38,7 @@ import torch
 
 from memzip.exact import tables
 from memzip.exact.integer import (IntegerWeight, check_exact, int8_available, power_of_two_at_least, quantize,
-                                  quantize_rows, quantize_with)
+                                  quantize_rows, quantize_with, sqrt_float32, sqrt_float64_cpu)
 
 F32, F64 = torch.float32, torch.float64
 
@@ -279,10 +279,12 @@ class ExactLlama:
         n has |n| <= sqrt(d) (RMSNorm), so output channel c is at most ||w_c|| sqrt(d)
         (Cauchy-Schwarz); RoPE mixes channel pairs, so a key channel is at most the pair's norm."""
         h, kv, hd = shape.heads, shape.kv_heads, shape.head_dim
-        row_norms = (q_int * q_int).sum(dim=1).sqrt() * q_scale[:, 0] * math.sqrt(shape.d_model) * (1 + 2.0 ** -20)
+        row_norms = sqrt_float64_cpu((q_int * q_int).sum(dim=1)) * q_scale[:, 0] * math.sqrt(shape.d_model) \
+            * (1 + 2.0 ** -20)
         keys = row_norms[h * hd:(h + kv) * hd].reshape(kv, hd)
         values = row_norms[(h + kv) * hd:].reshape(kv, hd)
-        pairs = (keys[:, :hd // 2] ** 2 + keys[:, hd // 2:] ** 2).sqrt()
+        first, second = keys[:, :hd // 2], keys[:, hd // 2:]
+        pairs = sqrt_float64_cpu(first * first + second * second)
         key_scale = power_of_two_at_least(pairs.amax(dim=1, keepdim=True)) * 2.0 ** -(settings.key_bits - 1)
         value_scale = power_of_two_at_least(values) * 2.0 ** -(settings.value_bits - 1)
         return key_scale, value_scale
@@ -394,7 +396,7 @@ class ExactLlama:
         whole = x.to(torch.int32)
         squares = (whole * whole).sum(dim=-1, keepdim=True, dtype=torch.int64)  # exact: below 2^63
         variance = squares.to(F32) * (scale * scale * self._inverse_d)
-        inverse_rms = 1.0 / torch.sqrt(variance + self.shape.eps)
+        inverse_rms = 1.0 / sqrt_float32(variance + self.shape.eps)
         return weight.matmul(whole) * weight.scale * (scale * inverse_rms)
 
     def _linear(self, weight: IntegerWeight, a: torch.Tensor) -> torch.Tensor:
