@@ -20,7 +20,7 @@ from pathlib import Path
 import zstandard
 
 from memzip.format import vectors as storage
-from memzip.format.container import PREAMBLE, TRAILER_SIZE, Archive
+from memzip.format.container import Archive
 
 
 def baselines(data: bytes) -> dict[str, int]:
@@ -71,7 +71,7 @@ def archive_stats(archive: Archive, memz_bytes: int, path: Path | None = None) -
         "bytes": {
             "header": archive.stored_header_bytes,
             "payload": archive.stored_payload_bytes,
-            "framing": PREAMBLE.size + TRAILER_SIZE,
+            "framing": archive.framing_bytes,
             # the payload's tensors before zstd (the residual is already entropy-coded)
             "vectors_raw": vector_bytes,
             "residual_raw": residual_bytes,

@@ -1,7 +1,12 @@
 """The `.memz` container (docs/format.md §1, §3): round trips, one test per error of the reading
 order, the file and header readers, and fuzzing that every malformed input raises a
 `ContainerError` and nothing else. Each bad file carries exactly one defect: frames are
-recompressed with the format's dictionary and the trailer is recomputed."""
+recompressed with the format's dictionary and the trailer is recomputed.
+
+Most defects are planted in a version-3 file (`GOOD`, built here as memzip 0.3 wrote it: one
+payload frame, a 32-byte trailer), since this memzip still reads version 3 and both versions
+share the header and the tensor checks; the version-4 section at the end covers what version 4
+changed (the stream section, the tensors frame, the 8-byte trailer) on files this memzip writes."""
 
 from __future__ import annotations
 
@@ -20,8 +25,8 @@ from memzip.errors import (ChecksumMismatchError, ContainerError, HeaderFormatEr
                            NotAnArchiveError, PayloadFormatError, TrailingDataError, TruncatedArchiveError,
                            UnsupportedVersionError)
 from memzip.format import vectors as storage
-from memzip.format.container import (_DICTS, MAGIC, MAX_HEADER_BYTES, MAX_PAYLOAD_BYTES, PREAMBLE, Archive,
-                                     decode_archive, encode_archive, read_archive, read_header)
+from memzip.format.container import (_DICTS, MAGIC, MAX_HEADER_BYTES, MAX_PAYLOAD_BYTES, PREAMBLE, PREAMBLE_V4,
+                                     Archive, decode_archive, encode_archive, read_archive, read_header)
 from test_header import make_header
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -67,9 +72,6 @@ def empty_archive() -> Archive:
     return Archive(header, arrays)
 
 
-GOOD = encode_archive(make_archive())
-
-
 def frame(raw: bytes, *, content_size: bool = True, dictionary: bool = True) -> bytes:
     return zstandard.ZstdCompressor(level=3, dict_data=_DICTS[3] if dictionary else None, write_checksum=False,
                                     write_content_size=content_size, write_dict_id=False).compress(raw)
@@ -79,17 +81,30 @@ def unframe(data: bytes) -> bytes:
     return zstandard.ZstdDecompressor(dict_data=_DICTS[3]).decompress(data)
 
 
+def pack(header: bytes, payload: bytes, *, version: int = 3, flags: int = 0, magic: bytes = MAGIC) -> bytes:
+    """Preamble + the two frames + a correct SHA-256 trailer."""
+    body = PREAMBLE.pack(magic, version, flags, len(header), len(payload)) + header + payload
+    return body + hashlib.sha256(body).digest()
+
+
+def version_3_file(archive: Archive) -> bytes:
+    """The archive as memzip 0.3 wrote it: every tensor in one safetensors payload frame."""
+    arrays = {k: np.ascontiguousarray(v) for k, v in archive.arrays.items() if v.size or k not in (
+        "escape_positions", "escape_bytes", "patch_ops", "patch_text")}
+    compress = zstandard.ZstdCompressor(level=19, dict_data=_DICTS[3], write_checksum=False, write_content_size=True,
+                                        write_dict_id=False).compress
+    return pack(compress(archive.header.to_json()), compress(st_save(arrays)))
+
+
+GOOD = version_3_file(make_archive())
+NEW = encode_archive(make_archive())  # version 4
+
+
 def split(data: bytes = GOOD) -> tuple[tuple, bytes, bytes, bytes]:
     """(preamble fields, header frame, payload frame, trailer) of a well-formed file."""
     fields = PREAMBLE.unpack_from(data)
     h, p = fields[3], fields[4]
     return fields, data[24:24 + h], data[24 + h:24 + h + p], data[24 + h + p:]
-
-
-def pack(header: bytes, payload: bytes, *, version: int = 3, flags: int = 0, magic: bytes = MAGIC) -> bytes:
-    """Preamble + the two frames + a correct SHA-256 trailer."""
-    body = PREAMBLE.pack(magic, version, flags, len(header), len(payload)) + header + payload
-    return body + hashlib.sha256(body).digest()
 
 
 def header_obj(data: bytes = GOOD) -> dict:
@@ -139,8 +154,10 @@ def test_good_file_is_what_the_spec_lays_out():
 def test_round_trip_and_re_encoding_gives_the_same_bytes():
     decoded = decode_archive(GOOD)
     assert_archives_equal(decoded, make_archive())
-    assert (decoded.stored_header_bytes, decoded.stored_payload_bytes) == split()[0][3:5]
-    assert encode_archive(decoded) == GOOD == encode_archive(make_archive())
+    assert (decoded.stored_header_bytes, decoded.stored_payload_bytes, decoded.framing_bytes) \
+        == split()[0][3:5] + (24 + 32,)
+    # a version-3 archive read and written again is the version-4 file of the same archive
+    assert encode_archive(decoded) == NEW == encode_archive(decode_archive(NEW))
 
 
 def test_model_only_archive_holds_no_vectors():
@@ -237,7 +254,7 @@ def test_version_1_is_refused_naming_the_memzip_that_wrote_it():
     assert "memzip version that wrote it" in error.value.hint
 
 
-@pytest.mark.parametrize("version", [0, 4, 0xFFFF])
+@pytest.mark.parametrize("version", [0, 5, 0xFFFF])
 def test_other_versions_are_refused(version):
     _, header, payload, _ = split()
     with pytest.raises(UnsupportedVersionError, match=f"version {version}"):
@@ -542,3 +559,140 @@ def test_decoding_leaves_the_archive_unchanged():
     before = dataclasses.replace(archive, arrays=dict(archive.arrays))
     encode_archive(archive)
     assert_archives_equal(archive, before)
+
+
+# --- version 4: the tensors frame, the stream section, the 8-byte trailer ----------------------
+
+
+def split_v4(data: bytes = NEW) -> tuple[tuple, bytes, bytes, bytes, bytes]:
+    """(preamble fields, header frame, tensors frame, stream section, trailer)."""
+    fields = PREAMBLE_V4.unpack_from(data)
+    h, t, s = fields[3:6]
+    return fields, data[24:24 + h], data[24 + h:24 + h + t], data[24 + h + t:24 + h + t + s], data[24 + h + t + s:]
+
+
+def pack_v4(header: bytes, tensors: bytes, streams: bytes) -> bytes:
+    body = PREAMBLE_V4.pack(MAGIC, 4, 0, len(header), len(tensors), len(streams)) + header + tensors + streams
+    return body + hashlib.sha256(body).digest()[:8]
+
+
+def with_streams(streams: bytes, archive: Archive | None = None) -> bytes:
+    _, header, tensors, _, _ = split_v4(NEW if archive is None else encode_archive(archive))
+    return pack_v4(header, tensors, streams)
+
+
+def test_version_4_file_is_what_the_spec_lays_out():
+    fields, header, tensors, streams, trailer = split_v4()
+    assert fields[1:3] == (4, 0) and len(NEW) == 24 + sum(fields[3:6]) + 8
+    assert trailer == hashlib.sha256(NEW[:-8]).digest()[:8]
+    assert unframe(header) == make_archive().header.to_json()
+    arrays = make_archive().arrays
+    assert set(st_load_frame(tensors)) == set(arrays) - {"chunk_tokens", "residual_offsets", "residual"}
+    # one run of chunk lengths? no: [5, 3] is two runs (1 x 5, 1 x 3); one group of 3 bytes; the bytes
+    assert streams == bytes([2, 1, 5, 1, 3, 3]) + b"\x13\x37\x42"
+    decoded = decode_archive(NEW)
+    assert (decoded.stored_header_bytes, decoded.stored_payload_bytes, decoded.framing_bytes) \
+        == (len(header), len(tensors) + len(streams), 32)
+
+
+def st_load_frame(tensors: bytes) -> dict:
+    from safetensors.numpy import load
+    return load(unframe(tensors))
+
+
+def one_stream_per_chunk(tokens: list[int], offsets: list[int]) -> Archive:
+    """A model-only archive whose chunks are each their own residual stream (batch 1)."""
+    archive = make_archive(None)
+    archive.header.text.chunks, archive.header.text.tokens = len(tokens), sum(tokens)
+    archive.header.decode.batch_size = 1
+    archive.arrays = {"chunk_tokens": np.array(tokens, np.int32), "residual_offsets": np.array(offsets, np.int64),
+                      "residual": np.arange(offsets[-1], dtype=np.uint8),
+                      "group_digests": np.zeros((len(tokens), 8), np.uint8)}
+    return archive
+
+
+def test_version_4_runs_of_equal_chunks_and_long_lengths():
+    archive = one_stream_per_chunk([300, 300, 300, 300, 2], [0, 0, 150, 150, 199, 200])
+    data = encode_archive(archive)
+    # 2 runs: 4 x 300 (300 = 0xAC 0x02), 1 x 2; stream lengths 0, 150 (0x96 0x01), 0, 49, 1; the bytes
+    assert split_v4(data)[3] == bytes([2, 4, 0xAC, 0x02, 1, 2, 0, 0x96, 0x01, 0, 49, 1]) + bytes(range(200))
+    assert_archives_equal(decode_archive(data), archive)
+
+
+def test_model_only_archive_without_text_codec_tensors_has_only_the_digests_in_its_tensors_frame():
+    archive = one_stream_per_chunk([5, 3], [0, 2, 3])
+    fields, _, tensors, streams, _ = split_v4(encode_archive(archive))
+    assert set(st_load_frame(tensors)) == {"group_digests"} and streams == bytes([2, 1, 5, 1, 3, 2, 1, 0, 1, 2])
+
+
+@pytest.mark.parametrize("streams, phrase", [
+    (b"", "ends inside the number of runs"),
+    (bytes([3, 1, 5, 1, 3]), "more than 2"),  # 3 runs for 2 chunks
+    (bytes([1, 3, 5]), "chunk count as 3, more than 2"),
+    (bytes([2, 1, 5]), "ends inside a run's chunk count"),
+    (bytes([2, 1, 5, 2, 3, 3]) + b"\x13\x37\x42", "do not add up"),  # counts 1 + 2: 3 chunks
+    (bytes([2, 0, 5, 2, 3, 3]) + b"\x13\x37\x42", "do not add up"),  # a run of 0 chunks
+    (bytes([1, 2, 5, 3]) + b"\x13\x37\x42", "add up to text.tokens"),  # 2 x 5 tokens: the header says 8
+    (bytes([2, 1, 5, 1, 0x80, 0x80, 0x80, 0x01]), "more than 1048576"),
+    (bytes([2, 1, 5, 1, 3]), "ends inside a residual stream's length"),
+    (bytes([2, 1, 5, 1, 3, 4]) + b"\x13\x37\x42", "holds 3"),
+    (bytes([2, 1, 5, 1, 3, 3]) + b"\x13\x37", "holds 2"),
+    (bytes([2, 1, 5, 1, 3, 3]) + b"\x13\x37\x42\x00", "holds 4"),
+    (bytes([2, 1, 5, 1, 3]) + b"\xff" * 10, "overlong"),
+])
+def test_stream_section_defects(streams, phrase):
+    with pytest.raises(PayloadFormatError, match=phrase):
+        decode_archive(with_streams(streams))
+
+
+def test_chunk_tokens_from_the_stream_section_are_checked_like_the_tensors():
+    # a run of 8 chunks of 0 tokens would add up to the chunk count only with other runs: 1 x 0 + 1 x 8
+    with pytest.raises(PayloadFormatError, match="chunk outside"):
+        decode_archive(with_streams(bytes([2, 1, 0, 1, 8, 3]) + b"\x13\x37\x42"))
+
+
+def test_version_4_stored_archive_has_no_stream_section():
+    header = make_header(bytes=3, sha256=hashlib.sha256(b"abc").hexdigest())
+    header.mode, header.model, header.decode = "stored", None, None
+    archive = Archive(header, {"stored": np.frombuffer(b"abc", np.uint8).copy()})
+    data = encode_archive(archive)
+    assert split_v4(data)[0][5] == 0
+    assert_archives_equal(decode_archive(data), archive)
+    _, head, tensors, _, _ = split_v4(data)
+    with pytest.raises(PayloadFormatError, match="no stream section"):
+        decode_archive(pack_v4(head, tensors, b"\x00"))
+
+
+def test_version_4_lengths_out_of_limits():
+    with pytest.raises(HeaderTooLargeError, match="both 0"):
+        decode_archive(PREAMBLE_V4.pack(MAGIC, 4, 0, 100, 0, 0))
+    with pytest.raises(HeaderTooLargeError, match="tensors length"):
+        decode_archive(PREAMBLE_V4.pack(MAGIC, 4, 0, 100, MAX_PAYLOAD_BYTES + 1, 0))
+    with pytest.raises(HeaderTooLargeError, match="stream section length"):
+        decode_archive(PREAMBLE_V4.pack(MAGIC, 4, 0, 100, 0, 0xFFFFFFFF))
+
+
+def test_version_4_truncation_flips_and_trailing_bytes(tmp_path):
+    for cut in range(0, len(NEW)):
+        with pytest.raises(ContainerError):
+            decode_archive(NEW[:cut])
+    for offset in range(len(NEW)):
+        expected = ChecksumMismatchError if offset >= 24 else ContainerError
+        with pytest.raises(expected):
+            decode_archive(flip(NEW, offset, 0x10))
+    with pytest.raises(TrailingDataError, match="1 unexpected bytes"):
+        decode_archive(NEW + b"\0")
+    path = tmp_path / "a.memz"
+    path.write_bytes(NEW)
+    assert_archives_equal(read_archive(path), decode_archive(NEW))
+    assert read_header(path) == make_archive().header
+
+
+@FUZZ
+@given(st.data())
+def test_fuzz_stream_section(data):
+    """The stream section changed anywhere or cut, with a valid trailer: only ContainerErrors."""
+    raw = bytearray(split_v4()[3])
+    for _ in range(data.draw(st.integers(1, 4))):
+        raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(st.integers(0, 255))
+    decode_or_error(with_streams(bytes(raw[:data.draw(st.integers(0, len(raw)))])))

@@ -119,6 +119,29 @@ def test_first_gguf_conversion_prints_nothing(tmp_path, monkeypatch, capfd):
 DATA = __import__("pathlib").Path(__file__).parent / "data"
 
 
+@pytest.mark.parametrize("archive_name", ["alice-400.format3.memz", "mixed.format3.memz"])
+def test_archives_written_by_memzip_0_3_format_3_still_extract(archive_name, tmp_path):
+    """tests/data holds archives of format 3 (one payload frame, 32-byte trailer; exact engine,
+    embedded model) of the first 400 bytes of examples/alice-1500.txt and of the mixed text
+    below. This memzip writes format 4 and must keep reading them. They were compressed by this
+    engine and their arrays written as format 3 (as the code at commit 3094f1a wrote them): the
+    engine at 3094f1a took RMSNorm's square root from torch.sqrt, whose last bit depends on the
+    CPU, so its own archives decode only where they were made."""
+    from pathlib import Path
+
+    from memzip.cli import app
+
+    expected = (Path(__file__).parent.parent / "examples/alice-1500.txt").read_bytes()[:400] \
+        if archive_name.startswith("alice") else (
+            b"Alice was beginning to get very tired of sitting by her sister on the bank.\r\n"
+            b"Caf\xc3\xa9 \xf0\x9f\x8e\x89 \xff\n")
+    assert (DATA / archive_name).read_bytes()[8] == 3  # format_version 3
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["extract", str(DATA / archive_name), "-o", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    assert out.read_bytes() == expected
+
+
 @pytest.mark.parametrize("archive_name, original", [
     ("alice-1500.format2.memz", "examples/alice-1500.txt"),
     ("mixed.format2.memz", None),

@@ -35,10 +35,16 @@ from memzip.format.dictionary import ZSTD_DICTIONARY, ZSTD_DICTIONARY_V3
 from memzip.format.header import MAX_CHUNK_TOKENS, Header, parse_header
 
 MAGIC = b"\x89MEMZ\r\n\x1a"
-FORMAT_VERSION = 3  # what this memzip writes
-READABLE_VERSIONS = (2, 3)
-PREAMBLE = struct.Struct("<8sHHIQ")  # magic, version, flags, header_length, payload_length
-TRAILER_SIZE = 32
+FORMAT_VERSION = 4  # what this memzip writes
+READABLE_VERSIONS = (2, 3, 4)
+# 24 bytes in every version: magic, version, flags, header_length, then
+PREAMBLE = struct.Struct("<8sHHIQ")  # versions 2-3: payload_length
+PREAMBLE_V4 = struct.Struct("<8sHHIII")  # version 4: tensors_length, streams_length
+TRAILER_SIZES = {2: 32, 3: 32, 4: 8}  # the SHA-256 of the bytes before it, whole or its first 8 bytes
+
+# Version 4 keeps these out of the safetensors file: the stream section holds them in a few bytes
+# (docs/format.md §1.2), which is most of what a small archive paid for framing.
+STREAM_ARRAYS = ("chunk_tokens", "residual_offsets", "residual")
 
 MAX_HEADER_BYTES = 1 << 20  # stored and decompressed
 MAX_PAYLOAD_BYTES = 1 << 30  # stored and decompressed
@@ -53,6 +59,7 @@ TEXT_TENSORS = {
 }
 _DICTS = {2: zstandard.ZstdCompressionDict(ZSTD_DICTIONARY, dict_type=zstandard.DICT_TYPE_RAWCONTENT),
           3: zstandard.ZstdCompressionDict(ZSTD_DICTIONARY_V3, dict_type=zstandard.DICT_TYPE_RAWCONTENT)}
+_DICTS[4] = _DICTS[3]  # version 4 changed the layout, not what its header frame holds
 
 
 @dataclass
@@ -61,9 +68,11 @@ class Archive:
 
     header: Header
     arrays: dict[str, np.ndarray]
-    # Bytes the header and the payload take in the file (zstd frames), set when read or written.
+    # Bytes the header, the payload (tensors and residual) and the fixed framing (preamble and
+    # trailer) take in the file, set when read or written.
     stored_header_bytes: int = 0
     stored_payload_bytes: int = 0
+    framing_bytes: int = 0
 
     def array(self, name: str) -> np.ndarray:
         """A tensor, or its empty form for the optional text-codec tensors."""
@@ -82,24 +91,59 @@ def _tensor(arrays: dict[str, np.ndarray], name: str) -> np.ndarray:
 
 
 def encode_archive(archive: Archive) -> bytes:
-    """Serialize an archive. The arrays are checked against the header first, so a writer bug
-    cannot produce a file the reader would refuse. Empty text-codec tensors are left out."""
+    """Serialize an archive (format version 4). The arrays are checked against the header first,
+    so a writer bug cannot produce a file the reader would refuse. Empty text-codec tensors are
+    left out."""
     arrays = {name: np.ascontiguousarray(a) for name, a in archive.arrays.items()
               if not (name in TEXT_TENSORS and a.size == 0)}
     check_arrays(archive.header, arrays)
-    raw_payload = st_save(arrays)
     raw_header = archive.header.to_json()
-    if len(raw_payload) > MAX_PAYLOAD_BYTES:
-        raise HeaderTooLargeError(f"payload of {len(raw_payload)} bytes exceeds the format limit of 1 GiB",
-                                  hint="Split the input into smaller files.")
     if len(raw_header) > MAX_HEADER_BYTES:
         raise HeaderTooLargeError(f"header of {len(raw_header)} bytes exceeds the 1 MiB limit")
+    streams = b"" if archive.header.mode == "stored" else _stream_section(arrays)
+    tensors = {name: a for name, a in arrays.items() if name not in STREAM_ARRAYS}
+    raw_tensors = st_save(tensors) if tensors else b""
+    if len(raw_tensors) > MAX_PAYLOAD_BYTES or len(streams) > MAX_PAYLOAD_BYTES:
+        raise HeaderTooLargeError(f"payload of {max(len(raw_tensors), len(streams))} bytes exceeds the format "
+                                  "limit of 1 GiB", hint="Split the input into smaller files.")
     compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL, dict_data=_DICTS[FORMAT_VERSION], write_checksum=False,
                                           write_content_size=True, write_dict_id=False)
-    header, payload = compressor.compress(raw_header), compressor.compress(raw_payload)
-    body = PREAMBLE.pack(MAGIC, FORMAT_VERSION, 0, len(header), len(payload)) + header + payload
-    archive.stored_header_bytes, archive.stored_payload_bytes = len(header), len(payload)
-    return body + hashlib.sha256(body).digest()
+    header = compressor.compress(raw_header)
+    tensor_frame = compressor.compress(raw_tensors) if raw_tensors else b""
+    body = PREAMBLE_V4.pack(MAGIC, FORMAT_VERSION, 0, len(header), len(tensor_frame), len(streams)) \
+        + header + tensor_frame + streams
+    archive.stored_header_bytes = len(header)
+    archive.stored_payload_bytes = len(tensor_frame) + len(streams)
+    archive.framing_bytes = PREAMBLE_V4.size + TRAILER_SIZES[FORMAT_VERSION]
+    return body + _trailer(body, FORMAT_VERSION)
+
+
+def _trailer(body: bytes, version: int) -> bytes:
+    return hashlib.sha256(body).digest()[:TRAILER_SIZES[version]]
+
+
+def _stream_section(arrays: dict[str, np.ndarray]) -> bytes:
+    """Version 4's stream section: chunk_tokens as runs of equal lengths, each stream's residual
+    length, all as LEB128 varints, then the residual bytes (already entropy-coded: zstd would only
+    add its block headers)."""
+    tokens, offsets = arrays["chunk_tokens"].tolist(), arrays["residual_offsets"].tolist()
+    runs: list[list[int]] = []
+    for n in tokens:
+        if runs and runs[-1][1] == n:
+            runs[-1][0] += 1
+        else:
+            runs.append([1, n])
+    numbers = [len(runs)] + [x for run in runs for x in run] + [b - a for a, b in zip(offsets, offsets[1:])]
+    return b"".join(_varint(x) for x in numbers) + arrays["residual"].tobytes()
+
+
+def _varint(x: int) -> bytes:
+    out = bytearray()
+    while x >= 0x80:
+        out.append(x & 0x7F | 0x80)
+        x >>= 7
+    out.append(x)
+    return bytes(out)
 
 
 # --- reading ----------------------------------------------------------------------------------
@@ -107,34 +151,93 @@ def encode_archive(archive: Archive) -> bytes:
 
 def decode_archive(data: bytes) -> Archive:
     """Parse and validate a whole .memz file (docs/format.md §1, reading order steps 1-9)."""
-    version, header_length, payload_length = _check_preamble(data)
-    end = PREAMBLE.size + header_length + payload_length
-    if len(data) < end + TRAILER_SIZE:
-        raise TruncatedArchiveError(
-            f"archive is truncated: {len(data)} bytes, the preamble says {end + TRAILER_SIZE}")
-    if len(data) > end + TRAILER_SIZE:
-        raise TrailingDataError(
-            f"{len(data) - end - TRAILER_SIZE} unexpected bytes after the end of the archive")
-    if hashlib.sha256(data[:end]).digest() != data[end:]:
+    version, header_length, sections = _check_preamble(data)
+    end = PREAMBLE.size + header_length + sum(sections)
+    trailer = TRAILER_SIZES[version]
+    if len(data) < end + trailer:
+        raise TruncatedArchiveError(f"archive is truncated: {len(data)} bytes, the preamble says {end + trailer}")
+    if len(data) > end + trailer:
+        raise TrailingDataError(f"{len(data) - end - trailer} unexpected bytes after the end of the archive")
+    if _trailer(data[:end], version) != data[end:]:
         raise ChecksumMismatchError("archive checksum mismatch: its bytes were altered")
-    header = _parse_header_frame(data[PREAMBLE.size:PREAMBLE.size + header_length], version)
-    raw = _decompress(data[PREAMBLE.size + header_length:end], MAX_PAYLOAD_BYTES, "payload", PayloadFormatError,
-                      version)
+    at = PREAMBLE.size + header_length
+    header = _parse_header_frame(data[PREAMBLE.size:at], version)
+    if version < 4:  # one payload frame: every tensor in one safetensors file
+        arrays = _tensors(_decompress(data[at:end], MAX_PAYLOAD_BYTES, "payload", PayloadFormatError, version))
+    else:
+        tensors_length, streams_length = sections
+        arrays = {} if tensors_length == 0 else _tensors(
+            _decompress(data[at:at + tensors_length], MAX_PAYLOAD_BYTES, "tensors", PayloadFormatError, version))
+        if header.mode == "stored":
+            if streams_length:
+                raise PayloadFormatError("a stored archive has no stream section")
+        else:
+            arrays.update(_read_stream_section(data[at + tensors_length:end], header))
+    check_arrays(header, arrays)
+    return Archive(header, arrays, header_length, end - PREAMBLE.size - header_length, PREAMBLE.size + trailer)
+
+
+def _tensors(raw: bytes) -> dict[str, np.ndarray]:
     try:
-        arrays = st_load(raw)
+        return st_load(raw)
     # safetensors raises all three; KeyError for a dtype numpy lacks (BF16, F8_*)
     except (SafetensorError, ValueError, TypeError, KeyError) as exc:
         raise PayloadFormatError(f"payload is not a valid safetensors file: {exc}") from None
-    check_arrays(header, arrays)
-    return Archive(header, arrays, header_length, payload_length)
+
+
+def _read_stream_section(section: bytes, header: Header) -> dict[str, np.ndarray]:
+    """chunk_tokens, residual_offsets and residual from version 4's stream section; every count
+    is bounded by the header's (already checked) chunk count or the section's size before use."""
+    numbers = _Varints(section)
+    chunks = header.text.chunks
+    runs = numbers.next(chunks, "the number of runs of chunk lengths")
+    counts, lengths = np.zeros(runs, np.int64), np.zeros(runs, np.int32)
+    for i in range(runs):
+        counts[i] = numbers.next(chunks, "a run's chunk count")
+        lengths[i] = numbers.next(MAX_CHUNK_TOKENS, "a chunk's token count")
+    if counts.min(initial=1) < 1 or int(counts.sum()) != chunks:
+        raise PayloadFormatError(f"the stream section's runs of chunk lengths do not add up to the {chunks} chunks "
+                                 "the header names")
+    residual_bytes = [numbers.next(len(section), "a residual stream's length") for _ in range(header.groups)]
+    residual = section[numbers.position:]
+    if sum(residual_bytes) != len(residual):
+        raise PayloadFormatError(f"residual streams of {sum(residual_bytes)} bytes in total, but the stream section "
+                                 f"holds {len(residual)}")
+    return {"chunk_tokens": np.repeat(lengths, counts),
+            "residual_offsets": np.cumsum([0] + residual_bytes, dtype=np.int64),
+            "residual": np.frombuffer(residual, np.uint8).copy()}
+
+
+class _Varints:
+    """LEB128 unsigned integers read one by one from bytes, each checked against a bound."""
+
+    def __init__(self, data: bytes):
+        self.data, self.position = data, 0
+
+    def next(self, limit: int, what: str) -> int:
+        value, shift = 0, 0
+        while True:
+            if self.position >= len(self.data):
+                raise PayloadFormatError(f"the stream section ends inside {what}")
+            byte = self.data[self.position]
+            self.position += 1
+            value |= (byte & 0x7F) << shift
+            if byte < 0x80:
+                break
+            shift += 7
+            if shift > 63:
+                raise PayloadFormatError(f"the stream section has an overlong integer for {what}")
+        if value > limit:
+            raise PayloadFormatError(f"the stream section gives {what} as {value}, more than {limit}")
+        return value
 
 
 def read_archive(path: Path) -> Archive:
     with open(path, "rb") as f:
         head = f.read(PREAMBLE.size)
-        _, header_length, payload_length = _check_preamble(head, whole_file=False)
+        version, header_length, sections = _check_preamble(head, whole_file=False)
         # Bounded by the limits just checked, plus one byte to detect trailing data.
-        rest = f.read(header_length + payload_length + TRAILER_SIZE + 1)
+        rest = f.read(header_length + sum(sections) + TRAILER_SIZES[version] + 1)
     return decode_archive(head + rest)
 
 
@@ -150,14 +253,16 @@ def read_header(path: Path) -> Header:
     return _parse_header_frame(frame, version)
 
 
-def _check_preamble(data: bytes, whole_file: bool = True) -> tuple[int, int, int]:
+def _check_preamble(data: bytes, whole_file: bool = True) -> tuple[int, int, tuple[int, ...]]:
+    """(version, header length, the lengths of the sections after the header: the payload in
+    versions 2-3, the tensors and the stream section in version 4)."""
     if data[:len(MAGIC)] != MAGIC:
         if len(data) < len(MAGIC) and MAGIC.startswith(data):  # b"" too: a prefix of the magic
             raise TruncatedArchiveError("file is too short to be a .memz archive")
         raise NotAnArchiveError("not a .memz archive (wrong magic bytes)")
     if len(data) < PREAMBLE.size:
         raise TruncatedArchiveError("archive is truncated inside its preamble")
-    _, version, flags, header_length, payload_length = PREAMBLE.unpack_from(data)
+    _, version, flags, header_length, _ = PREAMBLE.unpack_from(data)
     if version not in READABLE_VERSIONS:
         older = ("; it was written by memzip 0.1, whose archives store corrections instead of the "
                  "residual stream") if version == 1 else ""
@@ -170,9 +275,18 @@ def _check_preamble(data: bytes, whole_file: bool = True) -> tuple[int, int, int
         raise UnsupportedVersionError(f"archive uses feature flags {flags:#06x} this memzip does not know")
     if not 1 <= header_length <= MAX_HEADER_BYTES:
         raise HeaderTooLargeError(f"declared header length {header_length} is outside 1..{MAX_HEADER_BYTES}")
-    if not 1 <= payload_length <= MAX_PAYLOAD_BYTES:
-        raise HeaderTooLargeError(f"declared payload length {payload_length} is outside 1..{MAX_PAYLOAD_BYTES}")
-    return version, header_length, payload_length
+    if version < 4:
+        payload_length = PREAMBLE.unpack_from(data)[4]
+        if not 1 <= payload_length <= MAX_PAYLOAD_BYTES:
+            raise HeaderTooLargeError(f"declared payload length {payload_length} is outside 1..{MAX_PAYLOAD_BYTES}")
+        return version, header_length, (payload_length,)
+    sections = PREAMBLE_V4.unpack_from(data)[4:]
+    for name, length in zip(("tensors", "stream section"), sections):
+        if length > MAX_PAYLOAD_BYTES:
+            raise HeaderTooLargeError(f"declared {name} length {length} is more than {MAX_PAYLOAD_BYTES}")
+    if not any(sections):
+        raise HeaderTooLargeError("declared tensors and stream section lengths are both 0: the archive holds nothing")
+    return version, header_length, sections
 
 
 def _parse_header_frame(frame: bytes, version: int) -> Header:

@@ -131,7 +131,7 @@ class Header:
 
 
 def parse_header(raw: bytes, version: int = 3) -> Header:
-    """Parse a header of format `version` (2 or 3)."""
+    """Parse a header of format `version` (2, 3 or 4; version 4 kept 3's header)."""
     try:
         obj = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
     # ValueError also covers integers beyond Python's int-digits limit (json raises it as is).
