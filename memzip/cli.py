@@ -205,7 +205,7 @@ def compress(
     mem_vectors: Annotated[int, typer.Option("--mem-vectors", help="[mem] vectors fitted per chunk (the paper's method). 0: the model codes the text alone, fewest bytes and no fitting.")] = 0,
     engine: Annotated[str, typer.Option("--engine", help="auto (exact wherever the model is Llama-architecture), exact (the same logits on every machine, the model's probabilities coded), or float (rank choices under --margin).")] = "auto",
     window: Annotated[Optional[int], typer.Option("--window", help="Exact engine: positions attention sees besides the first (default 1024; 2048 is ~1% smaller and slower).")] = None,
-    streams: Annotated[Optional[int], typer.Option("--streams", help="Exact engine, model-only: streams decoded side by side (default: one per 8,192 tokens, up to 4 of at least 1,024 for small files). More: faster extraction, ~33 bytes each.")] = None,
+    streams: Annotated[Optional[int], typer.Option("--streams", help="Exact engine, model-only: streams decoded side by side (default: one per 12,288 tokens, up to 4 of at least 1,024 for small files). More: faster extraction, ~33 bytes each.")] = None,
     chunk_tokens: Annotated[Optional[int], typer.Option("--chunk-tokens", help="Tokens per chunk (with vectors: default the model's registry length; float engine: 1024).")] = None,
     margin: Annotated[Optional[float], typer.Option("--margin", help="Float engine: logit differences the archive tolerates on another machine, x2 (default 0.01 for float32 models, 0.5 for bfloat16).")] = None,
     recipe: RecipeOpt = "default",

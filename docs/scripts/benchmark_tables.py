@@ -29,7 +29,7 @@ def bytes_table(out: Path) -> None:
     print("| text | bytes | engine | streams | .memz | header | bits/byte | residual | model CE | zstd -19 | xz -9 "
           "| compress | extract | identical |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for run in ("small", "alice29", "asyoulik", "alice29-float", "alice29-w2048"):
+    for run in ("small", "alice29", "asyoulik", "shakespeare-bytes", "alice29-float", "alice29-w2048"):
         for r in rows(out / f"{run}.json"):
             ce = r.get("model_ce_bits_per_byte") or r.get("model_only_ideal_bits_per_byte")
             engine = r["engine"] + (f", window {r['window']}" if r.get("window") not in (None, 1024) else "")

@@ -1,21 +1,27 @@
 #!/bin/bash
-# The runs behind docs/benchmarks.md §1-3 (memzip 0.3, format 3), one after another: one torch
+# The runs behind docs/benchmarks.md §1-3 (memzip 0.3, format 4), one after another: one torch
 # process at a time on the machine's cores. Run from the repository root with ../shared beside
 # it; JSON results and stderr (with peak memory from /usr/bin/time -v) go to $OUT.
-#   OUT=/tmp/bench bash docs/scripts/benchmarks-0.3.sh
+#   OUT=/tmp/bench bash docs/scripts/benchmarks-0.3.sh            # every step
+#   OUT=/tmp/bench bash docs/scripts/benchmarks-0.3.sh alice29    # named steps only
 set -u
 OUT=${OUT:-bench-out}; mkdir -p "$OUT"
 CORPUS=../shared/corpus
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(nproc)}
 head -c 20000 $CORPUS/alice29.txt > "$OUT/alice29-20k.txt"
 head -c 20000 $CORPUS/tinyshakespeare.txt > "$OUT/tinyshakespeare-20k.txt"
-run() { name=$1; shift; echo "$(date +%T) $name: $*"; /usr/bin/time -v "$@" > "$OUT/$name.json" 2> "$OUT/$name.err"; echo "$(date +%T) $name rc=$?"; }
+STEPS=${*:-small speed-20k alice29 asyoulik shakespeare-bytes speed-1mb}
+run() {
+  name=$1; shift
+  case " $STEPS " in *" $name "*) ;; *) return ;; esac
+  echo "$(date +%T) $name: $*"; /usr/bin/time -v "$@" > "$OUT/$name.json" 2> "$OUT/$name.err"; echo "$(date +%T) $name rc=$?"
+}
 run small memzip bench-bytes examples/alice-1500.txt "$OUT/alice29-20k.txt" "$OUT/tinyshakespeare-20k.txt" --engines exact,float --json
 run speed-20k memzip bench-speed "$OUT/alice29-20k.txt" --profile --json
 run alice29 memzip bench-bytes $CORPUS/alice29.txt --compare-ce --json
-run speed-1mb memzip bench-speed $CORPUS/tinyshakespeare.txt --profile --json
 run asyoulik memzip bench-bytes $CORPUS/asyoulik.txt --compare-ce --no-extract --json
-
+run shakespeare-bytes memzip bench-bytes $CORPUS/tinyshakespeare.txt --no-extract --json
+run speed-1mb memzip bench-speed $CORPUS/tinyshakespeare.txt --profile --json
 
 # not run for docs/benchmarks.md this time (time): the float engine and a 2048 window on alice29
 # memzip bench-bytes $CORPUS/alice29.txt --engines float --no-extract --json
