@@ -174,7 +174,7 @@ def decode_archive(data: bytes) -> Archive:
         else:
             arrays.update(_read_stream_section(data[at + tensors_length:end], header))
     check_arrays(header, arrays)
-    return Archive(header, arrays, header_length, end - PREAMBLE.size - header_length, PREAMBLE.size + trailer)
+    return Archive(header, arrays, header_length, sum(sections), PREAMBLE.size + trailer)
 
 
 def _tensors(raw: bytes) -> dict[str, np.ndarray]:
@@ -262,7 +262,7 @@ def _check_preamble(data: bytes, whole_file: bool = True) -> tuple[int, int, tup
         raise NotAnArchiveError("not a .memz archive (wrong magic bytes)")
     if len(data) < PREAMBLE.size:
         raise TruncatedArchiveError("archive is truncated inside its preamble")
-    _, version, flags, header_length, _ = PREAMBLE.unpack_from(data)
+    _, version, flags, header_length, payload_length = PREAMBLE.unpack_from(data)  # v4: its two halves
     if version not in READABLE_VERSIONS:
         older = ("; it was written by memzip 0.1, whose archives store corrections instead of the "
                  "residual stream") if version == 1 else ""
@@ -276,7 +276,6 @@ def _check_preamble(data: bytes, whole_file: bool = True) -> tuple[int, int, tup
     if not 1 <= header_length <= MAX_HEADER_BYTES:
         raise HeaderTooLargeError(f"declared header length {header_length} is outside 1..{MAX_HEADER_BYTES}")
     if version < 4:
-        payload_length = PREAMBLE.unpack_from(data)[4]
         if not 1 <= payload_length <= MAX_PAYLOAD_BYTES:
             raise HeaderTooLargeError(f"declared payload length {payload_length} is outside 1..{MAX_PAYLOAD_BYTES}")
         return version, header_length, (payload_length,)
