@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from memzip.exact import tables
+from memzip.exact import integer, tables
 from memzip.exact.coding import CodingSettings, Distribution, StreamDecoder, StreamEncoder, decode_tokens
 from memzip.exact.integer import (IntegerWeight, check_exact, exponent, pow2, quantize, quantize_rows, split_int8,
                                   sqrt_float32, sqrt_float64_cpu)
@@ -151,6 +151,23 @@ def test_integer_products_are_exact_in_every_backend_and_order(bits):
     blocks = sum(a[:, k:k + 128].double() @ w[:, k:k + 128].t() for k in reversed(range(0, 1536, 128)))
     assert torch.equal(int8, f64) and torch.equal(f64, reference.float()) and torch.equal(blocks.float(), f64)
     assert torch.equal(blocks, reference.double())  # the float64 partial sums themselves are exact
+
+
+@pytest.mark.parametrize("bits", [8, 12])
+def test_wide_products_computed_in_tiles_of_columns_are_exact(bits):
+    """Many rows times many output columns (the output head's shape) go tile by tile; a last,
+    partial tile included, the integers are the int64 reference's."""
+    torch.manual_seed(1)
+    limit = 2 ** (bits - 1) - 1
+    n_out = 4 * integer.TILE_OUTPUTS + 37
+    w = torch.randint(-limit, limit + 1, (n_out, 64)).double()
+    w[-1] = limit
+    a = torch.randint(-(2 ** 14), 2 ** 14 + 1, (integer.TILED_FROM_ROWS + 3, 64), dtype=torch.int32)
+    a[-1] = -(2 ** 14)
+    reference = (a.long() @ w.long().t()).float()
+    weight = IntegerWeight(w, torch.ones(n_out, dtype=torch.float64), bits, "int8", 15)
+    assert torch.equal(weight.matmul(a), reference)  # tiled
+    assert torch.equal(weight.matmul(a[:integer.TILED_FROM_ROWS - 1]), reference[:integer.TILED_FROM_ROWS - 1])
 
 
 def test_settings_that_would_overflow_an_exact_sum_are_refused():

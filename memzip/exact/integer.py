@@ -131,6 +131,14 @@ def split_int8(q: torch.Tensor) -> torch.Tensor:
     return torch.cat([hi, whole - (hi << 8)]).to(torch.int8)
 
 
+# Products with many output columns (the output head: 49,152 of them for the embedded model) are
+# computed in tiles of columns: the int32 partial products of a tile stay in the CPU's cache
+# while they are combined, instead of a [2m, 2n] array (50 MB at m = 64) going through memory
+# four times. Same integers; measured 2x faster for the head at m = 64, slower below ~32 rows.
+TILE_OUTPUTS = 2048
+TILED_FROM_ROWS = 32
+
+
 class IntegerWeight:
     """A weight matrix [n_out, n_in] of integers (|w| <= 2^(bits-1)) with a power-of-two scale
     per output row (float32 [1, n_out]), ready for either backend. With the int8 backend, weights
@@ -176,17 +184,35 @@ class IntegerWeight:
         if self.backend == "float64":
             return (q.to(torch.float64) @ self.matrix_t).to(torch.float32)
         m, n = q.shape[0], self.n_out
-        r = torch._int_mm(split_int8(q), self.slices_t)  # [a_hi; a_lo] @ [w_hi; w_lo]^T (or w)
+        a = split_int8(q)  # [a_hi; a_lo]
+        if m >= TILED_FROM_ROWS and n >= 4 * TILE_OUTPUTS:
+            out = torch.empty(m, n, dtype=torch.float32, device=q.device)
+            for first in range(0, n, TILE_OUTPUTS):
+                last = min(n, first + TILE_OUTPUTS)
+                out[:, first:last] = self._outputs(a, m, first, last)
+            return out
+        return self._outputs(a, m, 0, n)
+
+    def _outputs(self, a: torch.Tensor, m: int, first: int, last: int) -> torch.Tensor:
+        """Output columns first..last-1 from the split activations `a` [2m, n_in]."""
+        n = self.n_out
         if self.bits <= 8:  # a.w = h 2^8 + l
+            r = torch._int_mm(a, self.slices[first:last].t())
             high = r[:m] if self.combine_in_int32 else r[:m].to(torch.int64)
             return (high * 256 + r[m:]).to(torch.float32)
+        if first == 0 and last == n:  # one call: [a_hi; a_lo] @ [w_hi; w_lo]^T
+            r = torch._int_mm(a, self.slices_t)
+            by_high, by_low = r[:, :n], r[:, n:]
+        else:
+            by_high = torch._int_mm(a, self.slices[first:last].t())
+            by_low = torch._int_mm(a, self.slices[n + first:n + last].t())
         # a.w = (hh 2^8 + hl + lh) 2^8 + ll: the bracket in int32 (bounded above), the rest in int64
-        middle = r[:m, :n] * 256 if self.combine_in_int32 else r[:m, :n].to(torch.int64) * 256
-        middle += r[:m, n:]
-        middle += r[m:, :n]
+        middle = by_high[:m] * 256 if self.combine_in_int32 else by_high[:m].to(torch.int64) * 256
+        middle += by_low[:m]
+        middle += by_high[m:]
         exact = middle.to(torch.int64)
         exact <<= 8
-        exact += r[m:, n:]
+        exact += by_low[m:]
         return exact.to(torch.float32)
 
 
