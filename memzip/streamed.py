@@ -24,7 +24,7 @@ import torch
 from memzip import memory
 from memzip.exact.coding import CodingSettings, Distribution
 from memzip.exact.integer import quantize
-from memzip.exact.model import ENGINE, ExactLlama, ExactSettings
+from memzip.exact.model import ENGINE, Context, ExactLlama, ExactSettings
 from memzip.exact.streams import compress_stream, extract_streams
 from memzip.format import vectors as storage
 from memzip.format.container import Archive
@@ -36,7 +36,7 @@ from memzip.planning import Plan, cost_without_vectors, fit_and_store
 
 EXACT_SETTINGS = ExactSettings()
 CODING_SETTINGS = CodingSettings()
-# Streams decoded side by side at most, when memory allows (~75 MB of keys and values each for
+# Streams decoded side by side at most, when memory allows (~38 MB of keys and values each for
 # the embedded model): on 2 CPU cores a decoding step is bound by reading those keys and values
 # from 32 on (docs/scripts/decode_step.py, docs/benchmarks.md §2).
 MAX_BATCH = 32
@@ -166,10 +166,10 @@ def extract_tokens(archive: Archive, loaded: LoadedModel, mine: list[int], progr
 
 
 def planned_batch(model: ExactLlama, streams: int, window: int) -> int:
-    """Streams side by side from the memory each one holds: its keys (float32) and values
-    (float64) for the window and a forward's room, and a few rows of logits."""
+    """Streams side by side from the memory each one holds: its keys and values for the window
+    and a forward's room, and a few rows of logits."""
     shape = model.shape
-    per_stream = shape.layers * shape.kv_heads * shape.head_dim * (window + 64) * 12 + shape.vocab * 4 * 8
+    per_stream = Context.bytes_per_slot(shape, model.backend == "int8") * (window + 64) + shape.vocab * 4 * 8
     free = memory.free_bytes(model.device) or memory.host_available_bytes()
     return memory.stream_batch(streams, per_stream, free, MAX_BATCH)
 

@@ -170,6 +170,26 @@ def test_wide_products_computed_in_tiles_of_columns_are_exact(bits):
     assert torch.equal(weight.matmul(a[:integer.TILED_FROM_ROWS - 1]), reference[:integer.TILED_FROM_ROWS - 1])
 
 
+def test_attention_sums_over_int8_value_slices_are_exact(exact, exact64):
+    """One decoding step's weights times values: int8 slices of both (int8 backend) and one
+    float64 GEMM give the int64 reference's integers, at the largest weights and values."""
+    assert exact.backend == "int8" and exact64.backend == "float64"
+    torch.manual_seed(2)
+    shape, limit = exact.shape, 2 ** (exact.settings.value_bits - 1) - 1
+    window, batch = 40, 2
+    values = torch.randint(-limit, limit + 1, (batch, shape.kv_heads, window, shape.head_dim)).float()
+    values[0, 0, :, 0], values[0, 0, :, 1] = limit, -limit
+    weights = torch.randint(0, 2 ** exact.settings.attention_weight_bits + 1, (batch, shape.kv_heads, 3, window))
+    weights[0, 0, 0] = 2 ** exact.settings.attention_weight_bits
+    reference = weights.long() @ values.long()
+    for model in (exact, exact64):
+        context = model.new_context(batch, window)
+        context.store_values(0, 0, values)
+        assert torch.equal(context.values_f64(0, slice(0, window)), values.double())
+        sums = model._weighted_values(weights.float(), context, 0, slice(0, window))
+        assert sums.dtype == torch.float64 and torch.equal(sums.long(), reference)
+
+
 def test_settings_that_would_overflow_an_exact_sum_are_refused():
     check_exact(15, 12, 1536, "fits")
     with pytest.raises(ValueError, match="bits"):

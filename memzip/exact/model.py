@@ -126,17 +126,23 @@ class Context:
     so its raw (unrotated) key and its value per layer are kept and its key is rotated anew for
     each query.
 
-    Keys and values are integers under their layer's static scales (keys held in float32, values
-    in float64, both exactly), in a buffer of `capacity` slots holding consecutive positions from
-    `first` on.
+    Keys and values are integers under their layer's static scales, in a buffer of `capacity`
+    slots holding consecutive positions from `first` on. Keys are held in float32 (exactly). Values
+    (12 bits) are held either as two int8 slices per channel, [v_hi | v_lo] with v = 256 v_hi +
+    v_lo, for the int8 products of one decoding step (2 bytes a value: reading them is what bounds
+    a step of many streams), or in float64 for float64 products (the float64 backend).
     """
 
-    def __init__(self, shape: Shape, batch: int, window: int, capacity: int, device):
+    def __init__(self, shape: Shape, batch: int, window: int, capacity: int, device, value_slices: bool):
         if capacity < window:
             raise ValueError("a context needs at least `window` slots")
         size = (shape.layers, batch, shape.kv_heads, capacity, shape.head_dim)
         self.keys = torch.zeros(size, dtype=F32, device=device)
-        self.values = torch.zeros(size, dtype=F64, device=device)  # for exact float64 p @ v
+        self.value_slices = value_slices
+        if value_slices:
+            self.values = torch.zeros(size[:-1] + (2 * shape.head_dim,), dtype=torch.int8, device=device)
+        else:
+            self.values = torch.zeros(size, dtype=F64, device=device)
         sink = (shape.layers, batch, shape.kv_heads, shape.head_dim)
         self.sink_keys = torch.zeros(sink, dtype=F32, device=device)  # raw, before RoPE
         self.sink_values = torch.zeros(sink, dtype=F64, device=device)  # integers, for float64 p @ v
@@ -148,6 +154,31 @@ class Context:
     @property
     def batch(self) -> int:
         return self.keys.shape[1]
+
+    @staticmethod
+    def bytes_per_slot(shape: Shape, value_slices: bool) -> int:
+        """Memory one position of one sequence holds, over all layers."""
+        return shape.layers * shape.kv_heads * shape.head_dim * (4 + (2 if value_slices else 8))
+
+    def store_values(self, layer: int, first: int, values: torch.Tensor) -> None:
+        """Put integer values [B, kv, n, hd] (held in a float type) in slots first..first+n-1."""
+        slots = self.values[layer, :, :, first:first + values.shape[2]]
+        if not self.value_slices:
+            slots.copy_(values)
+            return
+        whole = values.to(torch.int32)
+        high = (whole + 128) >> 8  # |v| < 2^11: high in -8..8, low in -128..127
+        half = whole.shape[-1]
+        slots[..., :half] = high
+        slots[..., half:] = whole - (high << 8)
+
+    def values_f64(self, layer: int, slots: slice) -> torch.Tensor:
+        """The values of `slots` as float64 integers [B, kv, n, hd]."""
+        stored = self.values[layer, :, :, slots]
+        if not self.value_slices:
+            return stored
+        half = stored.shape[-1] // 2
+        return stored[..., :half].to(F64) * 256 + stored[..., half:]  # exact
 
     def make_room(self, positions: int) -> None:
         """Ensure the next `positions` positions fit, keeping the window-1 latest ones before them."""
@@ -221,6 +252,12 @@ class ExactLlama:
         self._value_inverse = [1.0 / layer.value_scale for layer in layers]
         self._key_inverses = torch.stack(self._key_inverse)[:, None, None]  # [layers, 1, 1, kv, 1]
         self._inverse_d = 1.0 / shape.d_model  # a float, rounded once
+        # attention weights (0..2^P) as 7-bit slices, the highest first, for int8 products with
+        # the values' two slices (_weighted_values): the multiplier of each pair of slices
+        pieces = -(-(s.attention_weight_bits + 1) // 7)
+        self._weight_slice_shifts = [7 * (pieces - 1 - i) for i in range(pieces)]
+        self._slice_multipliers = torch.tensor([[1 << (shift + 8), 1 << shift] for shift in self._weight_slice_shifts],
+                                               dtype=torch.int64, device=device).view(1, 1, pieces, 1, 2, 1)
 
     # --- building ---------------------------------------------------------------------------------
 
@@ -297,7 +334,10 @@ class ExactLlama:
         s = self.settings
         # p @ v sums up to window + 1 products of a weight (<= 2^P) and a value: exact below 2^53
         check_exact(s.attention_weight_bits + 1, s.value_bits, window + 1, f"attention over {window} positions")
-        return Context(self.shape, batch, window, capacity or window + 64, self.device)
+        if self.backend == "int8" and (s.value_bits > 15 or window * 127 * 128 >= 2 ** 31):
+            # _weighted_values: values in two int8 slices, slice products summed in int32
+            raise ValueError(f"attention over {window} positions of {s.value_bits}-bit values overflows int8 products")
+        return Context(self.shape, batch, window, capacity or window + 64, self.device, self.backend == "int8")
 
     def embed(self, tokens: torch.Tensor) -> torch.Tensor:
         """[B, t] token ids -> [B, t, d] float32 input rows."""
@@ -363,8 +403,8 @@ class ExactLlama:
             qkv = self._project(layer.qkv, h)
             rotated = _rope_heads(qkv[:, :(heads + kv) * hd].view(batch, heads + kv, hd), cos, sin)
             context.keys[index, :, :, slot] = quantize_with(rotated[:, heads:], self._key_inverse[index], s.key_bits)
-            context.values[index, :, :, slot] = quantize_with(qkv[:, (heads + kv) * hd:].view(batch, kv, hd),
-                                                              self._value_inverse[index], s.value_bits)
+            context.store_values(index, slot, quantize_with(qkv[:, (heads + kv) * hd:].view(batch, kv, hd),
+                                                            self._value_inverse[index], s.value_bits)[:, :, None])
             q_int, q_scale = quantize_rows(rotated[:, :heads], s.query_bits)
             q_int = q_int.view(batch, kv, group, hd)
             step = (q_scale * self._head_step[index]).view(batch, kv, group, 1)
@@ -374,7 +414,7 @@ class ExactLlama:
             both = self._weights_of(torch.cat([sink, scores], dim=-1))
             sink_weight, weights = both[..., :1], both[..., 1:]
             total = weights.sum(dim=-1, keepdim=True, dtype=F64) + sink_weight.to(F64)  # exact
-            numerator = weights.to(F64) @ context.values[index, :, :, window_slots] \
+            numerator = self._weighted_values(weights, context, index, window_slots) \
                 + sink_weight.to(F64) * context.sink_values[index][:, :, None, :]
             out = (numerator / total).to(F32).mul_(layer.value_scale[None, :, None, :])
             h = h + self._linear(layer.out, out.view(batch, heads * hd))
@@ -434,7 +474,7 @@ class ExactLlama:
                                       self._key_inverse[index], s.key_bits)
         first = max(start, 1) - context.first
         context.keys[index, :, :, first:first + k.shape[1]] = k.transpose(1, 2)
-        context.values[index, :, :, first:first + v.shape[1]] = v.transpose(1, 2)
+        context.store_values(index, first, v.transpose(1, 2))
         q_int, q_scale = quantize_rows(q, s.query_bits)
         step = q_scale * self._score_step[index]  # powers of two
 
@@ -481,7 +521,7 @@ class ExactLlama:
         base = slice(lo_all - context.first, start + t - context.first)
         # the keys any of these positions sees, transposed (the fastest layout for q @ k^T)
         keys_t = context.keys[index, :, :, base].transpose(-1, -2).contiguous()
-        values = context.values[index, :, :, base]
+        values = context.values_f64(index, base)
         sink_value = context.sink_values[index][:, :, None, :].to(F64)
         out = torch.empty(batch, kv, t * group, hd, dtype=F32, device=self.device)
         for first in range(0, t, self.query_block):
@@ -533,10 +573,35 @@ class ExactLlama:
             scores = (queries.q_int @ context.keys[index, :, :, slots].transpose(-1, -2)).mul_(queries.step)  # exact
             weights, sink_weight = self._weights(scores, sink)
             total = weights.sum(dim=-1, keepdim=True, dtype=F64) + sink_weight.to(F64)
-            numerator = weights.to(F64) @ context.values[index, :, :, slots] + sink_weight.to(F64) * sink_value
+            numerator = self._weighted_values(weights, context, index, slots) + sink_weight.to(F64) * sink_value
             out = (numerator / total).to(F32)
         out = out * layer.value_scale[None, :, None, :]
         return out.reshape(batch, kv, 1, group, hd).permute(0, 2, 1, 3, 4).reshape(batch, 1, heads * hd)
+
+    def _weighted_values(self, weights: torch.Tensor, context: Context, index: int, slots: slice) -> torch.Tensor:
+        """sum_j weights_j values_j over window `slots` for a few query rows per key head (one
+        decoding step): weights [B, kv, r, L] float32 integers below 2^P -> [B, kv, r, hd], the
+        exact integer sums in float64.
+
+        With value slices the sums go through int8 GEMMs: the weights in 7-bit slices (w = sum
+        w_i 2^(7 i), each 0..127, an int8) against [v_hi | v_lo]; every slice product sums at
+        most L * 127 * 128 < 2^31 (int32), recombined exactly in int64. A float64 GEMM would
+        read 8 bytes a value instead of 2; the step of many streams is bound by that reading."""
+        if not context.value_slices:
+            return weights.to(F64) @ context.values[index, :, :, slots]
+        batch, kv, rows, _ = weights.shape
+        whole = weights.to(torch.int32)
+        shifts = self._weight_slice_shifts
+        slices = torch.cat([(whole >> shift) & 127 if shift < shifts[0] else whole >> shift for shift in shifts],
+                           dim=2).to(torch.int8)  # [B, kv, slices * r, L]
+        stored = context.values[index, :, :, slots]  # [B, kv, L, 2 hd] int8
+        sums = torch.empty(batch, kv, slices.shape[2], stored.shape[-1], dtype=torch.int32, device=weights.device)
+        for b in range(batch):
+            for h in range(kv):
+                torch._int_mm(slices[b, h], stored[b, h], out=sums[b, h])
+        hd = self.shape.head_dim
+        parts = sums.view(batch, kv, len(shifts), rows, 2, hd).to(torch.int64) * self._slice_multipliers
+        return parts.sum(dim=(2, 4)).to(F64)  # below 2^53 (new_context checks)
 
     def _mlp(self, layer, h) -> torch.Tensor:
         gate_up = self._project(layer.gate_up, h)
