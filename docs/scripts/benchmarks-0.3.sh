@@ -10,7 +10,7 @@ CORPUS=../shared/corpus
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(nproc)}
 head -c 20000 $CORPUS/alice29.txt > "$OUT/alice29-20k.txt"
 head -c 20000 $CORPUS/tinyshakespeare.txt > "$OUT/tinyshakespeare-20k.txt"
-STEPS=${*:-small speed-20k alice29 asyoulik shakespeare-bytes speed-1mb}
+STEPS=${*:-small speed-20k alice29 speed-alice29 asyoulik shakespeare-bytes speed-1mb}
 run() {
   name=$1; shift
   case " $STEPS " in *" $name "*) ;; *) return ;; esac
@@ -19,6 +19,7 @@ run() {
 run small memzip bench-bytes examples/alice-1500.txt "$OUT/alice29-20k.txt" "$OUT/tinyshakespeare-20k.txt" --engines exact,float --json
 run speed-20k memzip bench-speed "$OUT/alice29-20k.txt" --profile --json
 run alice29 memzip bench-bytes $CORPUS/alice29.txt --compare-ce --json
+run speed-alice29 memzip bench-speed $CORPUS/alice29.txt --profile --json
 run asyoulik memzip bench-bytes $CORPUS/asyoulik.txt --compare-ce --no-extract --json
 run shakespeare-bytes memzip bench-bytes $CORPUS/tinyshakespeare.txt --no-extract --json
 run speed-1mb memzip bench-speed $CORPUS/tinyshakespeare.txt --profile --json

@@ -1,0 +1,90 @@
+"""Same-process A/B timings of two ways the exact engine computes the same integers
+(docs/benchmarks.md §2). Each pair alternates in one process, so machine noise (large on shared
+2-core VMs) falls on both sides alike; every pair is also checked for equal bits.
+
+    OMP_NUM_THREADS=2 python docs/scripts/engine_ab.py head          # output head, whole vs tiles
+    OMP_NUM_THREADS=2 python docs/scripts/engine_ab.py values 4 16 28  # a decoding step by batch
+
+- head: the output head's int8 product for m rows of activations, as one [2m, 2V] product
+  (the engine's path below TILED_FROM_ROWS rows) and in tiles of TILE_OUTPUTS columns.
+- values: one decoding step (layers for one position with a full 1024-token window, logits,
+  coding frequencies) with values held as int8 slices (p @ v as int8 GEMMs, the default on
+  CPUs) and in float64 (p @ v as a float64 GEMM).
+"""
+
+import statistics
+import sys
+import time
+
+import torch
+
+from memzip.exact import integer
+from memzip.exact.coding import CodingSettings, Distribution
+from memzip.exact.model import Context, ExactLlama
+from memzip.models import load_model, resolve_model
+
+WINDOW, STEPS, ROUNDS = 1024, 6, 4
+
+
+def alternate(runs: dict, rounds: int = ROUNDS) -> dict:
+    """Time each named function `rounds` times, alternating; their results must be equal."""
+    times = {name: [] for name in runs}
+    for _ in range(rounds):
+        results = []
+        for name, run in runs.items():
+            began = time.perf_counter()
+            results.append(run())
+            times[name].append(time.perf_counter() - began)
+        assert all(torch.equal(results[0], r) for r in results[1:]), "the two ways differ"
+    return {name: (round(statistics.median(t) * 1e3, 1), [round(x * 1e3) for x in t]) for name, t in times.items()}
+
+
+def head(model: ExactLlama) -> None:
+    weight = model.head
+    for rows in (64, 32, 8):
+        x = torch.randint(-(2 ** 14), 2 ** 14, (rows, model.shape.d_model), dtype=torch.int32)
+        a = integer.split_int8(x)
+        print(f"head, {rows} rows (ms: median, each):", alternate({
+            "whole": lambda: weight._outputs(a, rows, 0, weight.n_out),
+            "tiles": lambda: torch.cat([weight._outputs(a, rows, c, min(weight.n_out, c + integer.TILE_OUTPUTS))
+                                        for c in range(0, weight.n_out, integer.TILE_OUTPUTS)], dim=1)}), flush=True)
+
+
+def values(model: ExactLlama, batches: list[int]) -> None:
+    distribution = Distribution(CodingSettings(), model.shape.vocab, model.device)
+    generator = torch.Generator().manual_seed(0)
+    for batch in batches:
+        tokens = torch.randint(0, model.shape.vocab, (batch, WINDOW + ROUNDS * STEPS + 1), generator=generator)
+        contexts = {}
+        for name, slices in (("int8 slices", True), ("float64", False)):
+            context = Context(model.shape, batch, WINDOW, WINDOW + 64, model.device, slices)
+            model.forward(model.embed(tokens[:, :1]), context)
+            for a in range(1, WINDOW, 64):
+                model.forward(model.embed(tokens[:, a:a + 64]), context)
+            contexts[name] = context
+
+        def steps(context):
+            first = context.position
+            for i in range(STEPS):
+                hidden = model.forward(model.embed(tokens[:, first + i:first + i + 1]), context)
+                distribution.cumulative(model.logits(hidden[:, 0]))
+            return hidden
+
+        timed = alternate({name: (lambda c=c: steps(c)) for name, c in contexts.items()})
+        per_step = {name: (round(ms / STEPS, 1), [round(x / STEPS) for x in each]) for name, (ms, each) in timed.items()}
+        print(f"decoding step, batch {batch} (ms a step: median, each round):", per_step, flush=True)
+
+
+def main(argv: list[str]) -> None:
+    loaded = load_model(resolve_model("embedded"), device="cpu", dtype="float32")
+    model = ExactLlama.from_transformers(loaded.model)
+    if argv[:1] == ["head"]:
+        head(model)
+    elif argv[:1] == ["values"]:
+        values(model, [int(b) for b in argv[1:]] or [4, 16, 28])
+    else:
+        sys.exit(__doc__)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
