@@ -17,7 +17,7 @@ import torch
 from memzip.exact import integer, tables
 from memzip.exact.coding import CodingSettings, Distribution, StreamDecoder, StreamEncoder, decode_tokens
 from memzip.exact.integer import (IntegerWeight, check_exact, exponent, pow2, quantize, quantize_rows, split_int8,
-                                  sqrt_float32, sqrt_float64_cpu)
+                                  correctly_rounded_sqrt, sqrt_float32, sqrt_float64_cpu)
 from memzip.exact.model import ExactLlama, ExactSettings, quantize_row, unsupported_reason
 from memzip.exact.streams import compress_stream, extract_streams, split_streams
 from memzip.models import embedded_gguf_path
@@ -123,7 +123,15 @@ def test_square_roots_are_correctly_rounded():
     neighbours = torch.cat([(powers.view(torch.int32) + d).view(torch.float32) for d in (-2, -1, 1, 2)])
     for x in (spread, powers, neighbours, torch.tensor([0.0, 1e-5, 2.0, 3.0])):
         expected = torch.from_numpy(np.sqrt(x.numpy()))
-        assert torch.equal(sqrt_float32(x), expected)
+        assert torch.equal(sqrt_float32(x), expected) and torch.equal(correctly_rounded_sqrt(x), expected)
+        # and correctly rounded by a criterion of its own: x lies between the squares (exact in
+        # float64) of the midpoints to the root's float32 neighbours
+        root = expected.double()
+        bits = expected.view(torch.int32)
+        up, down = (bits + 1).view(torch.float32).double(), (bits - 1).view(torch.float32).double()
+        wide = x.double()
+        positive = wide > 0
+        assert bool(((wide < ((root + up) / 2) ** 2) & (wide >= ((root + down) / 2) ** 2))[positive].all())
         assert torch.equal(sqrt_float64_cpu(x.double()), torch.from_numpy(np.sqrt(x.double().numpy())))
 
 

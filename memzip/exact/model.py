@@ -38,7 +38,7 @@ import torch
 
 from memzip.exact import tables
 from memzip.exact.integer import (IntegerWeight, check_exact, int8_available, power_of_two_at_least, quantize,
-                                  quantize_rows, quantize_with, sqrt_float32, sqrt_float64_cpu)
+                                  quantize_rows, quantize_with, correctly_rounded_sqrt, sqrt_float64_cpu)
 
 F32, F64 = torch.float32, torch.float64
 
@@ -436,7 +436,7 @@ class ExactLlama:
         whole = x.to(torch.int32)
         squares = (whole * whole).sum(dim=-1, keepdim=True, dtype=torch.int64)  # exact: below 2^63
         variance = squares.to(F32) * (scale * scale * self._inverse_d)
-        inverse_rms = 1.0 / sqrt_float32(variance + self.shape.eps)
+        inverse_rms = 1.0 / correctly_rounded_sqrt(variance + self.shape.eps)
         return weight.matmul(whole) * weight.scale * (scale * inverse_rms)
 
     def _linear(self, weight: IntegerWeight, a: torch.Tensor) -> torch.Tensor:
@@ -596,9 +596,8 @@ class ExactLlama:
                            dim=2).to(torch.int8)  # [B, kv, slices * r, L]
         stored = context.values[index, :, :, slots]  # [B, kv, L, 2 hd] int8
         sums = torch.empty(batch, kv, slices.shape[2], stored.shape[-1], dtype=torch.int32, device=weights.device)
-        for b in range(batch):
-            for h in range(kv):
-                torch._int_mm(slices[b, h], stored[b, h], out=sums[b, h])
+        for a, v, out in zip(slices.flatten(0, 1).unbind(), stored.flatten(0, 1).unbind(), sums.flatten(0, 1).unbind()):
+            torch._int_mm(a, v, out=out)
         hd = self.shape.head_dim
         parts = sums.view(batch, kv, len(shifts), rows, 2, hd).to(torch.int64) * self._slice_multipliers
         return parts.sum(dim=(2, 4)).to(F64)  # below 2^53 (new_context checks)
