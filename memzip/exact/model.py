@@ -37,8 +37,9 @@ from dataclasses import asdict, dataclass
 import torch
 
 from memzip.exact import tables
-from memzip.exact.integer import (IntegerWeight, check_exact, int8_available, power_of_two_at_least, quantize,
-                                  quantize_rows, quantize_with, correctly_rounded_sqrt, sqrt_float64_cpu)
+from memzip.exact.integer import (IntegerWeight, check_exact, correctly_rounded_sqrt, int8_available,
+                                  power_of_two_at_least, quantize, quantize_rows, quantize_with, split_int8,
+                                  sqrt_float64_cpu)
 
 F32, F64 = torch.float32, torch.float64
 
@@ -166,11 +167,7 @@ class Context:
         if not self.value_slices:
             slots.copy_(values)
             return
-        whole = values.to(torch.int32)
-        high = (whole + 128) >> 8  # |v| < 2^11: high in -8..8, low in -128..127
-        half = whole.shape[-1]
-        slots[..., :half] = high
-        slots[..., half:] = whole - (high << 8)
+        slots.copy_(split_int8(values, dim=-1))  # [v_hi | v_lo] per position
 
     def values_f64(self, layer: int, slots: slice) -> torch.Tensor:
         """The values of `slots` as float64 integers [B, kv, n, hd]."""
