@@ -169,7 +169,7 @@ def planned_batch(model: ExactLlama, streams: int, window: int) -> int:
     """Streams side by side from the memory each one holds: its keys and values for the window
     and a forward's room, and a few rows of logits."""
     shape = model.shape
-    per_stream = Context.bytes_per_slot(shape, model.backend == "int8") * (window + 64) + shape.vocab * 4 * 8
+    per_stream = Context.bytes_per_slot(shape, model.layout) * (window + 64) + shape.vocab * 4 * 8
     free = memory.free_bytes(model.device) or memory.host_available_bytes()
     return memory.stream_batch(streams, per_stream, free, MAX_BATCH)
 

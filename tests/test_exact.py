@@ -45,9 +45,10 @@ def whole(model: ExactLlama, ids: torch.Tensor, window: int) -> torch.Tensor:
     return torch.stack([model.logits(h) for h in hidden])
 
 
-def step_by_step(model: ExactLlama, ids: torch.Tensor, window: int, first: int = 1) -> torch.Tensor:
+def step_by_step(model: ExactLlama, ids: torch.Tensor, window: int, first: int = 1,
+                 layout: str | None = None) -> torch.Tensor:
     """The same logits, decoding with the KV cache: `first` positions at once, then one at a time."""
-    context = model.new_context(ids.shape[0], window)
+    context = model.new_context(ids.shape[0], window, layout=layout)
     out = [model.logits(h) for h in model.forward(model.embed(ids[:, :first]), context,
                                                   torch.arange(first)).transpose(0, 1)]
     for p in range(first, ids.shape[1]):
@@ -178,26 +179,6 @@ def test_wide_products_computed_in_tiles_of_columns_are_exact(bits):
     assert torch.equal(weight.matmul(a[:integer.TILED_FROM_ROWS - 1]), reference[:integer.TILED_FROM_ROWS - 1])
 
 
-def test_attention_sums_over_int8_value_slices_are_exact(exact, exact64):
-    """One decoding step's weights times values: int8 slices of both (int8 backend) and one
-    float64 GEMM give the int64 reference's integers, at the largest weights and values."""
-    assert exact.backend == "int8" and exact64.backend == "float64"
-    torch.manual_seed(2)
-    shape, limit = exact.shape, 2 ** (exact.settings.value_bits - 1) - 1
-    window, batch = 40, 2
-    values = torch.randint(-limit, limit + 1, (batch, shape.kv_heads, window, shape.head_dim)).float()
-    values[0, 0, :, 0], values[0, 0, :, 1] = limit, -limit
-    weights = torch.randint(0, 2 ** exact.settings.attention_weight_bits + 1, (batch, shape.kv_heads, 3, window))
-    weights[0, 0, 0] = 2 ** exact.settings.attention_weight_bits
-    reference = weights.long() @ values.long()
-    for model in (exact, exact64):
-        context = model.new_context(batch, window)
-        context.store_values(0, 0, values)
-        assert torch.equal(context.values_f64(0, slice(0, window)), values.double())
-        sums = model._weighted_values(weights.float(), context, 0, slice(0, window))
-        assert sums.dtype == torch.float64 and torch.equal(sums.long(), reference)
-
-
 def test_settings_that_would_overflow_an_exact_sum_are_refused():
     check_exact(15, 12, 1536, "fits")
     with pytest.raises(ValueError, match="bits"):
@@ -223,6 +204,66 @@ def test_whole_sequence_and_token_by_token_decoding_agree(window, tiny, exact):
     full = whole(exact, ids, window)
     assert torch.equal(step_by_step(exact, ids, window), full)
     assert torch.equal(step_by_step(exact, ids, window, first=7), full)
+
+
+@pytest.mark.parametrize("window", [4096, 6])
+def test_the_compiled_step_attention_and_torch_s_agree(window, tiny, exact):
+    """Decoding steps with the int16 context (the numba kernel, kernels.py) and the float one
+    (torch's GEMMs) give the same logits, a batch of streams at once, the window sliding."""
+    assert exact.layout == "int16"  # numba is a dependency: the kernel runs in the tests
+    texts = ["Kernels and GEMMs. ", "Zwei Wege, ein Ergebnis! ", "🎉 1 2 3 "]
+    ids = torch.stack([token_ids(tiny, t, 30) for t in texts])
+    assert torch.equal(step_by_step(exact, ids, window, first=3, layout="int16"),
+                       step_by_step(exact, ids, window, first=3, layout="float"))
+
+
+def test_the_compiled_step_attention_matches_the_float_formula_at_its_extremes():
+    """kernels.step_attention against the float path's formula (memzip/exact/model.py _step) on
+    random integers at their bounds: 8-bit queries up to 128, 12-bit keys and values, score
+    differences beyond 2^24 (where float32 rounds), shifts of both signs, weights of zero."""
+    from memzip.exact import kernels
+    generator = torch.Generator().manual_seed(5)
+    table = torch.tensor(tables.exp_table(20, 8), dtype=torch.float32)
+    streams, kv, group, hd, capacity, first, count = 3, 2, 3, 64, 50, 4, 40
+    q = torch.randint(-128, 129, (streams, kv, group, hd), generator=generator).float()
+    q[0, 0, 0] = 128
+    q[0, 0, 0, 0] = 127
+    keys = torch.randint(-2047, 2048, (streams, kv, capacity, hd), generator=generator).float()
+    keys[0, 0, first] = 2047  # scores of about +-128 * 2047 * 64: an odd difference above 2^24
+    keys[0, 0, first + 1] = -2047
+    keys[0, 0, first + 1, 0] = -2046
+    values = torch.randint(-2047, 2048, (streams, kv, capacity, hd), generator=generator).float()
+    sink_keys = torch.randint(-2047, 2048, (streams, kv, 1, hd), generator=generator).float()
+    sink_values = torch.randint(-2047, 2048, (streams, kv, hd), generator=generator).double()
+    shifts = torch.randint(-16, 3, (streams, kv, group, 1), generator=generator)
+    shifts[0, 0, 0] = -14  # that difference in buckets: inside the table
+    step = integer.pow2(shifts, torch.float32)
+    window = slice(first, first + count)
+    # the float path, as ExactLlama._step computes it
+    scores = (q @ keys[:, :, window].transpose(-1, -2)).mul_(step)
+    sink = (q * sink_keys).sum(dim=-1, keepdim=True).mul_(step)
+    both = torch.cat([sink, scores], dim=-1)
+    difference = torch.sub(both.amax(dim=-1, keepdim=True), both).clamp_(max=table.numel() - 1)
+    weights = table.index_select(0, difference.to(torch.int32).view(-1)).view(difference.shape)
+    total = weights.sum(dim=-1, dtype=torch.float64)
+    numerator = weights[..., 1:].double() @ values[:, :, window].double() + weights[..., :1].double() * sink_values[:, :, None]
+    assert (weights == 0).any() and (weights > 0).any()
+    got_numerator, got_total = kernels.step_attention(
+        q.to(torch.int16).numpy(), shifts[..., 0].to(torch.int32).numpy(), sink_keys[:, :, 0].to(torch.int16).numpy(),
+        sink_values.to(torch.int32).numpy(), keys.to(torch.int16).numpy(),
+        values.transpose(-1, -2).to(torch.int16).contiguous().numpy(), first, count, table.to(torch.int32).numpy())
+    assert np.array_equal(got_numerator, numerator.long().numpy())
+    assert np.array_equal(got_total, total.long().numpy())
+    assert kernels.fits(int(table.max()), 12, hd, 8, 12) and not kernels.fits(2 ** 21, 12, hd, 8, 12)
+    # buckets of differences where float32 rounds (odd integers above 2^24), shifts of both signs;
+    # m 2^k - 1 rounds up to m 2^k, which changes the bucket (m - 1 unrounded) at shift -k
+    last = table.numel() - 1
+    cases = [(m * 2 ** k - 1, -k) for k in (13, 14, 15, 16) for m in range(2 ** (24 - k) + 1, min(last, 2 ** (25 - k)), 7)]
+    odd = torch.randint(2 ** 24, 2 ** 25, (300,), generator=generator) | 1
+    cases += list(zip(odd.tolist(), torch.randint(-16, 3, (300,), generator=generator).tolist()))
+    for d, shift in cases:
+        expected = int((torch.tensor(float(d), dtype=torch.float32) * 2.0 ** shift).clamp(max=last))
+        assert kernels._bucket(d, shift, last) == expected, (d, shift)
 
 
 def test_blocks_of_any_size_agree(tiny, exact):

@@ -8,8 +8,8 @@
 - head: the output head's int8 product for m rows of activations, as one [2m, 2V] product
   (the engine's path below TILED_FROM_ROWS rows) and in tiles of TILE_OUTPUTS columns.
 - values: one decoding step (layers for one position with a full 1024-token window, logits,
-  coding frequencies) with values held as int8 slices (p @ v as int8 GEMMs, the default on
-  CPUs) and in float64 (p @ v as a float64 GEMM).
+  coding frequencies) with the int16 context (attention in the compiled kernel, kernels.py: the
+  default on CPUs) and the float one (attention in torch's GEMMs).
 """
 
 import statistics
@@ -56,8 +56,8 @@ def values(model: ExactLlama, batches: list[int]) -> None:
     for batch in batches:
         tokens = torch.randint(0, model.shape.vocab, (batch, WINDOW + ROUNDS * STEPS + 1), generator=generator)
         contexts = {}
-        for name, slices in (("int8 slices", True), ("float64", False)):
-            context = Context(model.shape, batch, WINDOW, WINDOW + 64, model.device, slices)
+        for name in ("int16", "float"):
+            context = Context(model.shape, batch, WINDOW, WINDOW + 64, model.device, name)
             model.forward(model.embed(tokens[:, :1]), context)
             for a in range(1, WINDOW, 64):
                 model.forward(model.embed(tokens[:, a:a + 64]), context)

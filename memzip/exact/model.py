@@ -36,10 +36,9 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from memzip.exact import tables
-from memzip.exact.integer import (IntegerWeight, check_exact, correctly_rounded_sqrt, int8_available,
-                                  power_of_two_at_least, quantize, quantize_rows, quantize_with, split_int8,
-                                  sqrt_float64_cpu)
+from memzip.exact import kernels, tables
+from memzip.exact.integer import (IntegerWeight, check_exact, correctly_rounded_sqrt, exponent, int8_available,
+                                  power_of_two_at_least, quantize, quantize_rows, quantize_with, sqrt_float64_cpu)
 
 F32, F64 = torch.float32, torch.float64
 
@@ -128,21 +127,28 @@ class Context:
     each query.
 
     Keys and values are integers under their layer's static scales, in a buffer of `capacity`
-    slots holding consecutive positions from `first` on. Keys are held in float32 (exactly). Values
-    (12 bits) are held either as two int8 slices per channel, [v_hi | v_lo] with v = 256 v_hi +
-    v_lo, for the int8 products of one decoding step (2 bytes a value: reading them is what bounds
-    a step of many streams), or in float64 for float64 products (the float64 backend).
+    slots holding consecutive positions from `first` on, in one of two layouts:
+
+    - "int16" (CPUs with numba): keys [.., slot, hd] and values transposed [.., hd, slot], both
+      int16 (2 bytes each), for the compiled attention of a decoding step (kernels.py), which
+      reads them once a step: a step of many streams is bound by that reading;
+    - "float" (any device): keys in float32 and values in float64, for torch's GEMMs.
     """
 
-    def __init__(self, shape: Shape, batch: int, window: int, capacity: int, device, value_slices: bool):
+    LAYOUTS = ("int16", "float")
+
+    def __init__(self, shape: Shape, batch: int, window: int, capacity: int, device, layout: str):
         if capacity < window:
             raise ValueError("a context needs at least `window` slots")
+        if layout not in self.LAYOUTS:
+            raise ValueError(f"unknown context layout {layout!r}")
+        self.layout = layout
         size = (shape.layers, batch, shape.kv_heads, capacity, shape.head_dim)
-        self.keys = torch.zeros(size, dtype=F32, device=device)
-        self.value_slices = value_slices
-        if value_slices:
-            self.values = torch.zeros(size[:-1] + (2 * shape.head_dim,), dtype=torch.int8, device=device)
+        if layout == "int16":
+            self.keys = torch.zeros(size, dtype=torch.int16, device=device)
+            self.values = torch.zeros(size[:3] + (shape.head_dim, capacity), dtype=torch.int16, device=device)
         else:
+            self.keys = torch.zeros(size, dtype=F32, device=device)
             self.values = torch.zeros(size, dtype=F64, device=device)
         sink = (shape.layers, batch, shape.kv_heads, shape.head_dim)
         self.sink_keys = torch.zeros(sink, dtype=F32, device=device)  # raw, before RoPE
@@ -157,25 +163,27 @@ class Context:
         return self.keys.shape[1]
 
     @staticmethod
-    def bytes_per_slot(shape: Shape, value_slices: bool) -> int:
+    def bytes_per_slot(shape: Shape, layout: str) -> int:
         """Memory one position of one sequence holds, over all layers."""
-        return shape.layers * shape.kv_heads * shape.head_dim * (4 + (2 if value_slices else 8))
+        return shape.layers * shape.kv_heads * shape.head_dim * (2 + 2 if layout == "int16" else 4 + 8)
 
     def store_values(self, layer: int, first: int, values: torch.Tensor) -> None:
         """Put integer values [B, kv, n, hd] (held in a float type) in slots first..first+n-1."""
-        slots = self.values[layer, :, :, first:first + values.shape[2]]
-        if not self.value_slices:
-            slots.copy_(values)
-            return
-        slots.copy_(split_int8(values, dim=-1))  # [v_hi | v_lo] per position
+        n = values.shape[2]
+        if self.layout == "int16":
+            self.values[layer, :, :, :, first:first + n] = values.transpose(-1, -2)
+        else:
+            self.values[layer, :, :, first:first + n] = values
+
+    def keys_f32(self, layer: int, slots: slice) -> torch.Tensor:
+        """The keys of `slots` as float32 integers [B, kv, n, hd]."""
+        return self.keys[layer, :, :, slots].to(F32)
 
     def values_f64(self, layer: int, slots: slice) -> torch.Tensor:
         """The values of `slots` as float64 integers [B, kv, n, hd]."""
-        stored = self.values[layer, :, :, slots]
-        if not self.value_slices:
-            return stored
-        half = stored.shape[-1] // 2
-        return stored[..., :half].to(F64) * 256 + stored[..., half:]  # exact
+        if self.layout == "int16":
+            return self.values[layer, :, :, :, slots].transpose(-1, -2).to(F64)
+        return self.values[layer, :, :, slots]
 
     def make_room(self, positions: int) -> None:
         """Ensure the next `positions` positions fit, keeping the window-1 latest ones before them."""
@@ -187,7 +195,10 @@ class Context:
             raise ValueError(f"{positions} positions at once do not fit a context of {self.capacity} slots")
         source = slice(self.filled - keep, self.filled)
         self.keys[:, :, :, :keep] = self.keys[:, :, :, source].clone()
-        self.values[:, :, :, :keep] = self.values[:, :, :, source].clone()
+        if self.layout == "int16":  # slots are the last dimension
+            self.values[..., :keep] = self.values[..., source].clone()
+        else:
+            self.values[:, :, :, :keep] = self.values[:, :, :, source].clone()
         self.first += self.filled - keep
         self.filled = keep
 
@@ -249,12 +260,11 @@ class ExactLlama:
         self._value_inverse = [1.0 / layer.value_scale for layer in layers]
         self._key_inverses = torch.stack(self._key_inverse)[:, None, None]  # [layers, 1, 1, kv, 1]
         self._inverse_d = 1.0 / shape.d_model  # a float, rounded once
-        # attention weights (0..2^P) as 7-bit slices, the highest first, for int8 products with
-        # the values' two slices (_weighted_values): the multiplier of each pair of slices
-        pieces = -(-(s.attention_weight_bits + 1) // 7)
-        self._weight_slice_shifts = [7 * (pieces - 1 - i) for i in range(pieces)]
-        self._slice_multipliers = torch.tensor([[1 << (shift + 8), 1 << shift] for shift in self._weight_slice_shifts],
-                                               dtype=torch.int64, device=device).view(1, 1, pieces, 1, 2, 1)
+        # a decoding step's attention as one compiled kernel (kernels.py) where it runs: on the
+        # CPU, with numba, for sizes its integer types hold
+        self.layout = "int16" if (self.device.type == "cpu" and kernels.available() and kernels.fits(
+            int(self._attention_table.max()), s.value_bits, shape.head_dim, s.query_bits, s.key_bits)) else "float"
+        self._kernel_table = self._attention_table.to(torch.int32).cpu().numpy()
 
     # --- building ---------------------------------------------------------------------------------
 
@@ -325,16 +335,17 @@ class ExactLlama:
 
     # --- the forward ------------------------------------------------------------------------------
 
-    def new_context(self, batch: int, window: int, capacity: int | None = None) -> Context:
+    def new_context(self, batch: int, window: int, capacity: int | None = None, layout: str | None = None) -> Context:
         """A context for `batch` sequences seeing the sink and the last `window` positions;
-        `capacity` (default window + 64) bounds how many positions one forward may add."""
+        `capacity` (default window + 64) bounds how many positions one forward may add. `layout`
+        (default: the fastest here, `self.layout`) changes how, never what, a step computes."""
         s = self.settings
         # p @ v sums up to window + 1 products of a weight (<= 2^P) and a value: exact below 2^53
         check_exact(s.attention_weight_bits + 1, s.value_bits, window + 1, f"attention over {window} positions")
-        if self.backend == "int8" and (s.value_bits > 15 or window * 127 * 128 >= 2 ** 31):
-            # _weighted_values: values in two int8 slices, slice products summed in int32
-            raise ValueError(f"attention over {window} positions of {s.value_bits}-bit values overflows int8 products")
-        return Context(self.shape, batch, window, capacity or window + 64, self.device, self.backend == "int8")
+        layout = layout or self.layout
+        if layout == "int16" and not (self.layout == "int16"):
+            raise ValueError("the int16 context layout needs numba and a CPU")
+        return Context(self.shape, batch, window, capacity or window + 64, self.device, layout)
 
     def embed(self, tokens: torch.Tensor) -> torch.Tensor:
         """[B, t] token ids -> [B, t, d] float32 input rows."""
@@ -405,20 +416,34 @@ class ExactLlama:
             q_int, q_scale = quantize_rows(rotated[:, :heads], s.query_bits)
             q_int = q_int.view(batch, kv, group, hd)
             step = (q_scale * self._head_step[index]).view(batch, kv, group, 1)
-            scores = (q_int @ context.keys[index, :, :, window_slots].transpose(-1, -2)).mul_(step)  # exact
-            sink = (q_int * sinks[index]).sum(dim=-1, keepdim=True).mul_(step)
-            # the sink and the window looked up together (the block path does the same per element)
-            both = self._weights_of(torch.cat([sink, scores], dim=-1))
-            sink_weight, weights = both[..., :1], both[..., 1:]
-            total = weights.sum(dim=-1, keepdim=True, dtype=F64) + sink_weight.to(F64)  # exact
-            numerator = self._weighted_values(weights, context, index, window_slots) \
-                + sink_weight.to(F64) * context.sink_values[index][:, :, None, :]
+            if context.layout == "int16":
+                numerator, total = self._step_attention_kernel(q_int, step, sinks[index], context, index, window_slots)
+            else:
+                scores = (q_int @ context.keys[index, :, :, window_slots].transpose(-1, -2)).mul_(step)  # exact
+                sink = (q_int * sinks[index]).sum(dim=-1, keepdim=True).mul_(step)
+                # the sink and the window looked up together (the block path does the same per element)
+                both = self._weights_of(torch.cat([sink, scores], dim=-1))
+                sink_weight, weights = both[..., :1], both[..., 1:]
+                total = weights.sum(dim=-1, keepdim=True, dtype=F64) + sink_weight.to(F64)  # exact
+                numerator = weights.to(F64) @ context.values[index, :, :, window_slots] \
+                    + sink_weight.to(F64) * context.sink_values[index][:, :, None, :]
             out = (numerator / total).to(F32).mul_(layer.value_scale[None, :, None, :])
             h = h + self._linear(layer.out, out.view(batch, heads * hd))
             h = h + self._mlp(layer, h)
         context.position = start + 1
         context.filled += 1
         return h
+
+    def _step_attention_kernel(self, q_int, step, sink_keys, context: Context, index: int, slots: slice):
+        """The torch path's numerator [B, kv, G, hd] and total [B, kv, G, 1] (float64 integers) from
+        the compiled kernel: the same integers (memzip/exact/kernels.py says why)."""
+        shifts = exponent(step[..., 0]) - 1  # step = 2^shift, a power of two
+        numerator, total = kernels.step_attention(
+            q_int.to(torch.int16).numpy(), shifts.to(torch.int32).numpy(),
+            sink_keys[:, :, 0].to(torch.int16).numpy(), context.sink_values[index].to(torch.int32).numpy(),
+            context.keys[index].numpy(), context.values[index].numpy(), slots.start, slots.stop - slots.start,
+            self._kernel_table)
+        return torch.from_numpy(numerator).to(F64), torch.from_numpy(total).to(F64)[..., None]
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Final RMSNorm and output embedding: [n, d] hidden rows -> [n, V] float32 logits."""
@@ -517,7 +542,7 @@ class ExactLlama:
         lo_all = max(1, start - window + 1)
         base = slice(lo_all - context.first, start + t - context.first)
         # the keys any of these positions sees, transposed (the fastest layout for q @ k^T)
-        keys_t = context.keys[index, :, :, base].transpose(-1, -2).contiguous()
+        keys_t = context.keys_f32(index, base).transpose(-1, -2).contiguous()
         values = context.values_f64(index, base)
         sink_value = context.sink_values[index][:, :, None, :].to(F64)
         out = torch.empty(batch, kv, t * group, hd, dtype=F32, device=self.device)
@@ -567,37 +592,13 @@ class ExactLlama:
             out = sink_value.expand(-1, -1, group, -1).to(F32)
         else:
             slots = slice(lo - context.first, hi - context.first)
-            scores = (queries.q_int @ context.keys[index, :, :, slots].transpose(-1, -2)).mul_(queries.step)  # exact
+            scores = (queries.q_int @ context.keys_f32(index, slots).transpose(-1, -2)).mul_(queries.step)  # exact
             weights, sink_weight = self._weights(scores, sink)
             total = weights.sum(dim=-1, keepdim=True, dtype=F64) + sink_weight.to(F64)
-            numerator = self._weighted_values(weights, context, index, slots) + sink_weight.to(F64) * sink_value
+            numerator = weights.to(F64) @ context.values_f64(index, slots) + sink_weight.to(F64) * sink_value
             out = (numerator / total).to(F32)
         out = out * layer.value_scale[None, :, None, :]
         return out.reshape(batch, kv, 1, group, hd).permute(0, 2, 1, 3, 4).reshape(batch, 1, heads * hd)
-
-    def _weighted_values(self, weights: torch.Tensor, context: Context, index: int, slots: slice) -> torch.Tensor:
-        """sum_j weights_j values_j over window `slots` for a few query rows per key head (one
-        decoding step): weights [B, kv, r, L] float32 integers below 2^P -> [B, kv, r, hd], the
-        exact integer sums in float64.
-
-        With value slices the sums go through int8 GEMMs: the weights in 7-bit slices (w = sum
-        w_i 2^(7 i), each 0..127, an int8) against [v_hi | v_lo]; every slice product sums at
-        most L * 127 * 128 < 2^31 (int32), recombined exactly in int64. A float64 GEMM would
-        read 8 bytes a value instead of 2; the step of many streams is bound by that reading."""
-        if not context.value_slices:
-            return weights.to(F64) @ context.values[index, :, :, slots]
-        batch, kv, rows, _ = weights.shape
-        whole = weights.to(torch.int32)
-        shifts = self._weight_slice_shifts
-        slices = torch.cat([(whole >> shift) & 127 if shift < shifts[0] else whole >> shift for shift in shifts],
-                           dim=2).to(torch.int8)  # [B, kv, slices * r, L]
-        stored = context.values[index, :, :, slots]  # [B, kv, L, 2 hd] int8
-        sums = torch.empty(batch, kv, slices.shape[2], stored.shape[-1], dtype=torch.int32, device=weights.device)
-        for a, v, out in zip(slices.flatten(0, 1).unbind(), stored.flatten(0, 1).unbind(), sums.flatten(0, 1).unbind()):
-            torch._int_mm(a, v, out=out)
-        hd = self.shape.head_dim
-        parts = sums.view(batch, kv, len(shifts), rows, 2, hd).to(torch.int64) * self._slice_multipliers
-        return parts.sum(dim=(2, 4)).to(F64)  # below 2^53 (new_context checks)
 
     def _mlp(self, layer, h) -> torch.Tensor:
         gate_up = self._project(layer.gate_up, h)
