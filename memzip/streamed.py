@@ -36,9 +36,9 @@ from memzip.planning import Plan, cost_without_vectors, fit_and_store
 
 EXACT_SETTINGS = ExactSettings()
 CODING_SETTINGS = CodingSettings()
-# Streams decoded side by side at most, when memory allows (~38 MB of keys and values each for
-# the embedded model): on 2 CPU cores a decoding step is bound by reading those keys and values
-# from 32 on (docs/scripts/decode_step.py, docs/benchmarks.md §2).
+# Streams decoded side by side at most, when memory allows (~25 MB of int16 keys and values each
+# for the embedded model): on 2 CPU cores a decoding step's cost per stream levels off well below
+# this (docs/scripts/engine_ab.py, docs/benchmarks.md §2).
 MAX_BATCH = 32
 
 

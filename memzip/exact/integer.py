@@ -134,13 +134,12 @@ def check_exact(bits_a: int, bits_b: int, terms: int, what: str, dtype: torch.dt
 # --- integer matrix products ---------------------------------------------------------------------
 
 
-def split_int8(q: torch.Tensor, dim: int = 0) -> torch.Tensor:
-    """Integers |q| <= 2^15 - 2^7 (int32 or integer-valued float) as hi * 256 + lo with hi, lo
-    int8 (lo in -128..127, hi = floor((q + 128) / 256)), stacked [hi; lo] along `dim` ([m, k]
-    -> [2m, k] by default)."""
+def split_int8(q: torch.Tensor) -> torch.Tensor:
+    """Integers |q| <= 2^15 - 2^7 ([m, k], int32 or integer-valued float) as hi * 256 + lo with hi,
+    lo int8 (lo in -128..127, hi = floor((q + 128) / 256)), stacked [hi; lo] as [2m, k]."""
     whole = q if q.dtype == torch.int32 else q.to(torch.int32)
     hi = (whole + 128) >> 8  # arithmetic shift: floor division
-    return torch.cat([hi, whole - (hi << 8)], dim=dim).to(torch.int8)
+    return torch.cat([hi, whole - (hi << 8)]).to(torch.int8)
 
 
 # Products with many output columns (the output head: 49,152 of them for the embedded model) are

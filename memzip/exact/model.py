@@ -23,7 +23,9 @@ exactly; every other step is one correctly rounded operation, applied one torch 
 So the logits are the same for any device, batch size, thread count and BLAS, and for a
 whole-sequence forward or token-by-token decoding; tests/test_exact.py varies each and compares
 bits. Products are computed in whichever exact way is fastest for their shape (one float64
-GEMM, int8 slices, float32 digits): they give the same integers.
+GEMM, int8 slices, float32 digits): they give the same integers. On a CPU a decoding step's
+attention runs as one compiled loop over integers (memzip/exact/kernels.py), which computes the
+same integers as the torch path without its hundreds of small calls a layer.
 
 The bit widths (`ExactSettings`) were chosen by measurement: the exact model's cross-entropy
 stays within 0.1% of the float32 model's (docs/benchmarks.md).
