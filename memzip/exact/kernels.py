@@ -35,11 +35,23 @@ def available() -> bool:
 
 
 def fits(table_max: int, value_bits: int, head_dim: int, query_bits: int, key_bits: int) -> bool:
-    """The kernel's integer types hold these sizes: a weight times a value in int32, a score in
-    int32, queries and keys in int16."""
+    """The kernel's integer types hold these sizes: queries, keys and values in int16, a weight
+    times a value in int32, scores below 2^24 (so a difference of two is below 2^25, the one
+    binade where `_bucket` rounds as float32 does)."""
     value_max = 2 ** (value_bits - 1) - 1
     score_max = 2 ** (query_bits - 1) * (2 ** (key_bits - 1) - 1) * head_dim
-    return table_max * value_max < 2 ** 31 and score_max < 2 ** 24 and max(query_bits, key_bits) <= 16
+    return (table_max * value_max < 2 ** 31 and score_max < 2 ** 24
+            and max(query_bits, key_bits, value_bits) <= 16)
+
+
+def _compiled(function):
+    """numba's parallel compilation of `function`, cached on disk where numba finds a writable
+    place (next to this file or the user's cache directory); without one, compiled anew in each
+    process (~2.5 s)."""
+    try:
+        return numba.njit(parallel=True, cache=True, nogil=True)(function)
+    except RuntimeError:  # "cannot cache function ...: no locator available"
+        return numba.njit(parallel=True, nogil=True)(function)
 
 
 if numba is not None:
@@ -61,7 +73,7 @@ if numba is not None:
             d = d >> (-shift)
         return last if d > last else d
 
-    @numba.njit(parallel=True, cache=True, nogil=True)
+    @_compiled
     def _step_attention(queries, shifts, sink_keys, sink_values, keys, values_t, first, count, table,
                         numerator, total):
         streams, kv_heads, group, head_dim = queries.shape
