@@ -217,6 +217,94 @@ def test_the_compiled_step_attention_and_torch_s_agree(window, tiny, exact):
                        step_by_step(exact, ids, window, first=3, layout="float"))
 
 
+@pytest.mark.parametrize("scale", [1.0, 2.0 ** -4, 4096.0])
+def test_the_compiled_step_and_torch_s_calls_agree(scale, tiny, exact):
+    """A whole decoding step in kernels.py's loops (ExactLlama._compiled_step) and in torch's calls
+    give the same bits: a batch of streams, the window sliding, input rows scaled far from the
+    model's range (rows whose RMS is near the norm's eps, SiLU beyond its table) and one stream's
+    rows all zero."""
+    assert exact.compiled_step  # numba is a dependency: the compiled step runs in the tests
+    texts = ["Kernels and GEMMs. ", "Zwei Wege, ein Ergebnis! ", "🎉 1 2 3 "]
+    ids = torch.stack([token_ids(tiny, t, 24) for t in texts])
+    rows = exact.embed(ids) * scale
+    rows[2, 5:9] = 0.0
+
+    def decode(compiled: bool) -> torch.Tensor:
+        exact.compiled_step = compiled
+        try:
+            context = exact.new_context(ids.shape[0], 6, layout="int16")
+            hidden = [exact.forward(rows[:, :3], context, torch.arange(3)).transpose(0, 1)]
+            hidden += [exact.forward(rows[:, p:p + 1], context).transpose(0, 1) for p in range(3, ids.shape[1])]
+            return torch.cat(hidden)
+        finally:
+            exact.compiled_step = True
+    compiled, calls = decode(True), decode(False)
+    assert torch.isfinite(calls).all()
+    assert torch.equal(compiled, calls)
+
+
+def test_the_step_kernels_round_as_torch_s_calls_do(exact):
+    """Each kernel of the compiled step against the torch calls it replaces, on many rows at
+    magnitudes from 1e-3 to 1e3 (an error of one rounding shows in the floats compared here,
+    or flips some of the tens of thousands of integers)."""
+    from memzip.exact import kernels
+    from memzip.exact.model import _int8_product, _rope_heads
+    generator = torch.Generator().manual_seed(11)
+    shape, s, layer, arrays = exact.shape, exact.settings, exact.layers[0], exact._layer_arrays[0]
+    heads, kv, hd, rows = shape.heads, shape.kv_heads, shape.head_dim, 8192
+    h = torch.randn(rows, shape.d_model, generator=generator) * 10.0 ** (torch.rand(rows, 1, generator=generator) * 6 - 3)
+    constants = np.float32(exact._inverse_d), np.float32(shape.eps)
+
+    def projected(weight, scales):  # the kernels' (x @ W) * scales * factor, added to zeros
+        split, factors = kernels.normalize_split(h.numpy(), s.activation_bits, *constants)
+        out = np.zeros((rows, weight.n_out), np.float32)
+        kernels.add_product(out, _int8_product(split, weight), weight.bits > 8, scales, factors)
+        return torch.from_numpy(out), _int8_product(split, weight), factors
+    for weight, scales in ((layer.qkv, arrays.qkv_scale), (layer.gate_up, arrays.gate_up_scale)):
+        assert torch.equal(projected(weight, scales)[0], exact._project(weight, h))
+
+    # queries, keys and values: RoPE at a far position, static and per-row scales; keys here on a
+    # 16-bit grid of their largest (the model's static scale is too coarse to show one rounding)
+    qkv = exact._project(layer.qkv, h)
+    cos, sin = exact._rope_at(torch.tensor([123_457]))
+    rotated = _rope_heads(qkv[:, :(heads + kv) * hd].view(rows, heads + kv, hd), cos.view(1, 1, -1), sin.view(1, 1, -1))
+    key_inverse = integer.pow2(15 - exponent(rotated[:, heads:].abs().amax()), torch.float32).expand(kv, 1)
+    keys = np.zeros((rows, kv, 3, hd), np.int16)
+    values = np.zeros((rows, kv, hd, 3), np.int16)
+    _, product, factors = projected(layer.qkv, arrays.qkv_scale)
+    queries, shifts = kernels.qkv_outputs(
+        product, True, arrays.qkv_scale, factors, heads, cos[0].numpy(), sin[0].numpy(),
+        key_inverse[:, 0].contiguous().numpy(), np.float32(2 ** 15 - 1), arrays.value_inverse,
+        np.float32(2 ** (s.value_bits - 1) - 1), arrays.head_step, s.query_bits, keys, values, 1)
+    q_int, q_scale = quantize_rows(rotated[:, :heads], s.query_bits)
+    assert torch.equal(torch.from_numpy(queries).reshape(rows, heads, hd).float(), q_int)
+    assert torch.equal(torch.from_numpy(shifts).reshape(rows, heads, 1),
+                       exponent(q_scale * exact._head_step[0].view(1, heads, 1)) - 1)
+    assert torch.equal(torch.from_numpy(keys[:, :, 1]).float(), integer.quantize_with(rotated[:, heads:], key_inverse, 16))
+    assert torch.equal(torch.from_numpy(values[..., 1]).float(), integer.quantize_with(
+        qkv[:, (heads + kv) * hd:].view(rows, kv, hd), exact._value_inverse[0], s.value_bits))
+
+    # silu(gate) * up, beyond the sigmoid table too, quantized for the down projection
+    _, product, factors = projected(layer.gate_up, arrays.gate_up_scale)
+    factors = factors * (10.0 ** (np.random.default_rng(3).random(rows) * 3)).astype(np.float32)  # gates to ~700
+    split, scales = kernels.gated_outputs(product, False, arrays.gate_up_scale, factors, shape.ffn,
+                                          exact._sigmoid_array, s.silu_grid_bits, s.activation_bits)
+    whole = quantize_rows(h, s.activation_bits)[0].to(torch.int32)
+    gate_up = layer.gate_up.matmul(whole) * layer.gate_up.scale * torch.from_numpy(factors)[:, None]
+    assert gate_up.abs().max() > 2 * s.silu_limit
+    x, scale = quantize_rows(exact._silu(gate_up[:, :shape.ffn]) * gate_up[:, shape.ffn:], s.activation_bits)
+    assert torch.equal(torch.from_numpy(split), split_int8(x)) and torch.equal(torch.from_numpy(scales), scale[:, 0])
+
+    # attention's quotient, scaled and quantized for the output projection
+    group = heads // kv
+    numerator = torch.randint(-2 ** 45, 2 ** 45, (rows, kv, group, hd), generator=generator)
+    total = torch.randint(1, 2 ** 31, (rows, kv, group), generator=generator)
+    split, scales = kernels.attention_outputs(numerator.numpy(), total.numpy(), arrays.value_scale, s.activation_bits)
+    out = (numerator.double() / total.double()[..., None]).float() * layer.value_scale[None, :, None, :]
+    x, scale = quantize_rows(out.reshape(rows, heads * hd), s.activation_bits)
+    assert torch.equal(torch.from_numpy(split), split_int8(x)) and torch.equal(torch.from_numpy(scales), scale[:, 0])
+
+
 def test_the_compiled_step_attention_matches_the_float_formula_at_its_extremes():
     """kernels.step_attention against the float path's formula (memzip/exact/model.py _step) on
     random integers at their bounds: 8-bit queries up to 128, 12-bit keys and values, score

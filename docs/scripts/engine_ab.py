@@ -4,12 +4,15 @@
 
     OMP_NUM_THREADS=2 python docs/scripts/engine_ab.py head          # output head, whole vs tiles
     OMP_NUM_THREADS=2 python docs/scripts/engine_ab.py values 4 16 28  # a decoding step by batch
+    OMP_NUM_THREADS=2 python docs/scripts/engine_ab.py step 4 16 28    # torch's calls vs compiled
 
 - head: the output head's int8 product for m rows of activations, as one [2m, 2V] product
   (the engine's path below TILED_FROM_ROWS rows) and in tiles of TILE_OUTPUTS columns.
 - values: one decoding step (layers for one position with a full 1024-token window, logits,
   coding frequencies) with the int16 context (attention in the compiled kernel, kernels.py: the
   default on CPUs) and the float one (attention in torch's GEMMs).
+- step: the same step with the int16 context, the rest of the layer in torch's calls and in
+  kernels.py's compiled loops (ExactLlama.compiled_step: the default on CPUs).
 """
 
 import statistics
@@ -50,6 +53,33 @@ def head(model: ExactLlama) -> None:
                                         for c in range(0, weight.n_out, integer.TILE_OUTPUTS)], dim=1)}), flush=True)
 
 
+def step(model: ExactLlama, batches: list[int]) -> None:
+    distribution = Distribution(CodingSettings(), model.shape.vocab, model.device)
+    generator = torch.Generator().manual_seed(0)
+    for batch in batches:
+        tokens = torch.randint(0, model.shape.vocab, (batch, WINDOW + ROUNDS * STEPS * 2 + 1), generator=generator)
+        contexts = {}
+        for name in ("calls", "compiled"):
+            context = Context(model.shape, batch, WINDOW, WINDOW + 64, model.device, "int16")
+            model.forward(model.embed(tokens[:, :1]), context)
+            for a in range(1, WINDOW, 64):
+                model.forward(model.embed(tokens[:, a:a + 64]), context)
+            contexts[name] = context
+
+        def steps(context, compiled):
+            model.compiled_step = compiled
+            first = context.position
+            for i in range(STEPS):
+                hidden = model.forward(model.embed(tokens[:, first + i:first + i + 1]), context)
+                distribution.cumulative(model.logits(hidden[:, 0]))
+            model.compiled_step = True
+            return hidden
+
+        timed = alternate({name: (lambda c=c, n=name: steps(c, n == "compiled")) for name, c in contexts.items()})
+        per_step = {name: (round(ms / STEPS, 1), [round(x / STEPS) for x in each]) for name, (ms, each) in timed.items()}
+        print(f"decoding step, batch {batch} (ms a step: median, each round):", per_step, flush=True)
+
+
 def values(model: ExactLlama, batches: list[int]) -> None:
     distribution = Distribution(CodingSettings(), model.shape.vocab, model.device)
     generator = torch.Generator().manual_seed(0)
@@ -81,7 +111,10 @@ def main(argv: list[str]) -> None:
     if argv[:1] == ["head"]:
         head(model)
     elif argv[:1] == ["values"]:
+        model.compiled_step = False  # the attention kernel alone, as when these figures were first taken
         values(model, [int(b) for b in argv[1:]] or [4, 16, 28])
+    elif argv[:1] == ["step"]:
+        step(model, [int(b) for b in argv[1:]] or [4, 16, 28])
     else:
         sys.exit(__doc__)
 

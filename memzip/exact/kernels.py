@@ -1,4 +1,5 @@
-"""Attention of one decoding step as one compiled CPU kernel (numba), in integers only.
+"""A decoding step on the CPU as compiled kernels (numba): its attention, in integers only, and
+the stretches between its int8 GEMMs (below, after the attention kernel).
 
 A decoding step attends, for every stream and key head, a few query rows over a window of up to
 ~1024 positions. In torch that is a handful of calls per (stream, key head) and layer: small
@@ -21,6 +22,8 @@ The division numerator / total stays in torch, one correctly rounded operation.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -52,6 +55,14 @@ def _compiled(function):
         return numba.njit(parallel=True, cache=True, nogil=True)(function)
     except RuntimeError:  # "cannot cache function ...: no locator available"
         return numba.njit(parallel=True, nogil=True)(function)
+
+
+def _compiled_serial(function):
+    """`_compiled` for kernels over a few rows, where starting threads would cost more than the work."""
+    try:
+        return numba.njit(cache=True, nogil=True)(function)
+    except RuntimeError:
+        return numba.njit(nogil=True)(function)
 
 
 if numba is not None:
@@ -131,3 +142,199 @@ def step_attention(queries: np.ndarray, shifts: np.ndarray, sink_keys: np.ndarra
     arrays = [np.ascontiguousarray(a) for a in (queries, shifts, sink_keys, sink_values, keys, values_t, table)]
     _step_attention(*arrays[:6], first, count, arrays[6], numerator, total)
     return numerator, total
+
+
+# --- the rest of a decoding step: what lies between the int8 GEMMs ---------------------------------
+#
+# A decoding step of a few streams is, per layer, four int8 GEMMs (torch._int_mm, oneDNN) and,
+# between them, some seventy small torch calls (quantizing activations, RMSNorm, recombining the
+# GEMMs' int8 slices, RoPE, SiLU) whose per-call overhead, not arithmetic, costs more than the
+# GEMMs. These kernels do each stretch between two GEMMs in one call, row by row.
+#
+# Unlike the attention kernel they compute in float32, so they are exact only as the torch path
+# is: one correctly rounded IEEE operation at a time, in the torch path's order. Each result is
+# wrapped in np.float32(...), so even where numba computes a float32 operation in float64 the
+# value is the correctly rounded float32 one (double rounding through float64 is innocuous for
+# + - * / and sqrt of float32 operands: 53 >= 2 * 24 + 2); numba without fastmath emits no fused
+# multiply-adds (checked: tests/test_exact.py compares the two paths bit for bit). Scalars the
+# torch path takes as Python floats (1/d, eps) arrive here rounded to float32, as torch rounds
+# them. Integers are combined in int64, where the torch path's int32 shortcuts give the same
+# values.
+
+if numba is not None:
+
+    @numba.njit(inline="always")
+    def _f32(x):
+        return np.float32(x)
+
+    @numba.njit(inline="always")
+    def _product(r, m, n, i, j, two_slices):
+        """Row i, column j of an exact integer product from torch._int_mm of split activations
+        [a_hi; a_lo] (2m rows) and int8 weight slices: one slice (n columns) or [w_hi; w_lo]
+        (2n columns), as IntegerWeight._outputs recombines them."""
+        if two_slices:  # ((hh 2^8 + hl + lh) 2^8 + ll)
+            return ((np.int64(r[i, j]) * 256 + r[i, n + j] + r[m + i, j]) << 8) + r[m + i, n + j]
+        return np.int64(r[i, j]) * 256 + r[m + i, j]
+
+    @numba.njit(inline="always")
+    def _scaled(r, m, n, i, j, two_slices, weight_scale, row_factor):
+        """fl32(fl32(product) * weight_scale[j]) * row_factor, rounded: IntegerWeight.matmul's
+        float32 result times the weight's and the row's scales, in the torch path's order."""
+        return _f32(_f32(np.float32(_product(r, m, n, i, j, two_slices)) * weight_scale[j]) * row_factor)
+
+    @numba.njit(inline="always")
+    def _quantize_row_split(x, bits, split, i, m):
+        """integer.quantize_rows of row x (float32) into int8 slices split[i], split[m + i] (as
+        integer.split_int8). Returns the row's scale and the exact sum of its integers' squares."""
+        peak = np.float32(2.0 ** -100)  # integer.TINY
+        for k in range(x.shape[0]):
+            peak = max(peak, abs(x[k]))
+        e = math.frexp(peak)[1]  # 2^(e-1) <= peak < 2^e: the exponent bits quantize_rows reads
+        inverse = np.float32(math.ldexp(1.0, bits - 1 - e))
+        squares = np.int64(0)
+        for k in range(x.shape[0]):
+            whole = np.int64(np.rint(_f32(x[k] * inverse)))  # round half to even, as torch.round
+            squares += whole * whole
+            high = (whole + 128) >> 8  # floor division
+            split[i, k] = high
+            split[m + i, k] = whole - (high << 8)
+        return np.float32(math.ldexp(1.0, e + 1 - bits)), squares
+
+    @numba.njit(inline="always")
+    def _quantize_to(x, inverse, limit):
+        """integer.quantize_with of one value: round(x * inverse), clamped to +-limit."""
+        q = np.rint(_f32(x * inverse))
+        return min(max(q, -limit), limit)
+
+    @_compiled_serial
+    def _normalize_split(h, bits, inverse_d, eps, split, factors):
+        for i in range(h.shape[0]):
+            scale, squares = _quantize_row_split(h[i], bits, split, i, h.shape[0])
+            variance = _f32(np.float32(squares) * _f32(_f32(scale * scale) * inverse_d))
+            root = _f32(np.sqrt(_f32(variance + eps)))  # the hardware's square root: correctly rounded
+            inverse_rms = _f32(np.float32(1.0) / root)
+            factors[i] = _f32(scale * inverse_rms)
+
+    @_compiled_serial
+    def _add_product(h, r, two_slices, weight_scale, scales):
+        m, n = h.shape
+        for i in range(m):
+            for j in range(n):
+                h[i, j] = _f32(h[i, j] + _scaled(r, m, n, i, j, two_slices, weight_scale, scales[i]))
+
+    @_compiled_serial
+    def _qkv_outputs(r, two_slices, weight_scale, factors, heads, cos, sin, key_inverse, key_limit, value_inverse,
+                     value_limit, head_step, query_bits, keys, values_t, slot, queries, shifts):
+        m = factors.shape[0]
+        n = weight_scale.shape[0]
+        kv_heads, head_dim = value_inverse.shape
+        group, half = heads // kv_heads, head_dim // 2
+        row = np.empty(n, np.float32)
+        rotated = np.empty(head_dim, np.float32)
+        for i in range(m):
+            for j in range(n):
+                row[j] = _scaled(r, m, n, i, j, two_slices, weight_scale, factors[i])
+            for head in range(heads + kv_heads):  # RoPE of query and key heads (model._rope_heads)
+                base = head * head_dim
+                for c in range(half):
+                    x1, x2 = row[base + c], row[base + half + c]
+                    rotated[c] = _f32(_f32(x1 * cos[c]) - _f32(x2 * sin[c]))
+                    rotated[half + c] = _f32(_f32(x2 * cos[c]) + _f32(x1 * sin[c]))
+                if head >= heads:  # a key head: static scale, into the context
+                    kh = head - heads
+                    for c in range(head_dim):
+                        keys[i, kh, slot, c] = np.int16(_quantize_to(rotated[c], key_inverse[kh], key_limit))
+                    continue
+                peak = np.float32(2.0 ** -100)  # quantize_rows of the query head's row
+                for c in range(head_dim):
+                    peak = max(peak, abs(rotated[c]))
+                e = math.frexp(peak)[1]
+                inverse = np.float32(math.ldexp(1.0, query_bits - 1 - e))
+                scale = np.float32(math.ldexp(1.0, e + 1 - query_bits))
+                kh, g = head // group, head % group
+                for c in range(head_dim):
+                    queries[i, kh, g, c] = np.int16(np.rint(_f32(rotated[c] * inverse)))
+                shifts[i, kh, g] = math.frexp(_f32(scale * head_step[head]))[1] - 1  # a power of two
+            base = (heads + kv_heads) * head_dim
+            for kh in range(kv_heads):
+                for c in range(head_dim):
+                    values_t[i, kh, c, slot] = np.int16(
+                        _quantize_to(row[base + kh * head_dim + c], value_inverse[kh, c], value_limit))
+
+    @_compiled_serial
+    def _attention_outputs(numerator, total, value_scale, bits, split, scales):
+        streams, kv_heads, group, head_dim = numerator.shape
+        row = np.empty(kv_heads * group * head_dim, np.float32)
+        for i in range(streams):
+            k = 0
+            for kh in range(kv_heads):
+                for g in range(group):
+                    for c in range(head_dim):
+                        quotient = np.float64(numerator[i, kh, g, c]) / np.float64(total[i, kh, g])
+                        row[k] = _f32(np.float32(quotient) * value_scale[kh, c])
+                        k += 1
+            scales[i] = _quantize_row_split(row, bits, split, i, streams)[0]
+
+    @_compiled_serial
+    def _gated_outputs(r, two_slices, weight_scale, factors, ffn, sigmoid, grid, middle, bits, split, scales):
+        m = factors.shape[0]
+        n = weight_scale.shape[0]
+        row = np.empty(ffn, np.float32)
+        for i in range(m):
+            for j in range(ffn):
+                gate = _scaled(r, m, n, i, j, two_slices, weight_scale, factors[i])
+                up = _scaled(r, m, n, i, ffn + j, two_slices, weight_scale, factors[i])
+                # model._silu: the sigmoid table at round(gate * 2^grid) + middle, clamped
+                index = _f32(np.rint(_f32(gate * grid)) + np.float32(middle))
+                index = min(max(index, np.float32(0.0)), np.float32(2 * middle))
+                row[j] = _f32(_f32(gate * sigmoid[np.int64(index)]) * up)
+            scales[i] = _quantize_row_split(row, bits, split, i, m)[0]
+
+
+def normalize_split(h: np.ndarray, bits: int, inverse_d: np.float32, eps: np.float32):
+    """model._project's first half for rows h [m, d] float32: the integer rows as int8 slices
+    [2m, d] (for torch._int_mm) and each row's factor, scale / rms, float32 [m]."""
+    split = np.empty((2 * h.shape[0], h.shape[1]), np.int8)
+    factors = np.empty(h.shape[0], np.float32)
+    _normalize_split(h, bits, inverse_d, eps, split, factors)
+    return split, factors
+
+
+def add_product(h: np.ndarray, product: np.ndarray, two_slices: bool, weight_scale: np.ndarray,
+                scales: np.ndarray) -> None:
+    """h += the scaled product (model._linear's second half), in place."""
+    _add_product(h, product, two_slices, weight_scale, scales)
+
+
+def qkv_outputs(product, two_slices, weight_scale, factors, heads, cos, sin, key_inverse, key_limit, value_inverse,
+                value_limit, head_step, query_bits, keys, values_t, slot):
+    """The queries, keys and values of one position per stream from the qkv product: RoPE, keys and
+    values into the int16 context at `slot`, and the integer queries [m, kv, G, hd] int16 with their
+    shifts [m, kv, G] int32, as the attention kernel takes them (model._step's torch path)."""
+    kv_heads, head_dim = value_inverse.shape
+    queries = np.empty((factors.shape[0], kv_heads, heads // kv_heads, head_dim), np.int16)
+    shifts = np.empty(queries.shape[:3], np.int32)
+    _qkv_outputs(product, two_slices, weight_scale, factors, heads, cos, sin, key_inverse, key_limit, value_inverse,
+                 value_limit, head_step, query_bits, keys, values_t, slot, queries, shifts)
+    return queries, shifts
+
+
+def attention_outputs(numerator, total, value_scale, bits):
+    """Attention's output rows (numerator / total times the values' scales) quantized and split for
+    the output projection: int8 slices [2m, heads * hd] and scales [m]."""
+    streams, kv_heads, group, head_dim = numerator.shape
+    split = np.empty((2 * streams, kv_heads * group * head_dim), np.int8)
+    scales = np.empty(streams, np.float32)
+    _attention_outputs(numerator, total, value_scale, bits, split, scales)
+    return split, scales
+
+
+def gated_outputs(product, two_slices, weight_scale, factors, ffn, sigmoid, grid_bits, bits):
+    """silu(gate) * up from the gate/up product (model._mlp), quantized and split for the down
+    projection: int8 slices [2m, ffn] and scales [m]."""
+    split = np.empty((2 * factors.shape[0], ffn), np.int8)
+    scales = np.empty(factors.shape[0], np.float32)
+    middle = sigmoid.shape[0] // 2
+    _gated_outputs(product, two_slices, weight_scale, factors, ffn, sigmoid, np.float32(2.0 ** grid_bits), middle,
+                   bits, split, scales)
+    return split, scales

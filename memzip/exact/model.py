@@ -23,9 +23,10 @@ exactly; every other step is one correctly rounded operation, applied one torch 
 So the logits are the same for any device, batch size, thread count and BLAS, and for a
 whole-sequence forward or token-by-token decoding; tests/test_exact.py varies each and compares
 bits. Products are computed in whichever exact way is fastest for their shape (one float64
-GEMM, int8 slices, float32 digits): they give the same integers. On a CPU a decoding step's
-attention runs as one compiled loop over integers (memzip/exact/kernels.py), which computes the
-same integers as the torch path without its hundreds of small calls a layer.
+GEMM, int8 slices, float32 digits): they give the same integers. On a CPU a decoding step runs
+as compiled loops (memzip/exact/kernels.py) around torch's int8 GEMMs: attention over integers,
+and the rest as the same single rounded operations in the same order as the torch path, without
+its seventy-odd small calls a layer.
 
 The bit widths (`ExactSettings`) were chosen by measurement: the exact model's cross-entropy
 stays within 0.1% of the float32 model's (docs/benchmarks.md).
@@ -36,6 +37,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 
 from memzip.exact import kernels, tables
@@ -219,6 +221,18 @@ class _Layer:
         self.value_scale = value_scale  # [kv_heads, head_dim]: of the integer values, per channel
 
 
+class _LayerArrays:
+    """A layer's scales as the numpy arrays the compiled step (ExactLlama._compiled_step) reads."""
+
+    def __init__(self, layer: _Layer, key_inverse, value_inverse, head_step):
+        self.qkv_scale, self.out_scale, self.gate_up_scale, self.down_scale = (
+            w.scale[0].contiguous().numpy() for w in (layer.qkv, layer.out, layer.gate_up, layer.down))
+        self.key_inverse = key_inverse[:, 0].contiguous().numpy()  # [kv]
+        self.value_inverse = value_inverse.contiguous().numpy()  # [kv, hd]
+        self.value_scale = layer.value_scale.contiguous().numpy()  # [kv, hd]
+        self.head_step = head_step.reshape(-1).contiguous().numpy()  # [heads]
+
+
 class _Queries:
     """A block's integer queries, per key head: rows (position, query head of the group)."""
 
@@ -267,6 +281,13 @@ class ExactLlama:
         self.layout = "int16" if (self.device.type == "cpu" and kernels.available() and kernels.fits(
             int(self._attention_table.max()), s.value_bits, shape.head_dim, s.query_bits, s.key_bits)) else "float"
         self._kernel_table = self._attention_table.to(torch.int32).cpu().numpy()
+        # ... and the rest of the step too, between the int8 GEMMs (the same bits as _step's torch
+        # calls; a switch for tests and docs/scripts/engine_ab.py)
+        self.compiled_step = self.layout == "int16" and backend == "int8"
+        if self.compiled_step:
+            self._layer_arrays = [_LayerArrays(layer, self._key_inverse[i], self._value_inverse[i],
+                                               self._head_step[i]) for i, layer in enumerate(layers)]
+            self._sigmoid_array = self._sigmoid.numpy()
 
     # --- building ---------------------------------------------------------------------------------
 
@@ -345,7 +366,7 @@ class ExactLlama:
         # p @ v sums up to window + 1 products of a weight (<= 2^P) and a value: exact below 2^53
         check_exact(s.attention_weight_bits + 1, s.value_bits, window + 1, f"attention over {window} positions")
         layout = layout or self.layout
-        if layout == "int16" and not (self.layout == "int16"):
+        if layout == "int16" and self.layout != "int16":
             raise ValueError("the int16 context layout needs numba and a CPU")
         return Context(self.shape, batch, window, capacity or window + 64, self.device, layout)
 
@@ -406,9 +427,11 @@ class ExactLlama:
         cos, sin = self._rope_at(position)
         sink_cos, sink_sin = self._rope_at((position - window).clamp_(min=0))
         sinks = self._rotated_sinks(context, sink_cos, sink_sin).transpose(2, 3)  # [layers, B, kv, 1, hd]
-        cos, sin = cos.view(1, 1, -1), sin.view(1, 1, -1)
         slot = start - context.first
         window_slots = slice(max(1, start - window + 1) - context.first, slot + 1)
+        if context.layout == "int16" and self.compiled_step:
+            return self._compiled_step(h, context, start, cos[0], sin[0], sinks, slot, window_slots)
+        cos, sin = cos.view(1, 1, -1), sin.view(1, 1, -1)
         for index, layer in enumerate(self.layers):
             qkv = self._project(layer.qkv, h)
             rotated = _rope_heads(qkv[:, :(heads + kv) * hd].view(batch, heads + kv, hd), cos, sin)
@@ -432,6 +455,40 @@ class ExactLlama:
             out = (numerator / total).to(F32).mul_(layer.value_scale[None, :, None, :])
             h = h + self._linear(layer.out, out.view(batch, heads * hd))
             h = h + self._mlp(layer, h)
+        context.position = start + 1
+        context.filled += 1
+        return h
+
+    def _compiled_step(self, h, context: Context, start: int, cos, sin, sinks, slot: int, window_slots: slice):
+        """_step's layers as the compiled kernels of kernels.py around torch's int8 GEMMs: the same
+        operations in the same order, one call for each stretch between two GEMMs instead of some
+        seventy small torch calls a layer."""
+        s, heads = self.settings, self.shape.heads
+        bits = s.activation_bits
+        inverse_d, eps = np.float32(self._inverse_d), np.float32(self.shape.eps)  # as torch rounds them
+        key_limit, value_limit = (np.float32(2 ** (b - 1) - 1) for b in (s.key_bits, s.value_bits))
+        cos, sin = cos.contiguous().numpy(), sin.contiguous().numpy()
+        sink_keys = sinks[:, :, :, 0].to(torch.int16).numpy()  # [layers, B, kv, hd]
+        sink_values = context.sink_values.to(torch.int32).numpy()
+        rows = h.numpy()  # updated in place, layer by layer
+        for index, layer in enumerate(self.layers):
+            arrays = self._layer_arrays[index]
+            split, factors = kernels.normalize_split(rows, bits, inverse_d, eps)
+            queries, shifts = kernels.qkv_outputs(
+                _int8_product(split, layer.qkv), layer.qkv.bits > 8, arrays.qkv_scale, factors, heads, cos, sin,
+                arrays.key_inverse, key_limit, arrays.value_inverse, value_limit, arrays.head_step, s.query_bits,
+                context.keys[index].numpy(), context.values[index].numpy(), slot)
+            numerator, total = kernels.step_attention(
+                queries, shifts, sink_keys[index], sink_values[index], context.keys[index].numpy(),
+                context.values[index].numpy(), window_slots.start, window_slots.stop - window_slots.start,
+                self._kernel_table)
+            split, scales = kernels.attention_outputs(numerator, total, arrays.value_scale, bits)
+            kernels.add_product(rows, _int8_product(split, layer.out), layer.out.bits > 8, arrays.out_scale, scales)
+            split, factors = kernels.normalize_split(rows, bits, inverse_d, eps)
+            split, scales = kernels.gated_outputs(
+                _int8_product(split, layer.gate_up), layer.gate_up.bits > 8, arrays.gate_up_scale, factors,
+                self.shape.ffn, self._sigmoid_array, s.silu_grid_bits, bits)
+            kernels.add_product(rows, _int8_product(split, layer.down), layer.down.bits > 8, arrays.down_scale, scales)
         context.position = start + 1
         context.filled += 1
         return h
@@ -629,6 +686,12 @@ class ExactLlama:
         high = positions >> tables.ROPE_FINE_BITS
         c1, s1, c2, s2 = fine_cos[low], fine_sin[low], coarse_cos[high], coarse_sin[high]
         return (c2 * c1 - s2 * s1).to(F32), (s2 * c1 + c2 * s1).to(F32)
+
+
+def _int8_product(split: np.ndarray, weight: IntegerWeight) -> np.ndarray:
+    """torch._int_mm of int8 activation slices [2m, n_in] and the weight's int8 slices: the int32
+    partial products [2m, n_out or 2 n_out] that the compiled kernels recombine."""
+    return torch._int_mm(torch.from_numpy(split), weight.slices_t).numpy()
 
 
 def quantize_row(matrix: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
