@@ -223,22 +223,48 @@ def test_the_compiled_step_and_torch_s_calls_agree(scale, tiny, exact):
     give the same bits: a batch of streams, the window sliding, input rows scaled far from the
     model's range (rows whose RMS is near the norm's eps, SiLU beyond its table) and one stream's
     rows all zero."""
-    assert exact.compiled_step  # numba is a dependency: the compiled step runs in the tests
+    assert exact.compiled  # numba is a dependency: the compiled step runs in the tests
     texts = ["Kernels and GEMMs. ", "Zwei Wege, ein Ergebnis! ", "🎉 1 2 3 "]
     ids = torch.stack([token_ids(tiny, t, 24) for t in texts])
     rows = exact.embed(ids) * scale
     rows[2, 5:9] = 0.0
 
     def decode(compiled: bool) -> torch.Tensor:
-        exact.compiled_step = compiled
+        exact.compiled = compiled
         try:
             context = exact.new_context(ids.shape[0], 6, layout="int16")
             hidden = [exact.forward(rows[:, :3], context, torch.arange(3)).transpose(0, 1)]
             hidden += [exact.forward(rows[:, p:p + 1], context).transpose(0, 1) for p in range(3, ids.shape[1])]
             return torch.cat(hidden)
         finally:
-            exact.compiled_step = True
+            exact.compiled = True
     compiled, calls = decode(True), decode(False)
+    assert torch.isfinite(calls).all()
+    assert torch.equal(compiled, calls)
+
+
+@pytest.mark.parametrize("scale", [1.0, 2.0 ** -4, 4096.0])
+def test_compression_blocks_in_kernels_and_in_torch_s_calls_agree(scale, tiny, exact):
+    """A compression forward (blocks of positions) with kernels.py's loops (projections, MLP,
+    attention weights) and with torch's calls gives the same hidden rows: a batch, two blocks
+    of several query blocks each, a window that slides inside them, rows far from the model's
+    range and one stream's rows all zero."""
+    assert exact.compiled
+    texts = ["Compression blocks. ", "Zwei Wege, ein Ergebnis! ", "🎉 1 2 3 "]
+    ids = torch.stack([token_ids(tiny, t, 150) for t in texts])
+    rows = exact.embed(ids) * scale
+    rows[2, 40:47] = 0.0
+    query_block = exact.query_block
+
+    def compress(compiled: bool) -> torch.Tensor:
+        exact.compiled, exact.query_block = compiled, 16
+        try:
+            context = exact.new_context(ids.shape[0], 9, 9 + 100)
+            first = exact.forward(rows[:, :70], context, torch.arange(70))
+            return torch.cat([first, exact.forward(rows[:, 70:], context, torch.arange(ids.shape[1] - 70))], dim=1)
+        finally:
+            exact.compiled, exact.query_block = True, query_block
+    compiled, calls = compress(True), compress(False)
     assert torch.isfinite(calls).all()
     assert torch.equal(compiled, calls)
 

@@ -5,6 +5,7 @@
     OMP_NUM_THREADS=2 python docs/scripts/engine_ab.py head          # output head, whole vs tiles
     OMP_NUM_THREADS=2 python docs/scripts/engine_ab.py values 4 16 28  # a decoding step by batch
     OMP_NUM_THREADS=2 python docs/scripts/engine_ab.py step 4 16 28    # torch's calls vs compiled
+    OMP_NUM_THREADS=2 python docs/scripts/engine_ab.py block           # a compression block, the same
 
 - head: the output head's int8 product for m rows of activations, as one [2m, 2V] product
   (the engine's path below TILED_FROM_ROWS rows) and in tiles of TILE_OUTPUTS columns.
@@ -12,7 +13,10 @@
   coding frequencies) with the int16 context (attention in the compiled kernel, kernels.py: the
   default on CPUs) and the float one (attention in torch's GEMMs).
 - step: the same step with the int16 context, the rest of the layer in torch's calls and in
-  kernels.py's compiled loops (ExactLlama.compiled_step: the default on CPUs).
+  kernels.py's compiled loops (ExactLlama.compiled: the default on CPUs).
+- block: compression's unit of work, a block of 512 positions of one stream after a full
+  1024-position window (layers and the output head for every position), in torch's calls and
+  in kernels.py's loops.
 """
 
 import statistics
@@ -67,17 +71,37 @@ def step(model: ExactLlama, batches: list[int]) -> None:
             contexts[name] = context
 
         def steps(context, compiled):
-            model.compiled_step = compiled
+            model.compiled = compiled
             first = context.position
             for i in range(STEPS):
                 hidden = model.forward(model.embed(tokens[:, first + i:first + i + 1]), context)
                 distribution.cumulative(model.logits(hidden[:, 0]))
-            model.compiled_step = True
+            model.compiled = True
             return hidden
 
         timed = alternate({name: (lambda c=c, n=name: steps(c, n == "compiled")) for name, c in contexts.items()})
         per_step = {name: (round(ms / STEPS, 1), [round(x / STEPS) for x in each]) for name, (ms, each) in timed.items()}
         print(f"decoding step, batch {batch} (ms a step: median, each round):", per_step, flush=True)
+
+
+def block(model: ExactLlama, positions: int = 512) -> None:
+    generator = torch.Generator().manual_seed(0)
+    tokens = torch.randint(0, model.shape.vocab, (1, WINDOW + positions), generator=generator)
+    rows = model.embed(tokens)
+    context = model.new_context(1, WINDOW, WINDOW + positions)
+    for a in range(0, WINDOW, positions):
+        model.forward(rows[:, a:a + positions], context, torch.arange(positions))
+    filled = (context.position, context.filled, context.first)
+
+    def run(compiled: bool) -> torch.Tensor:
+        model.compiled = compiled
+        context.position, context.filled, context.first = filled  # the same block again
+        hidden = model.forward(rows[:, WINDOW:], context, torch.arange(positions))[0]
+        model.compiled = True
+        return torch.cat([model.logits(part) for part in hidden.split(64)])
+
+    timed = alternate({"calls": lambda: run(False), "compiled": lambda: run(True)})
+    print(f"compression block of {positions} positions after {WINDOW} (ms: median, each round):", timed, flush=True)
 
 
 def values(model: ExactLlama, batches: list[int]) -> None:
@@ -111,8 +135,10 @@ def main(argv: list[str]) -> None:
     if argv[:1] == ["head"]:
         head(model)
     elif argv[:1] == ["values"]:
-        model.compiled_step = False  # the attention kernel alone, as when these figures were first taken
+        model.compiled = False  # the attention kernel alone, as when these figures were first taken
         values(model, [int(b) for b in argv[1:]] or [4, 16, 28])
+    elif argv[:1] == ["block"]:
+        block(model)
     elif argv[:1] == ["step"]:
         step(model, [int(b) for b in argv[1:]] or [4, 16, 28])
     else:

@@ -127,6 +127,63 @@ if numba is not None:
                     numerator[b, h, g, c] = acc
 
 
+# --- compression's attention weights --------------------------------------------------------------
+#
+# A compression block's attention is real GEMMs (q @ k in float32, p @ v in float64: torch and
+# BLAS do those best), and between them some ten elementwise passes over the [rows, keys] scores
+# (scaling, masking each row's window, the peak, differences, buckets, the table lookup, float64
+# weights and their sums). This kernel makes them one: the same float32 operations as
+# ExactLlama._block_attention's torch calls (scores times a power of two are exact, then one
+# rounded subtraction, a clamp and a truncation), the rest integers.
+
+if numba is not None:
+
+    @_compiled
+    def _block_weights(scores, steps, sink, first_position, group, lo, window, table, weights, sink_weights,
+                       totals):
+        streams, kv_heads, rows, count = scores.shape
+        last = table.shape[0] - 1
+        limit = np.float32(last)
+        for task in numba.prange(streams * kv_heads * rows):
+            b = task // (kv_heads * rows)
+            h = (task // rows) % kv_heads
+            r = task % rows
+            step = steps[b, h, r]
+            query = first_position + r // group  # the row's position; its keys are (query - window, query]
+            low = max(0, query - window + 1 - lo)
+            high = min(count, query + 1 - lo)
+            peak = sink[b, h, r]
+            for j in range(low, high):
+                peak = max(peak, _f32(scores[b, h, r, j] * step))
+            total = np.int64(table[np.int64(min(_f32(peak - sink[b, h, r]), limit))])  # truncation: floor
+            sink_weights[b, h, r] = total
+            outside = table[last]  # a masked score's difference is huge: clamped to the last bucket
+            for j in range(count):
+                if j < low or j >= high:
+                    w = outside
+                else:
+                    w = table[np.int64(min(_f32(peak - _f32(scores[b, h, r, j] * step)), limit))]
+                weights[b, h, r, j] = w
+                total += w
+            totals[b, h, r] = total
+
+
+def block_weights(scores: np.ndarray, steps: np.ndarray, sink: np.ndarray, first_position: int, group: int,
+                  lo: int, window: int, table: np.ndarray):
+    """Softmax weights of a query block's scores, as _block_attention's torch calls compute them.
+
+    scores [B, kv, rows, L] float32 (q_int @ k_int, exact integers; column j is key position
+    lo + j, row r query position first_position + r // group); steps [B, kv, rows] and the
+    scaled sink scores [B, kv, rows] float32; table int32. Returns the weights
+    [B, kv, rows, L] float64, the sink's weights and the totals [B, kv, rows] float64 (exact
+    integers)."""
+    weights = np.empty(scores.shape, np.float64)
+    sink_weights = np.empty(scores.shape[:3], np.float64)
+    totals = np.empty(scores.shape[:3], np.float64)
+    _block_weights(scores, steps, sink, first_position, group, lo, window, table, weights, sink_weights, totals)
+    return weights, sink_weights, totals
+
+
 def step_attention(queries: np.ndarray, shifts: np.ndarray, sink_keys: np.ndarray, sink_values: np.ndarray,
                    keys: np.ndarray, values_t: np.ndarray, first: int, count: int,
                    table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -206,19 +263,31 @@ if numba is not None:
         q = np.rint(_f32(x * inverse))
         return min(max(q, -limit), limit)
 
-    @_compiled_serial
+    @_compiled
     def _normalize_split(h, bits, inverse_d, eps, split, factors):
-        for i in range(h.shape[0]):
+        for i in numba.prange(h.shape[0]):
             scale, squares = _quantize_row_split(h[i], bits, split, i, h.shape[0])
             variance = _f32(np.float32(squares) * _f32(_f32(scale * scale) * inverse_d))
             root = _f32(np.sqrt(_f32(variance + eps)))  # the hardware's square root: correctly rounded
             inverse_rms = _f32(np.float32(1.0) / root)
             factors[i] = _f32(scale * inverse_rms)
 
-    @_compiled_serial
+    @_compiled
+    def _quantize_split(x, bits, split, scales):
+        for i in numba.prange(x.shape[0]):
+            scales[i] = _quantize_row_split(x[i], bits, split, i, x.shape[0])[0]
+
+    @_compiled
+    def _scaled_outputs(r, two_slices, weight_scale, factors, out):
+        m, n = out.shape
+        for i in numba.prange(m):
+            for j in range(n):
+                out[i, j] = _scaled(r, m, n, i, j, two_slices, weight_scale, factors[i])
+
+    @_compiled
     def _add_product(h, r, two_slices, weight_scale, scales):
         m, n = h.shape
-        for i in range(m):
+        for i in numba.prange(m):
             for j in range(n):
                 h[i, j] = _f32(h[i, j] + _scaled(r, m, n, i, j, two_slices, weight_scale, scales[i]))
 
@@ -275,12 +344,12 @@ if numba is not None:
                         k += 1
             scales[i] = _quantize_row_split(row, bits, split, i, streams)[0]
 
-    @_compiled_serial
+    @_compiled
     def _gated_outputs(r, two_slices, weight_scale, factors, ffn, sigmoid, grid, middle, bits, split, scales):
         m = factors.shape[0]
         n = weight_scale.shape[0]
-        row = np.empty(ffn, np.float32)
-        for i in range(m):
+        for i in numba.prange(m):
+            row = np.empty(ffn, np.float32)
             for j in range(ffn):
                 gate = _scaled(r, m, n, i, j, two_slices, weight_scale, factors[i])
                 up = _scaled(r, m, n, i, ffn + j, two_slices, weight_scale, factors[i])
@@ -298,6 +367,22 @@ def normalize_split(h: np.ndarray, bits: int, inverse_d: np.float32, eps: np.flo
     factors = np.empty(h.shape[0], np.float32)
     _normalize_split(h, bits, inverse_d, eps, split, factors)
     return split, factors
+
+
+def quantize_split(x: np.ndarray, bits: int):
+    """model._linear's first half for rows x [m, k] float32: the integer rows as int8 slices [2m, k]
+    and each row's scale [m]."""
+    split = np.empty((2 * x.shape[0], x.shape[1]), np.int8)
+    scales = np.empty(x.shape[0], np.float32)
+    _quantize_split(x, bits, split, scales)
+    return split, scales
+
+
+def scaled_outputs(product: np.ndarray, two_slices: bool, weight_scale: np.ndarray, factors: np.ndarray):
+    """model._project's second half: the scaled product [m, n] float32 from the int8 GEMM's slices."""
+    out = np.empty((factors.shape[0], weight_scale.shape[0]), np.float32)
+    _scaled_outputs(product, two_slices, weight_scale, factors, out)
+    return out
 
 
 def add_product(h: np.ndarray, product: np.ndarray, two_slices: bool, weight_scale: np.ndarray,

@@ -222,7 +222,7 @@ class _Layer:
 
 
 class _LayerArrays:
-    """A layer's scales as the numpy arrays the compiled step (ExactLlama._compiled_step) reads."""
+    """A layer's scales as the numpy arrays the compiled kernels (ExactLlama._compiled_step, _compiled_rows) read."""
 
     def __init__(self, layer: _Layer, key_inverse, value_inverse, head_step):
         self.qkv_scale, self.out_scale, self.gate_up_scale, self.down_scale = (
@@ -281,10 +281,10 @@ class ExactLlama:
         self.layout = "int16" if (self.device.type == "cpu" and kernels.available() and kernels.fits(
             int(self._attention_table.max()), s.value_bits, shape.head_dim, s.query_bits, s.key_bits)) else "float"
         self._kernel_table = self._attention_table.to(torch.int32).cpu().numpy()
-        # ... and the rest of the step too, between the int8 GEMMs (the same bits as _step's torch
-        # calls; a switch for tests and docs/scripts/engine_ab.py)
-        self.compiled_step = self.layout == "int16" and backend == "int8"
-        if self.compiled_step:
+        # ... and what lies between the int8 GEMMs, in decoding steps and in compression's blocks
+        # (the same bits as the torch calls; a switch for tests and docs/scripts/engine_ab.py)
+        self.compiled = self.layout == "int16" and backend == "int8"
+        if self.compiled:
             self._layer_arrays = [_LayerArrays(layer, self._key_inverse[i], self._value_inverse[i],
                                                self._head_step[i]) for i, layer in enumerate(layers)]
             self._sigmoid_array = self._sigmoid.numpy()
@@ -405,8 +405,11 @@ class ExactLlama:
                 attended = self._block_attention(index, layer, queries, start, t, context)
             for a, b in blocks:
                 rows = h[:, a:b].reshape(-1, d)
-                rows = rows + self._linear(layer.out, attended[:, a:b].reshape(rows.shape[0], -1))
-                rows = rows + self._mlp(layer, rows)
+                if self.compiled:
+                    rows = self._compiled_rows(index, layer, rows, attended[:, a:b].reshape(rows.shape[0], -1))
+                else:
+                    rows = rows + self._linear(layer.out, attended[:, a:b].reshape(rows.shape[0], -1))
+                    rows = rows + self._mlp(layer, rows)
                 h[:, a:b] = rows.reshape(batch, b - a, d)
         context.position = start + t
         context.filled += t - (1 if start == 0 else 0)
@@ -429,7 +432,7 @@ class ExactLlama:
         sinks = self._rotated_sinks(context, sink_cos, sink_sin).transpose(2, 3)  # [layers, B, kv, 1, hd]
         slot = start - context.first
         window_slots = slice(max(1, start - window + 1) - context.first, slot + 1)
-        if context.layout == "int16" and self.compiled_step:
+        if context.layout == "int16" and self.compiled:
             return self._compiled_step(h, context, start, cos[0], sin[0], sinks, slot, window_slots)
         cos, sin = cos.view(1, 1, -1), sin.view(1, 1, -1)
         for index, layer in enumerate(self.layers):
@@ -493,6 +496,21 @@ class ExactLlama:
         context.filled += 1
         return h
 
+    def _compiled_rows(self, index: int, layer: _Layer, rows: torch.Tensor, attended: torch.Tensor) -> torch.Tensor:
+        """forward's `rows + _linear(out, attended)`, then `+ _mlp`, for a block of rows [m, d], in
+        kernels.py's loops around the int8 GEMMs (the same operations as _compiled_step's)."""
+        s, arrays = self.settings, self._layer_arrays[index]
+        bits, inverse_d, eps = s.activation_bits, np.float32(self._inverse_d), np.float32(self.shape.eps)
+        h = rows.numpy().copy()  # a contiguous copy, updated in place
+        split, scales = kernels.quantize_split(np.ascontiguousarray(attended.numpy()), bits)
+        kernels.add_product(h, _int8_product(split, layer.out), layer.out.bits > 8, arrays.out_scale, scales)
+        split, factors = kernels.normalize_split(h, bits, inverse_d, eps)
+        split, scales = kernels.gated_outputs(
+            _int8_product(split, layer.gate_up), layer.gate_up.bits > 8, arrays.gate_up_scale, factors,
+            self.shape.ffn, self._sigmoid_array, s.silu_grid_bits, bits)
+        kernels.add_product(h, _int8_product(split, layer.down), layer.down.bits > 8, arrays.down_scale, scales)
+        return torch.from_numpy(h)
+
     def _step_attention_kernel(self, q_int, step, sink_keys, context: Context, index: int, slots: slice):
         """The torch path's numerator [B, kv, G, hd] and total [B, kv, G, 1] (float64 integers) from
         the compiled kernel: the same integers (memzip/exact/kernels.py says why)."""
@@ -540,7 +558,14 @@ class ExactLlama:
         heads, kv, hd = shape.heads, shape.kv_heads, shape.head_dim
         group = heads // kv
         batch, t, d = h.shape
-        qkv = self._project(layer.qkv, h.reshape(-1, d))
+        if self.compiled:
+            s_, inverse_d, eps = self.settings, np.float32(self._inverse_d), np.float32(shape.eps)
+            split, factors = kernels.normalize_split(np.ascontiguousarray(h.reshape(-1, d).numpy()),
+                                                     s_.activation_bits, inverse_d, eps)
+            qkv = torch.from_numpy(kernels.scaled_outputs(_int8_product(split, layer.qkv), layer.qkv.bits > 8,
+                                                          self._layer_arrays[index].qkv_scale, factors))
+        else:
+            qkv = self._project(layer.qkv, h.reshape(-1, d))
         q = _rope(qkv[:, :heads * hd].reshape(batch, t, heads, hd), cos, sin)
         raw_k = qkv[:, heads * hd:(heads + kv) * hd].reshape(batch, t, kv, hd)
         v = quantize_with(qkv[:, (heads + kv) * hd:].reshape(batch, t, kv, hd), self._value_inverse[index],
@@ -614,12 +639,20 @@ class ExactLlama:
                 out[:, :, rows] = sink_value.expand(-1, -1, (last - first) * group, -1).to(F32)
                 continue
             part = slice(lo - lo_all, hi - lo_all)
-            scores = (queries.q_int[:, :, rows] @ keys_t[:, :, :, part]).mul_(queries.step[:, :, rows])  # exact
-            self._mask_outside_windows(scores, start + first, last - first, group, lo, window)
-            weights, sink_weight = self._weights(scores, sink)
-            # exact: integers below 2^53
-            total = weights.sum(dim=-1, keepdim=True, dtype=F64) + sink_weight.to(F64)
-            numerator = weights.to(F64) @ values[:, :, part] + sink_weight.to(F64) * sink_value
+            scores = queries.q_int[:, :, rows] @ keys_t[:, :, :, part]  # exact
+            if self.compiled:  # the same weights in one pass (kernels.block_weights)
+                weights, sink_weight, total = (torch.from_numpy(x) for x in kernels.block_weights(
+                    scores.numpy(), queries.step[:, :, rows, 0].contiguous().numpy(), sink[..., 0].contiguous().numpy(),
+                    start + first, group, lo, window, self._kernel_table))
+                sink_weight, total = sink_weight[..., None], total[..., None]
+            else:
+                scores.mul_(queries.step[:, :, rows])
+                self._mask_outside_windows(scores, start + first, last - first, group, lo, window)
+                weights, sink_weight = self._weights(scores, sink)
+                # exact: integers below 2^53
+                weights, sink_weight = weights.to(F64), sink_weight.to(F64)
+                total = weights.sum(dim=-1, keepdim=True, dtype=F64) + sink_weight
+            numerator = weights @ values[:, :, part] + sink_weight * sink_value
             out[:, :, rows] = (numerator / total).to(F32)
         out = out * layer.value_scale[None, :, None, :]
         return out.reshape(batch, kv, t, group, hd).permute(0, 2, 1, 3, 4).reshape(batch, t, heads * hd)
