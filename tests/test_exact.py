@@ -269,6 +269,21 @@ def test_compression_blocks_in_kernels_and_in_torch_s_calls_agree(scale, tiny, e
     assert torch.equal(compiled, calls)
 
 
+@pytest.mark.parametrize("rows", [8, 40])
+def test_the_compiled_output_head_and_torch_s_calls_agree(rows, exact):
+    """The output head in kernels.py's loops (whole, or in tiles of columns from TILED_FROM_ROWS
+    rows on) and in torch's calls: a head as wide as a real vocabulary, rows from 1e-3 to 1e3."""
+    from memzip.exact.integer import TILE_OUTPUTS, IntegerWeight
+    generator = torch.Generator().manual_seed(5)
+    d, n = exact.shape.d_model, 4 * TILE_OUTPUTS + 37
+    q, scale = quantize_row(torch.randn(n, d, generator=generator, dtype=torch.float64), 12)
+    head = IntegerWeight(q, scale, 12, "int8", exact.settings.activation_bits)
+    h = torch.randn(rows, d, generator=generator) * 10.0 ** (torch.rand(rows, 1, generator=generator) * 6 - 3)
+    compiled = torch.from_numpy(exact._compiled_project(head, head.scale[0].contiguous().numpy(), h))
+    assert torch.equal(compiled, exact._project(head, h))
+    assert torch.equal(exact.logits(h), exact._project(exact.head, h))
+
+
 def test_the_step_kernels_round_as_torch_s_calls_do(exact):
     """Each kernel of the compiled step against the torch calls it replaces, on many rows at
     magnitudes from 1e-3 to 1e3 (an error of one rounding shows in the floats compared here,
@@ -463,6 +478,23 @@ def test_frequencies_are_integers_at_least_one():
     f = distribution.frequencies(logits)
     assert torch.equal(f, torch.round(f)) and f.min() >= 1 and f.max() <= 2 ** 28
     assert int(f.argmax(dim=1)[0]) == int(logits.argmax(dim=1)[0])
+
+
+def test_the_compiled_coder_rows_and_torch_s_calls_agree():
+    """Distribution.rows in one compiled pass (kernels.coded_rows) and in torch's calls: targets at
+    either end of the vocabulary and at the first choice, tied maxima, rows of equal logits and
+    differences beyond the table."""
+    generator = torch.Generator().manual_seed(3)
+    distribution = Distribution(CodingSettings(), 3000, "cpu")
+    logits = torch.randn(64, 3000, generator=generator) * torch.tensor([0.01, 1, 8, 300]).repeat(16)[:, None]
+    logits[1] = 0.5  # all equal: the first choice is token 0
+    logits[2, [7, 2999]] = logits[2].max() + 1  # a tie: the lower id is the first choice
+    targets = torch.randint(0, 3000, (64,), generator=generator)
+    targets[:4] = torch.tensor([0, 2999, 7, 2999])
+    targets[4:8] = logits[4:8].argmax(dim=1)
+    compiled, calls = distribution._compiled_rows(logits, targets), distribution._rows(logits, targets)
+    assert compiled == calls
+    assert compiled.firsts[1] == 0 and compiled.firsts[2] == 7
 
 
 @pytest.mark.parametrize("kind", ["distribution", "greedy"])

@@ -29,9 +29,10 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 
-from memzip.exact import tables
+from memzip.exact import kernels, tables
 from memzip.format.arithmetic import AdaptiveModel, ArithmeticDecoder, ArithmeticEncoder, max_total
 
 REGISTER_BITS = 64
@@ -69,6 +70,7 @@ class Distribution:
         self.settings = settings
         self._table = torch.tensor(tables.exp_table(settings.value_bits, settings.grid_bits, floor=1),
                                    dtype=torch.float64, device=device)
+        self._int_table = self._table.to(torch.int64).cpu().numpy()
         largest = vocab * int(self._table[0])
         if largest > max_total(REGISTER_BITS) or largest >= 2 ** 53:
             raise ValueError(f"value_bits {settings.value_bits} is too large for a vocabulary of {vocab}")
@@ -85,6 +87,19 @@ class Distribution:
         return self.frequencies(logits).cumsum_(dim=-1)
 
     def rows(self, logits: torch.Tensor, targets: torch.Tensor) -> CodedRows:
+        """What the coder needs of rows of logits [n, V] and their target tokens [n]."""
+        if kernels.available() and logits.device.type == "cpu" and logits.dtype == torch.float32:
+            return self._compiled_rows(logits, targets)
+        return self._rows(logits, targets)
+
+    def _compiled_rows(self, logits: torch.Tensor, targets: torch.Tensor) -> CodedRows:
+        """_rows' integers in one pass a row (kernels.coded_rows)."""
+        lows, highs, totals, firsts, first_lows, first_freqs = (a.tolist() for a in kernels.coded_rows(
+            np.ascontiguousarray(logits.numpy()), targets.to(torch.int64).numpy(), self._int_table,
+            self.settings.grid_bits))
+        return CodedRows(targets.tolist(), lows, highs, totals, firsts, first_lows, first_freqs)
+
+    def _rows(self, logits: torch.Tensor, targets: torch.Tensor) -> CodedRows:
         cumulative = self.cumulative(logits)
         lows, highs = _interval(cumulative, targets)
         firsts = logits.argmax(dim=-1)  # the lowest id among equal maxima, on every device

@@ -1,5 +1,18 @@
-"""A decoding step on the CPU as compiled kernels (numba): its attention, in integers only, and
-the stretches between its int8 GEMMs (below, after the attention kernel).
+"""The exact engine's CPU work between torch's GEMMs, as compiled kernels (numba).
+
+Four groups, each doing in one call what took the torch path many small calls (whose per-call
+overhead and passes over memory, not arithmetic, bounded both decoding and compression):
+
+- a decoding step's attention, in integers only (just below);
+- compression's attention weights (`block_weights`);
+- the stretches between the int8 GEMMs of any block of rows: RMSNorm and quantizing,
+  recombining the GEMMs' int8 slices, RoPE, SiLU (`normalize_split` and the rest);
+- the arithmetic coder's intervals from rows of logits (`coded_rows`).
+
+Each computes what the torch path computes, bit for bit (tests/test_exact.py compares them and
+catches a one-rounding change): integer sums are exact in any order, and the few float32
+operations are the torch path's, one correctly rounded operation at a time (see the section
+"the rest of a decoding step" for how numba is kept to that).
 
 A decoding step attends, for every stream and key head, a few query rows over a window of up to
 ~1024 positions. In torch that is a handful of calls per (stream, key head) and layer: small
@@ -14,7 +27,7 @@ change a bit):
 - scores s_j = q . k_j: |q| <= 2^7, |k| < 2^11, 64-128 terms: int32;
 - the softmax bucket of s_j: the float path computes fl32(peak - s_j) * 2^e, clamped to the
   table's last entry and truncated; peak - s_j is an integer below 2^25 whose float32 rounding
-  (`_float32_round`) matters only above 2^24; times 2^e is a shift;
+  (`_bucket`) matters only above 2^24; times 2^e is a shift;
 - weights from the integer table, totals and weighted sums of values in int64 (each product
   w * v below 2^31, checked by `fits`).
 
@@ -58,7 +71,8 @@ def _compiled(function):
 
 
 def _compiled_serial(function):
-    """`_compiled` for kernels over a few rows, where starting threads would cost more than the work."""
+    """`_compiled` for kernels over one decoding step's few rows, where starting threads would cost
+    more than the work."""
     try:
         return numba.njit(cache=True, nogil=True)(function)
     except RuntimeError:
@@ -206,7 +220,9 @@ def step_attention(queries: np.ndarray, shifts: np.ndarray, sink_keys: np.ndarra
 # A decoding step of a few streams is, per layer, four int8 GEMMs (torch._int_mm, oneDNN) and,
 # between them, some seventy small torch calls (quantizing activations, RMSNorm, recombining the
 # GEMMs' int8 slices, RoPE, SiLU) whose per-call overhead, not arithmetic, costs more than the
-# GEMMs. These kernels do each stretch between two GEMMs in one call, row by row.
+# GEMMs. These kernels do each stretch between two GEMMs in one call, row by row, in parallel over
+# the rows (that pays for a compression block's hundreds of rows and measured no slower at a
+# step's four; the two kernels only steps use stay serial).
 #
 # Unlike the attention kernel they compute in float32, so they are exact only as the torch path
 # is: one correctly rounded IEEE operation at a time, in the torch path's order. Each result is
@@ -283,6 +299,14 @@ if numba is not None:
         for i in numba.prange(m):
             for j in range(n):
                 out[i, j] = _scaled(r, m, n, i, j, two_slices, weight_scale, factors[i])
+
+    @_compiled
+    def _scaled_tile(by_high, by_low, weight_scale, factors, out, first):
+        m = factors.shape[0]
+        for i in numba.prange(m):
+            for j in range(by_high.shape[1]):  # _product's two-slice sum from two GEMMs' columns
+                exact = ((np.int64(by_high[i, j]) * 256 + by_low[i, j] + by_high[m + i, j]) << 8) + by_low[m + i, j]
+                out[i, first + j] = _f32(_f32(np.float32(exact) * weight_scale[first + j]) * factors[i])
 
     @_compiled
     def _add_product(h, r, two_slices, weight_scale, scales):
@@ -385,6 +409,13 @@ def scaled_outputs(product: np.ndarray, two_slices: bool, weight_scale: np.ndarr
     return out
 
 
+def scaled_tile(by_high: np.ndarray, by_low: np.ndarray, weight_scale: np.ndarray, factors: np.ndarray,
+                out: np.ndarray, first: int) -> None:
+    """scaled_outputs of a tile of a two-slice weight's columns first.. (int32 products of the split
+    activations with the tile's high and low weight slices, [2m, columns] each) into out[:, first:]."""
+    _scaled_tile(by_high, by_low, weight_scale, factors, out, first)
+
+
 def add_product(h: np.ndarray, product: np.ndarray, two_slices: bool, weight_scale: np.ndarray,
                 scales: np.ndarray) -> None:
     """h += the scaled product (model._linear's second half), in place."""
@@ -423,3 +454,47 @@ def gated_outputs(product, two_slices, weight_scale, factors, ffn, sigmoid, grid
     _gated_outputs(product, two_slices, weight_scale, factors, ffn, sigmoid, np.float32(2.0 ** grid_bits), middle,
                    bits, split, scales)
     return split, scales
+
+
+# --- coding: what the arithmetic coder needs of each row of logits ---------------------------------
+#
+# exact/coding.py's Distribution.rows computes each row's integer frequencies
+# table[min(floor(fl32(max - logit) * 2^grid), last)], their running sums (exact in float64) and,
+# at the target and the first choice, the intervals the coder takes: some ten passes over
+# [rows, vocab] arrays. Here it is one pass a row: the same float32 subtraction, the rest integers.
+
+if numba is not None:
+
+    @_compiled
+    def _coded_rows(logits, targets, table, step, lows, highs, totals, firsts, first_lows, first_freqs):
+        rows, vocab = logits.shape
+        last = table.shape[0] - 1
+        for i in numba.prange(rows):
+            peak = logits[i, 0]
+            first = 0
+            for t in range(1, vocab):
+                if logits[i, t] > peak:  # the lowest id among equal maxima, as argmax
+                    peak, first = logits[i, t], t
+            firsts[i] = first
+            target = targets[i]
+            total = np.int64(0)
+            for t in range(vocab):
+                bucket = np.int64(_f32(_f32(peak - logits[i, t]) * step))  # >= 0: truncation is floor
+                frequency = table[min(bucket, last)]
+                if t == target:
+                    lows[i] = total
+                    highs[i] = total + frequency
+                if t == first:
+                    first_lows[i] = total
+                    first_freqs[i] = frequency
+                total += frequency
+            totals[i] = total
+
+
+def coded_rows(logits: np.ndarray, targets: np.ndarray, table: np.ndarray, grid_bits: int):
+    """For logits [n, V] float32 and targets [n]: each row's target interval (lows, highs), total,
+    first choice and its interval (first_lows, first_freqs), int64 arrays [n]; table int64."""
+    n = logits.shape[0]
+    out = [np.empty(n, np.int64) for _ in range(6)]
+    _coded_rows(logits, targets, table, np.float32(2.0 ** grid_bits), *out)
+    return out

@@ -41,7 +41,8 @@ import numpy as np
 import torch
 
 from memzip.exact import kernels, tables
-from memzip.exact.integer import (IntegerWeight, check_exact, correctly_rounded_sqrt, exponent, int8_available,
+from memzip.exact.integer import (TILE_OUTPUTS, TILED_FROM_ROWS, IntegerWeight, check_exact, correctly_rounded_sqrt,
+                                  exponent, int8_available,
                                   power_of_two_at_least, quantize, quantize_rows, quantize_with, sqrt_float64_cpu)
 
 F32, F64 = torch.float32, torch.float64
@@ -288,6 +289,7 @@ class ExactLlama:
             self._layer_arrays = [_LayerArrays(layer, self._key_inverse[i], self._value_inverse[i],
                                                self._head_step[i]) for i, layer in enumerate(layers)]
             self._sigmoid_array = self._sigmoid.numpy()
+            self._head_scale = head.scale[0].contiguous().numpy()
 
     # --- building ---------------------------------------------------------------------------------
 
@@ -524,7 +526,27 @@ class ExactLlama:
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Final RMSNorm and output embedding: [n, d] hidden rows -> [n, V] float32 logits."""
+        if self.compiled and hidden.device.type == "cpu":
+            return torch.from_numpy(self._compiled_project(self.head, self._head_scale, hidden))
         return self._project(self.head, hidden)
+
+    def _compiled_project(self, weight: IntegerWeight, weight_scale: np.ndarray, h: torch.Tensor) -> np.ndarray:
+        """_project in kernels.py's loops: for a wide two-slice weight (the output head) in tiles of
+        columns as IntegerWeight.matmul computes them, each tile's int32 products recombined and
+        scaled while they are in the cache."""
+        bits = self.settings.activation_bits
+        split, factors = kernels.normalize_split(np.ascontiguousarray(h.numpy()), bits, np.float32(self._inverse_d),
+                                                 np.float32(self.shape.eps))
+        m, n = factors.shape[0], weight.n_out
+        if not (weight.bits > 8 and m >= TILED_FROM_ROWS and n >= 4 * TILE_OUTPUTS):
+            return kernels.scaled_outputs(_int8_product(split, weight), weight.bits > 8, weight_scale, factors)
+        a, out = torch.from_numpy(split), np.empty((m, n), np.float32)
+        for first in range(0, n, TILE_OUTPUTS):
+            last = min(n, first + TILE_OUTPUTS)
+            by_high = torch._int_mm(a, weight.slices[first:last].t()).numpy()
+            by_low = torch._int_mm(a, weight.slices[n + first:n + last].t()).numpy()
+            kernels.scaled_tile(by_high, by_low, weight_scale, factors, out, first)
+        return out
 
     # --- the steps --------------------------------------------------------------------------------
 
