@@ -23,10 +23,10 @@ exactly; every other step is one correctly rounded operation, applied one torch 
 So the logits are the same for any device, batch size, thread count and BLAS, and for a
 whole-sequence forward or token-by-token decoding; tests/test_exact.py varies each and compares
 bits. Products are computed in whichever exact way is fastest for their shape (one float64
-GEMM, int8 slices, float32 digits): they give the same integers. On a CPU a decoding step runs
-as compiled loops (memzip/exact/kernels.py) around torch's int8 GEMMs: attention over integers,
-and the rest as the same single rounded operations in the same order as the torch path, without
-its seventy-odd small calls a layer.
+GEMM, int8 slices, float32 digits): they give the same integers. On a CPU, decoding steps and
+compression's blocks run as compiled loops (memzip/exact/kernels.py) around torch's GEMMs: a
+step's attention over integers, and the rest as the same single rounded operations in the same
+order as the torch path (`compiled`), without its seventy-odd small calls a layer.
 
 The bit widths (`ExactSettings`) were chosen by measurement: the exact model's cross-entropy
 stays within 0.1% of the float32 model's (docs/benchmarks.md).
@@ -223,7 +223,8 @@ class _Layer:
 
 
 class _LayerArrays:
-    """A layer's scales as the numpy arrays the compiled kernels (ExactLlama._compiled_step, _compiled_rows) read."""
+    """A layer's scales as the numpy arrays the compiled kernels read (ExactLlama._compiled_step,
+    _compiled_rows, _compiled_project)."""
 
     def __init__(self, layer: _Layer, key_inverse, value_inverse, head_step):
         self.qkv_scale, self.out_scale, self.gate_up_scale, self.down_scale = (
@@ -531,9 +532,9 @@ class ExactLlama:
         return self._project(self.head, hidden)
 
     def _compiled_project(self, weight: IntegerWeight, weight_scale: np.ndarray, h: torch.Tensor) -> np.ndarray:
-        """_project in kernels.py's loops: for a wide two-slice weight (the output head) in tiles of
+        """_project in kernels.py's loops; a wide two-slice weight (the output head) in tiles of
         columns as IntegerWeight.matmul computes them, each tile's int32 products recombined and
-        scaled while they are in the cache."""
+        scaled while they are in the cache. Returns [m, n_out] float32."""
         bits = self.settings.activation_bits
         split, factors = kernels.normalize_split(np.ascontiguousarray(h.numpy()), bits, np.float32(self._inverse_d),
                                                  np.float32(self.shape.eps))
@@ -581,11 +582,8 @@ class ExactLlama:
         group = heads // kv
         batch, t, d = h.shape
         if self.compiled:
-            s_, inverse_d, eps = self.settings, np.float32(self._inverse_d), np.float32(shape.eps)
-            split, factors = kernels.normalize_split(np.ascontiguousarray(h.reshape(-1, d).numpy()),
-                                                     s_.activation_bits, inverse_d, eps)
-            qkv = torch.from_numpy(kernels.scaled_outputs(_int8_product(split, layer.qkv), layer.qkv.bits > 8,
-                                                          self._layer_arrays[index].qkv_scale, factors))
+            qkv = torch.from_numpy(self._compiled_project(layer.qkv, self._layer_arrays[index].qkv_scale,
+                                                          h.reshape(-1, d)))
         else:
             qkv = self._project(layer.qkv, h.reshape(-1, d))
         q = _rope(qkv[:, :heads * hd].reshape(batch, t, heads, hd), cos, sin)
