@@ -488,13 +488,8 @@ class ExactLlama:
                 queries, shifts, sink_keys[index], sink_values[index], context.keys[index].numpy(),
                 context.values[index].numpy(), window_slots.start, window_slots.stop - window_slots.start,
                 self._kernel_table)
-            split, scales = kernels.attention_outputs(numerator, total, arrays.value_scale, bits)
-            kernels.add_product(rows, _int8_product(split, layer.out), layer.out.bits > 8, arrays.out_scale, scales)
-            split, factors = kernels.normalize_split(rows, bits, inverse_d, eps)
-            split, scales = kernels.gated_outputs(
-                _int8_product(split, layer.gate_up), layer.gate_up.bits > 8, arrays.gate_up_scale, factors,
-                self.shape.ffn, self._sigmoid_array, s.silu_grid_bits, bits)
-            kernels.add_product(rows, _int8_product(split, layer.down), layer.down.bits > 8, arrays.down_scale, scales)
+            self._compiled_out_and_mlp(index, layer, rows,
+                                       *kernels.attention_outputs(numerator, total, arrays.value_scale, bits))
         context.position = start + 1
         context.filled += 1
         return h
@@ -502,17 +497,23 @@ class ExactLlama:
     def _compiled_rows(self, index: int, layer: _Layer, rows: torch.Tensor, attended: torch.Tensor) -> torch.Tensor:
         """forward's `rows + _linear(out, attended)`, then `+ _mlp`, for a block of rows [m, d], in
         kernels.py's loops around the int8 GEMMs (the same operations as _compiled_step's)."""
+        h = rows.numpy().copy()  # a contiguous copy, updated in place
+        split, scales = kernels.quantize_split(np.ascontiguousarray(attended.numpy()), self.settings.activation_bits)
+        self._compiled_out_and_mlp(index, layer, h, split, scales)
+        return torch.from_numpy(h)
+
+    def _compiled_out_and_mlp(self, index: int, layer: _Layer, h: np.ndarray, split: np.ndarray,
+                              scales: np.ndarray) -> None:
+        """h += the output projection of attention's quantized rows (int8 slices `split`, row
+        `scales`), then h += the MLP of h: in place, rows [m, d] float32."""
         s, arrays = self.settings, self._layer_arrays[index]
         bits, inverse_d, eps = s.activation_bits, np.float32(self._inverse_d), np.float32(self.shape.eps)
-        h = rows.numpy().copy()  # a contiguous copy, updated in place
-        split, scales = kernels.quantize_split(np.ascontiguousarray(attended.numpy()), bits)
         kernels.add_product(h, _int8_product(split, layer.out), layer.out.bits > 8, arrays.out_scale, scales)
         split, factors = kernels.normalize_split(h, bits, inverse_d, eps)
         split, scales = kernels.gated_outputs(
             _int8_product(split, layer.gate_up), layer.gate_up.bits > 8, arrays.gate_up_scale, factors,
             self.shape.ffn, self._sigmoid_array, s.silu_grid_bits, bits)
         kernels.add_product(h, _int8_product(split, layer.down), layer.down.bits > 8, arrays.down_scale, scales)
-        return torch.from_numpy(h)
 
     def _step_attention_kernel(self, q_int, step, sink_keys, context: Context, index: int, slots: slice):
         """The torch path's numerator [B, kv, G, hd] and total [B, kv, G, 1] (float64 integers) from
