@@ -284,12 +284,36 @@ def test_the_compiled_output_head_and_torch_s_calls_agree(rows, exact):
     assert torch.equal(exact.logits(h), exact._project(exact.head, h))
 
 
+@pytest.mark.parametrize("depth", [576, 1536, 70, 32, 5])
+def test_small_products_are_exact(depth):
+    """kernels.small_product (the vector loops of simd.py) against int64 arithmetic: 1 to 9 rows
+    (tiles of 4, 2 and 1 rows), one and two weight slices, widths that leave columns and depths
+    that leave k beyond the whole tiles and vectors, and the largest magnitudes, where a sum of
+    more than `chunk` terms would overflow int32."""
+    from memzip.exact import kernels
+    generator = torch.Generator().manual_seed(depth)
+    chunk = kernels.small_product_chunk(15)
+    assert chunk * 2 ** 14 * 128 < 2 ** 31 <= (chunk + 32) * 2 ** 14 * 128
+    for rows in range(1, 10):
+        for n, two_slices in ((22, True), (37, False), (4, False)):
+            a = torch.randint(-2 ** 14, 2 ** 14 + 1, (rows, depth), generator=generator, dtype=torch.int16)
+            w = torch.randint(-128, 128, ((2 if two_slices else 1) * n, depth), generator=generator, dtype=torch.int8)
+            a[0], w[0] = -2 ** 14, -128  # the extremes: every product 2^21
+            a[-1, : depth // 2] = 2 ** 14
+            got = kernels.small_product(a.numpy(), w.numpy(), n, chunk)
+            whole = a.long() @ w.long().t()
+            expected = whole[:, :n] * 256 + whole[:, n:] if two_slices else whole
+            assert np.array_equal(got, expected.numpy()), (rows, n, two_slices)
+    with pytest.raises(ValueError, match="overflow"):
+        kernels.small_product_chunk(20)
+
+
 def test_the_step_kernels_round_as_torch_s_calls_do(exact):
     """Each kernel of the compiled step against the torch calls it replaces, on many rows at
     magnitudes from 1e-3 to 1e3 (an error of one rounding shows in the floats compared here,
     or flips some of the tens of thousands of integers)."""
     from memzip.exact import kernels
-    from memzip.exact.model import _int8_product, _rope_heads
+    from memzip.exact.model import _rope_heads
     generator = torch.Generator().manual_seed(11)
     shape, s, layer, arrays = exact.shape, exact.settings, exact.layers[0], exact._layer_arrays[0]
     heads, kv, hd, rows = shape.heads, shape.kv_heads, shape.head_dim, 8192
@@ -297,10 +321,11 @@ def test_the_step_kernels_round_as_torch_s_calls_do(exact):
     constants = np.float32(exact._inverse_d), np.float32(shape.eps)
 
     def projected(weight, scales):  # the kernels' (x @ W) * scales * factor, added to zeros
-        split, factors = kernels.normalize_split(h.numpy(), s.activation_bits, *constants)
+        integers, factors = kernels.normalize_rows(h.numpy(), s.activation_bits, *constants)
+        product, form = exact._product(integers, weight)  # many rows: torch._int_mm's slices
         out = np.zeros((rows, weight.n_out), np.float32)
-        kernels.add_product(out, _int8_product(split, weight), weight.bits > 8, scales, factors)
-        return torch.from_numpy(out), _int8_product(split, weight), factors
+        kernels.add_product(out, product, form, scales, factors)
+        return torch.from_numpy(out), (product, form), factors
     for weight, scales in ((layer.qkv, arrays.qkv_scale), (layer.gate_up, arrays.gate_up_scale)):
         assert torch.equal(projected(weight, scales)[0], exact._project(weight, h))
 
@@ -314,7 +339,7 @@ def test_the_step_kernels_round_as_torch_s_calls_do(exact):
     values = np.zeros((rows, kv, hd, 3), np.int16)
     _, product, factors = projected(layer.qkv, arrays.qkv_scale)
     queries, shifts = kernels.qkv_outputs(
-        product, True, arrays.qkv_scale, factors, heads, cos[0].numpy(), sin[0].numpy(),
+        *product, arrays.qkv_scale, factors, heads, cos[0].numpy(), sin[0].numpy(),
         key_inverse[:, 0].contiguous().numpy(), np.float32(2 ** 15 - 1), arrays.value_inverse,
         np.float32(2 ** (s.value_bits - 1) - 1), arrays.head_step, s.query_bits, keys, values, 1)
     q_int, q_scale = quantize_rows(rotated[:, :heads], s.query_bits)
@@ -328,22 +353,24 @@ def test_the_step_kernels_round_as_torch_s_calls_do(exact):
     # silu(gate) * up, beyond the sigmoid table too, quantized for the down projection
     _, product, factors = projected(layer.gate_up, arrays.gate_up_scale)
     factors = factors * (10.0 ** (np.random.default_rng(3).random(rows) * 3)).astype(np.float32)  # gates to ~700
-    split, scales = kernels.gated_outputs(product, False, arrays.gate_up_scale, factors, shape.ffn,
-                                          exact._sigmoid_array, s.silu_grid_bits, s.activation_bits)
+    integers, scales = kernels.gated_outputs(*product, arrays.gate_up_scale, factors, shape.ffn,
+                                             exact._sigmoid_array, s.silu_grid_bits, s.activation_bits)
     whole = quantize_rows(h, s.activation_bits)[0].to(torch.int32)
     gate_up = layer.gate_up.matmul(whole) * layer.gate_up.scale * torch.from_numpy(factors)[:, None]
     assert gate_up.abs().max() > 2 * s.silu_limit
     x, scale = quantize_rows(exact._silu(gate_up[:, :shape.ffn]) * gate_up[:, shape.ffn:], s.activation_bits)
-    assert torch.equal(torch.from_numpy(split), split_int8(x)) and torch.equal(torch.from_numpy(scales), scale[:, 0])
+    assert torch.equal(torch.from_numpy(integers).float(), x) and torch.equal(torch.from_numpy(scales), scale[:, 0])
 
     # attention's quotient, scaled and quantized for the output projection
     group = heads // kv
     numerator = torch.randint(-2 ** 45, 2 ** 45, (rows, kv, group, hd), generator=generator)
     total = torch.randint(1, 2 ** 31, (rows, kv, group), generator=generator)
-    split, scales = kernels.attention_outputs(numerator.numpy(), total.numpy(), arrays.value_scale, s.activation_bits)
+    integers, scales = kernels.attention_outputs(numerator.numpy(), total.numpy(), arrays.value_scale,
+                                                 s.activation_bits)
     out = (numerator.double() / total.double()[..., None]).float() * layer.value_scale[None, :, None, :]
     x, scale = quantize_rows(out.reshape(rows, heads * hd), s.activation_bits)
-    assert torch.equal(torch.from_numpy(split), split_int8(x)) and torch.equal(torch.from_numpy(scales), scale[:, 0])
+    assert torch.equal(torch.from_numpy(integers).float(), x) and torch.equal(torch.from_numpy(scales), scale[:, 0])
+    assert torch.equal(torch.from_numpy(kernels.split_rows(integers)), split_int8(x))
 
 
 def test_the_compiled_step_attention_matches_the_float_formula_at_its_extremes():

@@ -215,14 +215,21 @@ def step_attention(queries: np.ndarray, shifts: np.ndarray, sink_keys: np.ndarra
     return numerator, total
 
 
-# --- the rest of a decoding step: what lies between the int8 GEMMs ---------------------------------
+# --- the rest of a decoding step: what lies between the GEMMs -------------------------------------
 #
-# A decoding step of a few streams is, per layer, four int8 GEMMs (torch._int_mm, oneDNN) and,
-# between them, some seventy small torch calls (quantizing activations, RMSNorm, recombining the
-# GEMMs' int8 slices, RoPE, SiLU) whose per-call overhead, not arithmetic, costs more than the
-# GEMMs. These kernels do each stretch between two GEMMs in one call, row by row, in parallel over
-# the rows (that pays for a compression block's hundreds of rows and measured no slower at a
-# step's four; the two kernels only steps use stay serial).
+# A decoding step of a few streams is, per layer, four integer GEMMs and, between them, some
+# seventy small torch calls (quantizing activations, RMSNorm, recombining int8 slices, RoPE, SiLU)
+# whose per-call overhead, not arithmetic, costs more than the GEMMs. These kernels do each
+# stretch between two GEMMs in one call, row by row, in parallel over the rows (that pays for a
+# compression block's hundreds of rows and measured no slower at a step's four; the two kernels
+# only steps use stay serial).
+#
+# Activations leave them as int16 rows (integers |x| <= 2^14 of 15 bits) with a scale per row;
+# `product` multiplies them by a weight's int8 slices, either in `small_product`'s vector loops
+# (few rows: a decoding step) or, split into int8 slices, with torch._int_mm (many rows). The
+# kernels after a GEMM read its result in any of three forms (`_product`): EXACT, the exact
+# integers [m, n] (int64); ONE_SLICE and TWO_SLICES, torch._int_mm's int32 partial products of
+# the split activations [a_hi; a_lo] (2m rows) with one slice or with [w_hi; w_lo] (2n columns).
 #
 # Unlike the attention kernel they compute in float32, so they are exact only as the torch path
 # is: one correctly rounded IEEE operation at a time, in the torch path's order. Each result is
@@ -234,31 +241,43 @@ def step_attention(queries: np.ndarray, shifts: np.ndarray, sink_keys: np.ndarra
 # them. Integers are combined in int64, where the torch path's int32 shortcuts give the same
 # values.
 
+EXACT, ONE_SLICE, TWO_SLICES = 0, 1, 2  # the forms of a product (`_product`)
+
+# The weight tiles `small_product` runs ahead of itself when asking memory for weights: a few
+# tiles (a few KB) is enough to keep the memory busy (measured: 2, 4 and 8 alike).
+PREFETCH_TILES = 4
+
 if numba is not None:
+    from memzip.exact import simd
+
+    # tiles of 4 weight rows: [w_hi; w_lo] rows j, j+1, n+j, n+j+1 (two runs of 2 rows in
+    # memory), or one slice's rows j..j+3 (one run of 4)
+    _tile_4x2s, _tile_2x2s, _tile_1x2s = (simd.tile(r, 4, ((0, 2), (2, 2))) for r in (4, 2, 1))
+    _tile_4x1s, _tile_2x1s, _tile_1x1s = (simd.tile(r, 4, ((0, 4),)) for r in (4, 2, 1))
 
     @numba.njit(inline="always")
     def _f32(x):
         return np.float32(x)
 
     @numba.njit(inline="always")
-    def _product(r, m, n, i, j, two_slices):
-        """Row i, column j of an exact integer product from torch._int_mm of split activations
-        [a_hi; a_lo] (2m rows) and int8 weight slices: one slice (n columns) or [w_hi; w_lo]
-        (2n columns), as IntegerWeight._outputs recombines them."""
-        if two_slices:  # ((hh 2^8 + hl + lh) 2^8 + ll)
+    def _product(r, m, n, i, j, form):
+        """Row i, column j of an exact integer product [m, n] held in `form` (see above)."""
+        if form == EXACT:
+            return np.int64(r[i, j])
+        if form == TWO_SLICES:  # ((hh 2^8 + hl + lh) 2^8 + ll)
             return ((np.int64(r[i, j]) * 256 + r[i, n + j] + r[m + i, j]) << 8) + r[m + i, n + j]
         return np.int64(r[i, j]) * 256 + r[m + i, j]
 
     @numba.njit(inline="always")
-    def _scaled(r, m, n, i, j, two_slices, weight_scale, row_factor):
+    def _scaled(r, m, n, i, j, form, weight_scale, row_factor):
         """fl32(fl32(product) * weight_scale[j]) * row_factor, rounded: IntegerWeight.matmul's
         float32 result times the weight's and the row's scales, in the torch path's order."""
-        return _f32(_f32(np.float32(_product(r, m, n, i, j, two_slices)) * weight_scale[j]) * row_factor)
+        return _f32(_f32(np.float32(_product(r, m, n, i, j, form)) * weight_scale[j]) * row_factor)
 
     @numba.njit(inline="always")
-    def _quantize_row_split(x, bits, split, i, m):
-        """integer.quantize_rows of row x (float32) into int8 slices split[i], split[m + i] (as
-        integer.split_int8). Returns the row's scale and the exact sum of its integers' squares."""
+    def _quantize_row(x, bits, rows, i):
+        """integer.quantize_rows of row x (float32) into rows[i] (int16). Returns the row's scale
+        and the exact sum of its integers' squares."""
         peak = np.float32(2.0 ** -100)  # integer.TINY
         for k in range(x.shape[0]):
             peak = max(peak, abs(x[k]))
@@ -268,9 +287,7 @@ if numba is not None:
         for k in range(x.shape[0]):
             whole = np.int64(np.rint(_f32(x[k] * inverse)))  # round half to even, as torch.round
             squares += whole * whole
-            high = (whole + 128) >> 8  # floor division
-            split[i, k] = high
-            split[m + i, k] = whole - (high << 8)
+            rows[i, k] = whole
         return np.float32(math.ldexp(1.0, e + 1 - bits)), squares
 
     @numba.njit(inline="always")
@@ -280,25 +297,97 @@ if numba is not None:
         return min(max(q, -limit), limit)
 
     @_compiled
-    def _normalize_split(h, bits, inverse_d, eps, split, factors):
+    def _normalize_rows(h, bits, inverse_d, eps, rows, factors):
         for i in numba.prange(h.shape[0]):
-            scale, squares = _quantize_row_split(h[i], bits, split, i, h.shape[0])
+            scale, squares = _quantize_row(h[i], bits, rows, i)
             variance = _f32(np.float32(squares) * _f32(_f32(scale * scale) * inverse_d))
             root = _f32(np.sqrt(_f32(variance + eps)))  # the hardware's square root: correctly rounded
             inverse_rms = _f32(np.float32(1.0) / root)
             factors[i] = _f32(scale * inverse_rms)
 
     @_compiled
-    def _quantize_split(x, bits, split, scales):
+    def _quantize_rows(x, bits, rows, scales):
         for i in numba.prange(x.shape[0]):
-            scales[i] = _quantize_row_split(x[i], bits, split, i, x.shape[0])[0]
+            scales[i] = _quantize_row(x[i], bits, rows, i)[0]
 
     @_compiled
-    def _scaled_outputs(r, two_slices, weight_scale, factors, out):
+    def _split_rows(rows, split):
+        m = rows.shape[0]
+        for i in numba.prange(m):
+            for k in range(rows.shape[1]):
+                whole = np.int32(rows[i, k])
+                high = (whole + 128) >> 8  # floor division, as integer.split_int8
+                split[i, k] = high
+                split[m + i, k] = whole - (high << 8)
+
+    # small_product: the exact products of a few int16 rows and a weight's int8 slices, tile by
+    # tile of 4 weight rows (two output columns' [w_hi, w_lo], or four columns of one slice). The
+    # int32 sums of a tile are exact while |a| |w| k < 2^31 for the k summed at once: `chunk`.
+
+    @numba.njit(inline="always")
+    def _add_tile(out, i, j, sums, tile_rows, two_slices):
+        for r in range(tile_rows):
+            if two_slices:
+                for c in range(2):
+                    out[i + r, j + c] += np.int64(sums[4 * r + c]) * 256 + sums[4 * r + 2 + c]
+            else:
+                for c in range(4):
+                    out[i + r, j + c] += sums[4 * r + c]
+
+    @numba.njit(inline="always")
+    def _exact_dot(a, w, i, row, k0, k1):
+        total = np.int64(0)
+        for k in range(k0, k1):
+            total += np.int64(a[i, k]) * w[row, k]
+        return total
+
+    @_compiled
+    def _small_product(a, w, n, two_slices, chunk, ahead, out):
+        m, depth = a.shape
+        vector_depth = depth - depth % simd.LANES
+        width = 2 if two_slices else 4  # output columns of a tile
+        tiles = n // width
+        for t in numba.prange(tiles):
+            j = width * t
+            rows = (j, j + 1, n + j, n + j + 1) if two_slices else (j, j + 1, j + 2, j + 3)
+            for k0 in range(0, vector_depth, chunk):
+                k1 = min(vector_depth, k0 + chunk)
+                i = 0
+                while i + 4 <= m:
+                    sums = _tile_4x2s(a, w, i, rows, k0, k1, ahead) if two_slices else \
+                        _tile_4x1s(a, w, i, rows, k0, k1, ahead)
+                    _add_tile(out, i, j, sums, 4, two_slices)
+                    i += 4
+                if i + 2 <= m:
+                    sums = _tile_2x2s(a, w, i, rows, k0, k1, ahead) if two_slices else \
+                        _tile_2x1s(a, w, i, rows, k0, k1, ahead)
+                    _add_tile(out, i, j, sums, 2, two_slices)
+                    i += 2
+                if i < m:
+                    sums = _tile_1x2s(a, w, i, rows, k0, k1, ahead) if two_slices else \
+                        _tile_1x1s(a, w, i, rows, k0, k1, ahead)
+                    _add_tile(out, i, j, sums, 1, two_slices)
+            if vector_depth < depth:
+                for i in range(m):
+                    for c in range(width):
+                        if two_slices:
+                            out[i, j + c] += (_exact_dot(a, w, i, j + c, vector_depth, depth) * 256
+                                              + _exact_dot(a, w, i, n + j + c, vector_depth, depth))
+                        else:
+                            out[i, j + c] += _exact_dot(a, w, i, j + c, vector_depth, depth)
+        for j in range(tiles * width, n):  # columns beyond the last whole tile
+            for i in range(m):
+                if two_slices:
+                    out[i, j] = _exact_dot(a, w, i, j, 0, depth) * 256 + _exact_dot(a, w, i, n + j, 0, depth)
+                else:
+                    out[i, j] = _exact_dot(a, w, i, j, 0, depth)
+
+    @_compiled
+    def _scaled_outputs(r, form, weight_scale, factors, out):
         m, n = out.shape
         for i in numba.prange(m):
             for j in range(n):
-                out[i, j] = _scaled(r, m, n, i, j, two_slices, weight_scale, factors[i])
+                out[i, j] = _scaled(r, m, n, i, j, form, weight_scale, factors[i])
 
     @_compiled
     def _scaled_tile(by_high, by_low, weight_scale, factors, out, first):
@@ -309,14 +398,14 @@ if numba is not None:
                 out[i, first + j] = _f32(_f32(np.float32(exact) * weight_scale[first + j]) * factors[i])
 
     @_compiled
-    def _add_product(h, r, two_slices, weight_scale, scales):
+    def _add_product(h, r, form, weight_scale, scales):
         m, n = h.shape
         for i in numba.prange(m):
             for j in range(n):
-                h[i, j] = _f32(h[i, j] + _scaled(r, m, n, i, j, two_slices, weight_scale, scales[i]))
+                h[i, j] = _f32(h[i, j] + _scaled(r, m, n, i, j, form, weight_scale, scales[i]))
 
     @_compiled_serial
-    def _qkv_outputs(r, two_slices, weight_scale, factors, heads, cos, sin, key_inverse, key_limit, value_inverse,
+    def _qkv_outputs(r, form, weight_scale, factors, heads, cos, sin, key_inverse, key_limit, value_inverse,
                      value_limit, head_step, query_bits, keys, values_t, slot, queries, shifts):
         m = factors.shape[0]
         n = weight_scale.shape[0]
@@ -326,7 +415,7 @@ if numba is not None:
         rotated = np.empty(head_dim, np.float32)
         for i in range(m):
             for j in range(n):
-                row[j] = _scaled(r, m, n, i, j, two_slices, weight_scale, factors[i])
+                row[j] = _scaled(r, m, n, i, j, form, weight_scale, factors[i])
             for head in range(heads + kv_heads):  # RoPE of query and key heads (model._rope_heads)
                 base = head * head_dim
                 for c in range(half):
@@ -355,7 +444,7 @@ if numba is not None:
                         _quantize_to(row[base + kh * head_dim + c], value_inverse[kh, c], value_limit))
 
     @_compiled_serial
-    def _attention_outputs(numerator, total, value_scale, bits, split, scales):
+    def _attention_outputs(numerator, total, value_scale, bits, rows, scales):
         streams, kv_heads, group, head_dim = numerator.shape
         row = np.empty(kv_heads * group * head_dim, np.float32)
         for i in range(streams):
@@ -366,46 +455,76 @@ if numba is not None:
                         quotient = np.float64(numerator[i, kh, g, c]) / np.float64(total[i, kh, g])
                         row[k] = _f32(np.float32(quotient) * value_scale[kh, c])
                         k += 1
-            scales[i] = _quantize_row_split(row, bits, split, i, streams)[0]
+            scales[i] = _quantize_row(row, bits, rows, i)[0]
 
     @_compiled
-    def _gated_outputs(r, two_slices, weight_scale, factors, ffn, sigmoid, grid, middle, bits, split, scales):
+    def _gated_outputs(r, form, weight_scale, factors, ffn, sigmoid, grid, middle, bits, rows, scales):
         m = factors.shape[0]
         n = weight_scale.shape[0]
         for i in numba.prange(m):
             row = np.empty(ffn, np.float32)
             for j in range(ffn):
-                gate = _scaled(r, m, n, i, j, two_slices, weight_scale, factors[i])
-                up = _scaled(r, m, n, i, ffn + j, two_slices, weight_scale, factors[i])
+                gate = _scaled(r, m, n, i, j, form, weight_scale, factors[i])
+                up = _scaled(r, m, n, i, ffn + j, form, weight_scale, factors[i])
                 # model._silu: the sigmoid table at round(gate * 2^grid) + middle, clamped
                 index = _f32(np.rint(_f32(gate * grid)) + np.float32(middle))
                 index = min(max(index, np.float32(0.0)), np.float32(2 * middle))
                 row[j] = _f32(_f32(gate * sigmoid[np.int64(index)]) * up)
-            scales[i] = _quantize_row_split(row, bits, split, i, m)[0]
+            scales[i] = _quantize_row(row, bits, rows, i)[0]
 
 
-def normalize_split(h: np.ndarray, bits: int, inverse_d: np.float32, eps: np.float32):
-    """model._project's first half for rows h [m, d] float32: the integer rows as int8 slices
-    [2m, d] (for torch._int_mm) and each row's factor, scale / rms, float32 [m]."""
-    split = np.empty((2 * h.shape[0], h.shape[1]), np.int8)
+def normalize_rows(h: np.ndarray, bits: int, inverse_d: np.float32, eps: np.float32):
+    """model._project's first half for rows h [m, d] float32: the integer rows [m, d] int16 and
+    each row's factor, scale / rms, float32 [m]."""
+    rows = np.empty(h.shape, np.int16)
     factors = np.empty(h.shape[0], np.float32)
-    _normalize_split(h, bits, inverse_d, eps, split, factors)
-    return split, factors
+    _normalize_rows(h, bits, inverse_d, eps, rows, factors)
+    return rows, factors
 
 
-def quantize_split(x: np.ndarray, bits: int):
-    """model._linear's first half for rows x [m, k] float32: the integer rows as int8 slices [2m, k]
-    and each row's scale [m]."""
-    split = np.empty((2 * x.shape[0], x.shape[1]), np.int8)
+def quantize_rows(x: np.ndarray, bits: int):
+    """model._linear's first half for rows x [m, k] float32: the integer rows [m, k] int16 and each
+    row's scale [m]."""
+    rows = np.empty(x.shape, np.int16)
     scales = np.empty(x.shape[0], np.float32)
-    _quantize_split(x, bits, split, scales)
-    return split, scales
+    _quantize_rows(x, bits, rows, scales)
+    return rows, scales
 
 
-def scaled_outputs(product: np.ndarray, two_slices: bool, weight_scale: np.ndarray, factors: np.ndarray):
-    """model._project's second half: the scaled product [m, n] float32 from the int8 GEMM's slices."""
+def split_rows(rows: np.ndarray) -> np.ndarray:
+    """Integer rows [m, k] int16 (|x| <= 2^15 - 2^7) as int8 slices [a_hi; a_lo] [2m, k], as
+    integer.split_int8 splits them for torch._int_mm."""
+    split = np.empty((2 * rows.shape[0], rows.shape[1]), np.int8)
+    _split_rows(rows, split)
+    return split
+
+
+def small_product_chunk(activation_bits: int) -> int:
+    """The most k `small_product` sums in int32 at once: |a| <= 2^(A-1), |w| <= 128, and
+    chunk * 2^(A-1) * 128 < 2^31; a multiple of the vector length (992 for 15-bit activations)."""
+    most = (2 ** 31 - 1) // (2 ** (activation_bits - 1) * 128)
+    chunk = most - most % simd.LANES
+    if chunk < simd.LANES:
+        raise ValueError(f"{activation_bits}-bit activations overflow small_product's int32 sums")
+    return chunk
+
+
+def small_product(rows: np.ndarray, slices: np.ndarray, n: int, chunk: int) -> np.ndarray:
+    """The exact integer product [m, n] (int64) of activation rows [m, k] (int16, |a| <= 2^14)
+    and a weight's int8 slices: [n, k] (one slice) or [w_hi; w_lo] [2n, k] (two), each product
+    w_hi 2^8 + w_lo. For a few rows (a decoding step); `chunk` from small_product_chunk."""
+    m, depth = rows.shape
+    two_slices = slices.shape[0] == 2 * n
+    out = np.zeros((m, n), np.int64)
+    width = 2 if two_slices else 4
+    _small_product(rows, slices, n, two_slices, chunk, PREFETCH_TILES * width * depth, out)
+    return out
+
+
+def scaled_outputs(product: np.ndarray, form: int, weight_scale: np.ndarray, factors: np.ndarray):
+    """model._project's second half: the scaled product [m, n] float32 from a product in `form`."""
     out = np.empty((factors.shape[0], weight_scale.shape[0]), np.float32)
-    _scaled_outputs(product, two_slices, weight_scale, factors, out)
+    _scaled_outputs(product, form, weight_scale, factors, out)
     return out
 
 
@@ -416,13 +535,13 @@ def scaled_tile(by_high: np.ndarray, by_low: np.ndarray, weight_scale: np.ndarra
     _scaled_tile(by_high, by_low, weight_scale, factors, out, first)
 
 
-def add_product(h: np.ndarray, product: np.ndarray, two_slices: bool, weight_scale: np.ndarray,
+def add_product(h: np.ndarray, product: np.ndarray, form: int, weight_scale: np.ndarray,
                 scales: np.ndarray) -> None:
     """h += the scaled product (model._linear's second half), in place."""
-    _add_product(h, product, two_slices, weight_scale, scales)
+    _add_product(h, product, form, weight_scale, scales)
 
 
-def qkv_outputs(product, two_slices, weight_scale, factors, heads, cos, sin, key_inverse, key_limit, value_inverse,
+def qkv_outputs(product, form, weight_scale, factors, heads, cos, sin, key_inverse, key_limit, value_inverse,
                 value_limit, head_step, query_bits, keys, values_t, slot):
     """The queries, keys and values of one position per stream from the qkv product: RoPE, keys and
     values into the int16 context at `slot`, and the integer queries [m, kv, G, hd] int16 with their
@@ -430,30 +549,30 @@ def qkv_outputs(product, two_slices, weight_scale, factors, heads, cos, sin, key
     kv_heads, head_dim = value_inverse.shape
     queries = np.empty((factors.shape[0], kv_heads, heads // kv_heads, head_dim), np.int16)
     shifts = np.empty(queries.shape[:3], np.int32)
-    _qkv_outputs(product, two_slices, weight_scale, factors, heads, cos, sin, key_inverse, key_limit, value_inverse,
+    _qkv_outputs(product, form, weight_scale, factors, heads, cos, sin, key_inverse, key_limit, value_inverse,
                  value_limit, head_step, query_bits, keys, values_t, slot, queries, shifts)
     return queries, shifts
 
 
 def attention_outputs(numerator, total, value_scale, bits):
-    """Attention's output rows (numerator / total times the values' scales) quantized and split for
-    the output projection: int8 slices [2m, heads * hd] and scales [m]."""
+    """Attention's output rows (numerator / total times the values' scales) quantized for the
+    output projection: integer rows [m, heads * hd] int16 and scales [m]."""
     streams, kv_heads, group, head_dim = numerator.shape
-    split = np.empty((2 * streams, kv_heads * group * head_dim), np.int8)
+    rows = np.empty((streams, kv_heads * group * head_dim), np.int16)
     scales = np.empty(streams, np.float32)
-    _attention_outputs(numerator, total, value_scale, bits, split, scales)
-    return split, scales
+    _attention_outputs(numerator, total, value_scale, bits, rows, scales)
+    return rows, scales
 
 
-def gated_outputs(product, two_slices, weight_scale, factors, ffn, sigmoid, grid_bits, bits):
-    """silu(gate) * up from the gate/up product (model._mlp), quantized and split for the down
-    projection: int8 slices [2m, ffn] and scales [m]."""
-    split = np.empty((2 * factors.shape[0], ffn), np.int8)
+def gated_outputs(product, form, weight_scale, factors, ffn, sigmoid, grid_bits, bits):
+    """silu(gate) * up from the gate/up product (model._mlp), quantized for the down projection:
+    integer rows [m, ffn] int16 and scales [m]."""
+    rows = np.empty((factors.shape[0], ffn), np.int16)
     scales = np.empty(factors.shape[0], np.float32)
     middle = sigmoid.shape[0] // 2
-    _gated_outputs(product, two_slices, weight_scale, factors, ffn, sigmoid, np.float32(2.0 ** grid_bits), middle,
-                   bits, split, scales)
-    return split, scales
+    _gated_outputs(product, form, weight_scale, factors, ffn, sigmoid, np.float32(2.0 ** grid_bits), middle,
+                   bits, rows, scales)
+    return rows, scales
 
 
 # --- coding: what the arithmetic coder needs of each row of logits ---------------------------------

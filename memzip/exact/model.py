@@ -291,6 +291,7 @@ class ExactLlama:
                                                self._head_step[i]) for i, layer in enumerate(layers)]
             self._sigmoid_array = self._sigmoid.numpy()
             self._head_scale = head.scale[0].contiguous().numpy()
+            self._chunk = kernels.small_product_chunk(s.activation_bits)
 
     # --- building ---------------------------------------------------------------------------------
 
@@ -466,7 +467,7 @@ class ExactLlama:
         return h
 
     def _compiled_step(self, h, context: Context, start: int, cos, sin, sinks, slot: int, window_slots: slice):
-        """_step's layers as the compiled kernels of kernels.py around torch's int8 GEMMs: the same
+        """_step's layers as the compiled kernels of kernels.py around the integer GEMMs: the same
         operations in the same order, one call for each stretch between two GEMMs instead of some
         seventy small torch calls a layer."""
         s, heads = self.settings, self.shape.heads
@@ -479,9 +480,9 @@ class ExactLlama:
         rows = h.numpy()  # updated in place, layer by layer
         for index, layer in enumerate(self.layers):
             arrays = self._layer_arrays[index]
-            split, factors = kernels.normalize_split(rows, bits, inverse_d, eps)
+            integers, factors = kernels.normalize_rows(rows, bits, inverse_d, eps)
             queries, shifts = kernels.qkv_outputs(
-                _int8_product(split, layer.qkv), layer.qkv.bits > 8, arrays.qkv_scale, factors, heads, cos, sin,
+                *self._product(integers, layer.qkv), arrays.qkv_scale, factors, heads, cos, sin,
                 arrays.key_inverse, key_limit, arrays.value_inverse, value_limit, arrays.head_step, s.query_bits,
                 context.keys[index].numpy(), context.values[index].numpy(), slot)
             numerator, total = kernels.step_attention(
@@ -496,24 +497,34 @@ class ExactLlama:
 
     def _compiled_rows(self, index: int, layer: _Layer, rows: torch.Tensor, attended: torch.Tensor) -> torch.Tensor:
         """forward's `rows + _linear(out, attended)`, then `+ _mlp`, for a block of rows [m, d], in
-        kernels.py's loops around the int8 GEMMs (the same operations as _compiled_step's)."""
+        kernels.py's loops around the integer GEMMs (the same operations as _compiled_step's)."""
         h = rows.numpy().copy()  # a contiguous copy, updated in place
-        split, scales = kernels.quantize_split(np.ascontiguousarray(attended.numpy()), self.settings.activation_bits)
-        self._compiled_out_and_mlp(index, layer, h, split, scales)
+        integers, scales = kernels.quantize_rows(np.ascontiguousarray(attended.numpy()), self.settings.activation_bits)
+        self._compiled_out_and_mlp(index, layer, h, integers, scales)
         return torch.from_numpy(h)
 
-    def _compiled_out_and_mlp(self, index: int, layer: _Layer, h: np.ndarray, split: np.ndarray,
+    def _compiled_out_and_mlp(self, index: int, layer: _Layer, h: np.ndarray, integers: np.ndarray,
                               scales: np.ndarray) -> None:
-        """h += the output projection of attention's quantized rows (int8 slices `split`, row
+        """h += the output projection of attention's quantized rows (int16 `integers`, row
         `scales`), then h += the MLP of h: in place, rows [m, d] float32."""
         s, arrays = self.settings, self._layer_arrays[index]
         bits, inverse_d, eps = s.activation_bits, np.float32(self._inverse_d), np.float32(self.shape.eps)
-        kernels.add_product(h, _int8_product(split, layer.out), layer.out.bits > 8, arrays.out_scale, scales)
-        split, factors = kernels.normalize_split(h, bits, inverse_d, eps)
-        split, scales = kernels.gated_outputs(
-            _int8_product(split, layer.gate_up), layer.gate_up.bits > 8, arrays.gate_up_scale, factors,
+        kernels.add_product(h, *self._product(integers, layer.out), arrays.out_scale, scales)
+        integers, factors = kernels.normalize_rows(h, bits, inverse_d, eps)
+        integers, scales = kernels.gated_outputs(
+            *self._product(integers, layer.gate_up), arrays.gate_up_scale, factors,
             self.shape.ffn, self._sigmoid_array, s.silu_grid_bits, bits)
-        kernels.add_product(h, _int8_product(split, layer.down), layer.down.bits > 8, arrays.down_scale, scales)
+        kernels.add_product(h, *self._product(integers, layer.down), arrays.down_scale, scales)
+
+    def _product(self, integers: np.ndarray, weight: IntegerWeight) -> tuple[np.ndarray, int]:
+        """The exact integer product of activation rows [m, n_in] (int16) and a weight, with the
+        form kernels.py reads it in: for up to SMALL_PRODUCT_ROWS rows from kernels.small_product
+        (the weights read once, in vector loops), for more from torch._int_mm (oneDNN, fastest at
+        a compression block's many rows) on int8 slices of the rows."""
+        if integers.shape[0] <= SMALL_PRODUCT_ROWS:
+            return kernels.small_product(integers, weight.slices.numpy(), weight.n_out, self._chunk), kernels.EXACT
+        return _int8_product(kernels.split_rows(integers), weight), \
+            kernels.TWO_SLICES if weight.bits > 8 else kernels.ONE_SLICE
 
     def _step_attention_kernel(self, q_int, step, sink_keys, context: Context, index: int, slots: slice):
         """The torch path's numerator [B, kv, G, hd] and total [B, kv, G, 1] (float64 integers) from
@@ -537,12 +548,12 @@ class ExactLlama:
         columns as IntegerWeight.matmul computes them, each tile's int32 products recombined and
         scaled while they are in the cache. Returns [m, n_out] float32."""
         bits = self.settings.activation_bits
-        split, factors = kernels.normalize_split(np.ascontiguousarray(h.numpy()), bits, np.float32(self._inverse_d),
-                                                 np.float32(self.shape.eps))
+        integers, factors = kernels.normalize_rows(np.ascontiguousarray(h.numpy()), bits,
+                                                   np.float32(self._inverse_d), np.float32(self.shape.eps))
         m, n = factors.shape[0], weight.n_out
         if not (weight.bits > 8 and m >= TILED_FROM_ROWS and n >= 4 * TILE_OUTPUTS):
-            return kernels.scaled_outputs(_int8_product(split, weight), weight.bits > 8, weight_scale, factors)
-        a, out = torch.from_numpy(split), np.empty((m, n), np.float32)
+            return kernels.scaled_outputs(*self._product(integers, weight), weight_scale, factors)
+        a, out = torch.from_numpy(kernels.split_rows(integers)), np.empty((m, n), np.float32)
         for first in range(0, n, TILE_OUTPUTS):
             last = min(n, first + TILE_OUTPUTS)
             by_high = torch._int_mm(a, weight.slices[first:last].t()).numpy()
@@ -740,6 +751,11 @@ class ExactLlama:
         high = positions >> tables.ROPE_FINE_BITS
         c1, s1, c2, s2 = fine_cos[low], fine_sin[low], coarse_cos[high], coarse_sin[high]
         return (c2 * c1 - s2 * s1).to(F32), (s2 * c1 + c2 * s1).to(F32)
+
+
+# Up to this many rows of activations, products go through kernels.small_product rather than
+# torch._int_mm (docs/benchmarks.md §2: the crossover measured on the development machines).
+SMALL_PRODUCT_ROWS = 32
 
 
 def _int8_product(split: np.ndarray, weight: IntegerWeight) -> np.ndarray:
