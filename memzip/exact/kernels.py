@@ -141,19 +141,31 @@ if numba is not None:
                     numerator[b, h, g, c] = acc
 
 
-# --- compression's attention weights --------------------------------------------------------------
+# --- compression's attention ----------------------------------------------------------------------
 #
-# A compression block's attention is real GEMMs (q @ k in float32, p @ v in float64: torch and
-# BLAS do those best), and between them some ten elementwise passes over the [rows, keys] scores
-# (scaling, masking each row's window, the peak, differences, buckets, the table lookup, float64
-# weights and their sums). This kernel makes them one: the same float32 operations as
-# ExactLlama._block_attention's torch calls (scores times a power of two are exact, then one
-# rounded subtraction, a clamp and a truncation), the rest integers.
+# A compression block's attention is real GEMMs and, between them, some ten elementwise passes
+# over the [rows, keys] scores (scaling, masking each row's window, the peak, differences,
+# buckets, the table lookup, the weights' sums). `block_weights` makes the passes one: the same
+# float32 operations as ExactLlama._block_attention's torch calls (scores times a power of two
+# are exact, then one rounded subtraction, a clamp and a truncation), the rest integers.
+#
+# p @ v, float64 in the torch path (20-bit weights times 12-bit values over ~1,088 keys need
+# 42-bit sums), goes through torch._int_mm instead, 3x faster at these shapes: each weight as
+# three int8 slices (s2 2^16 + s1 2^8 + s0), each value as two, one [3 rows, keys] x [keys, 2 hd]
+# product per stream and key head, whose six int32 partial sums `block_outputs` recombines in
+# int64. The integers are the float64 path's; the one rounded division follows.
+
+WEIGHT_SLICES = 3  # int8 slices of a softmax weight (up to 2^20 < 2^23)
 
 if numba is not None:
 
+    @numba.njit(inline="always")
+    def _low_byte(x):
+        """x - 256 floor((x + 128) / 256): the signed low byte of a signed-digit split."""
+        return ((x + 128) & 255) - 128
+
     @_compiled
-    def _block_weights(scores, steps, sink, first_position, group, lo, window, table, weights, sink_weights,
+    def _block_weights(scores, steps, sink, first_position, group, lo, window, table, slices, sink_weights,
                        totals):
         streams, kv_heads, rows, count = scores.shape
         last = table.shape[0] - 1
@@ -174,12 +186,45 @@ if numba is not None:
             outside = table[last]  # a masked score's difference is huge: clamped to the last bucket
             for j in range(count):
                 if j < low or j >= high:
-                    w = outside
+                    w = np.int64(outside)
                 else:
-                    w = table[np.int64(min(_f32(peak - _f32(scores[b, h, r, j] * step)), limit))]
-                weights[b, h, r, j] = w
+                    w = np.int64(table[np.int64(min(_f32(peak - _f32(scores[b, h, r, j] * step)), limit))])
                 total += w
+                s0 = _low_byte(w)
+                rest = (w - s0) >> 8
+                s1 = _low_byte(rest)
+                slices[b, h, 0, r, j] = s0
+                slices[b, h, 1, r, j] = s1
+                slices[b, h, 2, r, j] = (rest - s1) >> 8
             totals[b, h, r] = total
+
+    @_compiled
+    def _value_slices(values_t, first, count, slices):
+        streams, kv_heads, head_dim = values_t.shape[:3]
+        for task in numba.prange(streams * kv_heads):
+            b, h = task // kv_heads, task % kv_heads
+            for c in range(head_dim):
+                for j in range(count):
+                    v = np.int64(values_t[b, h, c, first + j])
+                    low = _low_byte(v)
+                    slices[b, h, 0, c, j] = (v - low) >> 8
+                    slices[b, h, 1, c, j] = low
+
+    @_compiled
+    def _block_outputs(products, sink_weights, sink_values, totals, value_scale, out):
+        streams, kv_heads, rows, head_dim = out.shape
+        for task in numba.prange(streams * kv_heads * rows):
+            b = task // (kv_heads * rows)
+            h = (task // rows) % kv_heads
+            r = task % rows
+            total = np.float64(totals[b, h, r])
+            for c in range(head_dim):
+                numerator = sink_weights[b, h, r] * sink_values[b, h, c]
+                for s in range(WEIGHT_SLICES):  # weight slice s times value slice t, at 2^(8 (s + 1 - t))
+                    numerator += (np.int64(products[b, h, s * rows + r, c]) << (8 * s + 8)) \
+                        + (np.int64(products[b, h, s * rows + r, head_dim + c]) << (8 * s))
+                quotient = np.float64(numerator) / total  # exact integers below 2^53, one rounding
+                out[b, h, r, c] = _f32(np.float32(quotient) * value_scale[h, c])
 
 
 def block_weights(scores: np.ndarray, steps: np.ndarray, sink: np.ndarray, first_position: int, group: int,
@@ -188,14 +233,34 @@ def block_weights(scores: np.ndarray, steps: np.ndarray, sink: np.ndarray, first
 
     scores [B, kv, rows, L] float32 (q_int @ k_int, exact integers; column j is key position
     lo + j, row r query position first_position + r // group); steps [B, kv, rows] and the
-    scaled sink scores [B, kv, rows] float32; table int32. Returns the weights
-    [B, kv, rows, L] float64, the sink's weights and the totals [B, kv, rows] float64 (exact
-    integers)."""
-    weights = np.empty(scores.shape, np.float64)
-    sink_weights = np.empty(scores.shape[:3], np.float64)
-    totals = np.empty(scores.shape[:3], np.float64)
-    _block_weights(scores, steps, sink, first_position, group, lo, window, table, weights, sink_weights, totals)
-    return weights, sink_weights, totals
+    scaled sink scores [B, kv, rows] float32; table int32. Returns the weights as int8 slices
+    [B, kv, 3, rows, L] (s0, s1, s2), the sink's weights and the totals [B, kv, rows] int64."""
+    slices = np.empty(scores.shape[:2] + (WEIGHT_SLICES,) + scores.shape[2:], np.int8)
+    sink_weights = np.empty(scores.shape[:3], np.int64)
+    totals = np.empty(scores.shape[:3], np.int64)
+    _block_weights(scores, steps, sink, first_position, group, lo, window, table, slices, sink_weights, totals)
+    return slices, sink_weights, totals
+
+
+def value_slices(values_t: np.ndarray, first: int, count: int) -> np.ndarray:
+    """Values of slots first..first+count-1 from the int16 context [B, kv, hd, capacity] as int8
+    slices [B, kv, 2, hd, count]: high (v + 128) // 256, then low."""
+    streams, kv_heads, head_dim = values_t.shape[:3]
+    slices = np.empty((streams, kv_heads, 2, head_dim, count), np.int8)
+    _value_slices(values_t, first, count, slices)
+    return slices
+
+
+def block_outputs(products: np.ndarray, sink_weights: np.ndarray, sink_values: np.ndarray, totals: np.ndarray,
+                  value_scale: np.ndarray) -> np.ndarray:
+    """Attention's output rows of a query block: (weights @ values + sink weight * sink value) /
+    total, times the values' scales, as _block_attention's torch calls compute them, from the
+    int32 products [B, kv, 3 rows, 2 hd] of the weight slices [s0; s1; s2] and the value slices
+    [high, low]; sink_values [B, kv, hd] int64. Returns [B, kv, rows, hd] float32."""
+    streams, kv_heads, rows3, head_dim2 = products.shape
+    out = np.empty((streams, kv_heads, rows3 // WEIGHT_SLICES, head_dim2 // 2), np.float32)
+    _block_outputs(products, sink_weights, sink_values, totals, value_scale, out)
+    return out
 
 
 def step_attention(queries: np.ndarray, shifts: np.ndarray, sink_keys: np.ndarray, sink_values: np.ndarray,

@@ -650,17 +650,24 @@ class ExactLlama:
     def _block_attention(self, index, layer, queries: _Queries, start, t, context: Context) -> torch.Tensor:
         """Attention of a block of new positions over the sink and their windows: [B, t, heads * hd].
         q @ k is exact in float32 (8-bit queries, 12-bit keys, 64 terms stay below 2^24); p @ v
-        (20-bit weights) in float64."""
+        (20-bit weights) in float64, or where kernels.py runs in int8 slices (`block_outputs`)."""
         shape = self.shape
         heads, kv, hd = shape.heads, shape.kv_heads, shape.head_dim
         group, window = heads // kv, context.window
         batch = queries.q_int.shape[0]
         lo_all = max(1, start - window + 1)
         base = slice(lo_all - context.first, start + t - context.first)
-        # the keys any of these positions sees, transposed (the fastest layout for q @ k^T)
-        keys_t = context.keys_f32(index, base).transpose(-1, -2).contiguous()
-        values = context.values_f64(index, base)
+        # the keys any of these positions sees, [B, kv, hd, n] (a transposed view: BLAS reads
+        # q @ k^T fastest so)
+        keys_t = context.keys_f32(index, base).transpose(-1, -2)
         sink_value = context.sink_values[index][:, :, None, :].to(F64)
+        compiled = self.compiled and context.layout == "int16"  # kernels.py reads int16 values
+        if compiled:
+            values = kernels.value_slices(context.values[index].numpy(), base.start, base.stop - base.start)
+            sink_values = context.sink_values[index].to(torch.int64).numpy()
+            value_scale = self._layer_arrays[index].value_scale
+        else:
+            values = context.values_f64(index, base)
         out = torch.empty(batch, kv, t * group, hd, dtype=F32, device=self.device)
         for first in range(0, t, self.query_block):
             last = min(t, first + self.query_block)
@@ -669,24 +676,35 @@ class ExactLlama:
             lo, hi = max(1, start + first - window + 1), start + last
             if hi <= lo:  # position 0 alone sees only itself
                 out[:, :, rows] = sink_value.expand(-1, -1, (last - first) * group, -1).to(F32)
+                if compiled:
+                    out[:, :, rows] *= layer.value_scale[None, :, None, :]
                 continue
             part = slice(lo - lo_all, hi - lo_all)
             scores = queries.q_int[:, :, rows] @ keys_t[:, :, :, part]  # exact
-            if self.compiled:  # the same weights in one pass (kernels.block_weights)
-                weights, sink_weight, total = (torch.from_numpy(x) for x in kernels.block_weights(
+            if compiled:  # the same weights in one pass, p @ v in int8 slices (kernels.py)
+                weights, sink_weight, total = kernels.block_weights(
                     scores.numpy(), queries.step[:, :, rows, 0].contiguous().numpy(), sink[..., 0].contiguous().numpy(),
-                    start + first, group, lo, window, self._kernel_table))
-                sink_weight, total = sink_weight[..., None], total[..., None]
-            else:
-                scores.mul_(queries.step[:, :, rows])
-                self._mask_outside_windows(scores, start + first, last - first, group, lo, window)
-                weights, sink_weight = self._weights(scores, sink)
-                # exact: integers below 2^53
-                weights, sink_weight = weights.to(F64), sink_weight.to(F64)
-                total = weights.sum(dim=-1, keepdim=True, dtype=F64) + sink_weight
+                    start + first, group, lo, window, self._kernel_table)
+                n, keys = weights.shape[3], part.stop - part.start
+                products = np.empty((batch, kv, kernels.WEIGHT_SLICES * n, 2 * hd), np.int32)
+                for b in range(batch):
+                    for h in range(kv):
+                        value_rows = np.ascontiguousarray(values[b, h, :, :, part]).reshape(2 * hd, keys)
+                        products[b, h] = torch._int_mm(torch.from_numpy(weights[b, h].reshape(-1, keys)),
+                                                       torch.from_numpy(value_rows).t()).numpy()
+                out[:, :, rows] = torch.from_numpy(kernels.block_outputs(products, sink_weight, sink_values, total,
+                                                                         value_scale))
+                continue
+            scores.mul_(queries.step[:, :, rows])
+            self._mask_outside_windows(scores, start + first, last - first, group, lo, window)
+            weights, sink_weight = self._weights(scores, sink)
+            # exact: integers below 2^53
+            weights, sink_weight = weights.to(F64), sink_weight.to(F64)
+            total = weights.sum(dim=-1, keepdim=True, dtype=F64) + sink_weight
             numerator = weights @ values[:, :, part] + sink_weight * sink_value
             out[:, :, rows] = (numerator / total).to(F32)
-        out = out * layer.value_scale[None, :, None, :]
+        if not compiled:
+            out = out * layer.value_scale[None, :, None, :]
         return out.reshape(batch, kv, t, group, hd).permute(0, 2, 1, 3, 4).reshape(batch, t, heads * hd)
 
     def _mask_outside_windows(self, scores, first_position: int, positions: int, group: int, lo: int,
