@@ -690,8 +690,7 @@ class ExactLlama:
                 for b in range(batch):
                     for h in range(kv):
                         value_rows = np.ascontiguousarray(values[b, h, :, :, part]).reshape(2 * hd, keys)
-                        products[b, h] = torch._int_mm(torch.from_numpy(weights[b, h].reshape(-1, keys)),
-                                                       torch.from_numpy(value_rows).t()).numpy()
+                        products[b, h] = _int8_matmul(weights[b, h].reshape(-1, keys), value_rows)
                 out[:, :, rows] = torch.from_numpy(kernels.block_outputs(products, sink_weight, sink_values, total,
                                                                          value_scale))
                 continue
@@ -774,6 +773,15 @@ class ExactLlama:
 # Up to this many rows of activations, products go through kernels.small_product rather than
 # torch._int_mm (docs/benchmarks.md §2: the crossover measured on the development machines).
 SMALL_PRODUCT_ROWS = 32
+
+
+def _int8_matmul(a: np.ndarray, b_rows: np.ndarray) -> np.ndarray:
+    """a [m, k] @ b_rows [n, k]^T of int8 matrices, exact in int32: torch._int_mm, except for a
+    short k, where numpy's int32 product costs nothing and torch 2.13's oneDNN call has been seen
+    to return wrong sums (k = 1, on the development CPUs; tests/test_exact.py)."""
+    if a.shape[1] < 8:
+        return (a.astype(np.int32) @ b_rows.astype(np.int32).T).astype(np.int32)
+    return torch._int_mm(torch.from_numpy(a), torch.from_numpy(b_rows).t()).numpy()
 
 
 def _int8_product(split: np.ndarray, weight: IntegerWeight) -> np.ndarray:
