@@ -6,6 +6,7 @@
     OMP_NUM_THREADS=2 python docs/scripts/engine_ab.py values 4 16 28  # a decoding step by batch
     OMP_NUM_THREADS=2 python docs/scripts/engine_ab.py step 4 16 28    # torch's calls vs compiled
     OMP_NUM_THREADS=2 python docs/scripts/engine_ab.py block           # a compression block, the same
+    OMP_NUM_THREADS=2 python docs/scripts/engine_ab.py product 1 4 16 28  # the weight products of a step
 
 - head: the output head's int8 product for m rows of activations, as one [2m, 2V] product
   (the engine's path below TILED_FROM_ROWS rows) and in tiles of TILE_OUTPUTS columns.
@@ -17,6 +18,11 @@
 - block: compression's unit of work, a block of 512 positions of one stream after a full
   1024-position window (layers and the output head for every position), in torch's calls and
   in kernels.py's loops.
+- product: the integer products of one decoding step of m streams (every layer's four weights
+  and the output head, the embedded model's real weights), by kernels.small_product (simd.py's
+  vector loops on int16 rows, the engine's way up to SMALL_PRODUCT_ROWS rows) and by
+  torch._int_mm on the rows' int8 slices (its way for more rows, and every step's before).
+  Reports the weights' bytes read per second; both give the same exact integers.
 """
 
 import statistics
@@ -129,6 +135,43 @@ def values(model: ExactLlama, batches: list[int]) -> None:
         print(f"decoding step, batch {batch} (ms a step: median, each round):", per_step, flush=True)
 
 
+def product(model: ExactLlama, batches: list[int]) -> None:
+    import numpy as np
+
+    from memzip.exact import kernels
+    from memzip.exact.model import _int8_product
+    weights = [w for layer in model.layers for w in (layer.qkv, layer.out, layer.gate_up, layer.down)] + [model.head]
+    total = sum(w.slices.numel() for w in weights)
+    generator = np.random.default_rng(0)
+    for rows in batches:
+        inputs = {w.n_in: generator.integers(-2 ** 14, 2 ** 14 + 1, (rows, w.n_in), dtype=np.int16) for w in weights}
+        split = {n: kernels.split_rows(x) for n, x in inputs.items()}
+
+        def vector_loops():
+            return [kernels.small_product(inputs[w.n_in], w.slices.numpy(), w.n_out, model._chunk) for w in weights]
+
+        def int_mm():
+            return [_int8_product(split[w.n_in], w) for w in weights]
+        first, second = vector_loops(), int_mm()
+        for w, exact, r in zip(weights, first, second):  # the same integers
+            r, n = r.astype(np.int64), w.n_out
+            if w.bits > 8:  # the slices' partial products recombined, as kernels._product does
+                r = ((r[:rows, :n] * 256 + r[:rows, n:] + r[rows:, :n]) << 8) + r[rows:, n:]
+            else:
+                r = r[:rows] * 256 + r[rows:]
+            assert np.array_equal(exact, r), "the two ways differ"
+        times = {"small_product": [], "_int_mm": []}
+        for _ in range(ROUNDS + 1):
+            for name, run in (("small_product", vector_loops), ("_int_mm", int_mm)):
+                began = time.perf_counter()
+                run()
+                times[name].append(time.perf_counter() - began)
+        summary = {name: f"{statistics.median(t) * 1e3:.1f} ms ({total / statistics.median(t) / 1e9:.1f} GB/s)"
+                   for name, t in times.items()}
+        print(f"weight products of a step, {rows} rows, {total / 1e6:.0f} MB of int8 slices (median of "
+              f"{ROUNDS + 1}, alternating):", summary, flush=True)
+
+
 def main(argv: list[str]) -> None:
     loaded = load_model(resolve_model("embedded"), device="cpu", dtype="float32")
     model = ExactLlama.from_transformers(loaded.model)
@@ -141,6 +184,8 @@ def main(argv: list[str]) -> None:
         block(model)
     elif argv[:1] == ["step"]:
         step(model, [int(b) for b in argv[1:]] or [4, 16, 28])
+    elif argv[:1] == ["product"]:
+        product(model, [int(b) for b in argv[1:]] or [1, 4, 16, 28])
     else:
         sys.exit(__doc__)
 
