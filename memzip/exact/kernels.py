@@ -1,12 +1,15 @@
-"""The exact engine's CPU work between torch's GEMMs, as compiled kernels (numba).
+"""The exact engine's CPU work around and between its integer products, as compiled kernels (numba).
 
-Four groups, each doing in one call what took the torch path many small calls (whose per-call
+Five groups, each doing in one call what took the torch path many small calls (whose per-call
 overhead and passes over memory, not arithmetic, bounded both decoding and compression):
 
 - a decoding step's attention, in integers only (just below);
-- compression's attention weights (`block_weights`);
-- the stretches between the int8 GEMMs of any block of rows: RMSNorm and quantizing,
-  recombining the GEMMs' int8 slices, RoPE, SiLU (`normalize_split` and the rest);
+- compression's attention: its weights in one pass and p @ v in int8 slices (`block_weights`,
+  `block_outputs`);
+- the stretches between the weight products of any block of rows: RMSNorm and quantizing,
+  recombining int8 slices, RoPE, SiLU (`normalize_rows` and the rest);
+- the weight products of a few rows, a decoding step's (`small_product`, in simd.py's vector
+  loops);
 - the arithmetic coder's intervals from rows of logits (`coded_rows`).
 
 Each computes what the torch path computes, bit for bit (tests/test_exact.py compares them and
