@@ -560,8 +560,8 @@ def quantize_rows(x: np.ndarray, bits: int):
 
 
 def split_rows(rows: np.ndarray) -> np.ndarray:
-    """Integer rows [m, k] int16 (|x| <= 2^15 - 2^7) as int8 slices [a_hi; a_lo] [2m, k], as
-    integer.split_int8 splits them for torch._int_mm."""
+    """Integer rows [m, k] (|x| < 2^15 - 2^7; int16, or integers held in another type) as int8
+    slices [a_hi; a_lo] [2m, k], as integer.split_int8 splits them for torch._int_mm."""
     split = np.empty((2 * rows.shape[0], rows.shape[1]), np.int8)
     _split_rows(rows, split)
     return split
