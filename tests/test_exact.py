@@ -538,6 +538,40 @@ def test_the_compiled_coder_rows_and_torch_s_calls_agree():
 
 
 @pytest.mark.parametrize("kind", ["distribution", "greedy"])
+def test_the_compiled_decoding_and_torch_s_calls_agree(kind):
+    """decode_tokens through kernels.decode_rows / find_tokens and through torch's cumulative sums
+    and searchsorted: the same tokens and the same coder states, a batch of streams at once, with
+    targets at either end of the vocabulary, at the first choice, tied maxima and equal rows."""
+    from memzip.exact import coding
+    generator = torch.Generator().manual_seed(4)
+    distribution = Distribution(CodingSettings(), 3000, "cpu")
+    steps, rows = 40, 6
+    logits = torch.randn(steps, rows, 3000, generator=generator) * torch.tensor([0.01, 1, 8, 300, 3, 3])[:, None]
+    logits[:, 1] = 0.5  # all equal
+    logits[:, 2, [7, 2999]] = logits[:, 2].amax(dim=-1, keepdim=True) + 1  # a tie at the top
+    targets = torch.randint(0, 3000, (steps, rows), generator=generator)
+    targets[:, 3] = logits[:, 3].argmax(dim=-1)
+    targets[::3, 4], targets[1::3, 4] = 0, 2999
+    streams = []
+    for r in range(rows):
+        encoder = StreamEncoder(kind)
+        for step in range(steps):
+            encoder.code(distribution.rows(logits[step, r:r + 1], targets[step, r:r + 1]))
+        streams.append(encoder.finish())
+    compiled = [StreamDecoder(data, kind) for data in streams]
+    calls = [StreamDecoder(data, kind) for data in streams]
+    for step in range(steps):
+        got = decode_tokens(distribution, logits[step], compiled)
+        original = coding.kernels.available
+        coding.kernels.available = lambda: False  # the torch path
+        try:
+            expected = decode_tokens(distribution, logits[step], calls)
+        finally:
+            coding.kernels.available = original
+        assert got == expected == targets[step].tolist()
+
+
+@pytest.mark.parametrize("kind", ["distribution", "greedy"])
 def test_a_stream_codes_and_decodes_with_the_model_s_frequencies(kind):
     torch.manual_seed(1)
     distribution = Distribution(CodingSettings(), 300, "cpu")

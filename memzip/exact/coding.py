@@ -170,6 +170,8 @@ class StreamDecoder:
 
 def decode_tokens(distribution: Distribution, logits: torch.Tensor, decoders: list[StreamDecoder]) -> list[int]:
     """One step of extraction: the token each row's stream codes next, consumed from its coder."""
+    if kernels.available() and logits.device.type == "cpu" and logits.dtype == torch.float32:
+        return _compiled_decode(distribution, np.ascontiguousarray(logits.numpy()), decoders)
     cumulative = distribution.cumulative(logits)
     totals = _ints(cumulative[:, -1])
     firsts = logits.argmax(dim=-1)
@@ -194,6 +196,38 @@ def decode_tokens(distribution: Distribution, logits: torch.Tensor, decoders: li
                                right=True)[:, 0]
     lows, highs = _interval(sums, found)
     for row, token, low, high in zip(rows, found.tolist(), _ints(lows), _ints(highs)):
+        total = totals[row]
+        if decoders[row].greedy:
+            if token > tokens[row]:
+                low, high = low - first_freqs[row], high - first_freqs[row]
+            total -= first_freqs[row]
+        decoders[row].consume(low, high, total)
+        tokens[row] = token
+    return tokens
+
+
+def _compiled_decode(distribution: Distribution, logits: np.ndarray, decoders: list[StreamDecoder]) -> list[int]:
+    """decode_tokens' integers from kernels.decode_rows and kernels.find_tokens: two passes a row
+    over its logits instead of cumulative sums over [rows, vocab] in torch."""
+    table, grid = distribution._int_table, distribution.settings.grid_bits
+    peaks, totals, firsts, first_lows, first_freqs = (a.tolist() if a.dtype == np.int64 else a
+                                                      for a in kernels.decode_rows(logits, table, grid))
+    tokens = list(firsts)
+    values, rows = [], []
+    for row, decoder in enumerate(decoders):
+        if decoder.first_choice_next():
+            continue
+        if decoder.greedy:  # a miss: coded without the first choice; map the value onto the full sums
+            value = decoder.target(totals[row] - first_freqs[row])
+            values.append(value + first_freqs[row] if value >= first_lows[row] else value)
+        else:
+            values.append(decoder.target(totals[row]))
+        rows.append(row)
+    if not rows:
+        return tokens
+    found, lows, highs = (a.tolist() for a in kernels.find_tokens(
+        logits, np.array(rows, np.int64), np.array(values, np.int64), peaks, table, grid))
+    for row, token, low, high in zip(rows, found, lows, highs):
         total = totals[row]
         if decoders[row].greedy:
             if token > tokens[row]:

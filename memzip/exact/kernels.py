@@ -685,3 +685,70 @@ def coded_rows(logits: np.ndarray, targets: np.ndarray, table: np.ndarray, grid_
     out = [np.empty(n, np.int64) for _ in range(6)]
     _coded_rows(logits, targets, table, np.float32(2.0 ** grid_bits), *out)
     return out
+
+
+# Extraction's side: each row's total, first choice and its interval (`decode_rows`), then, once
+# the coders have read their values, the token whose interval holds each value (`find_tokens`):
+# the same frequencies as coded_rows, and the same tokens as the torch path's cumulative sums and
+# searchsorted, without [rows, vocab] arrays.
+
+if numba is not None:
+
+    @numba.njit(inline="always")
+    def _frequency(table, last, peak, logit, step):
+        return table[min(np.int64(_f32(_f32(peak - logit) * step)), last)]
+
+    @_compiled
+    def _decode_rows(logits, table, step, peaks, totals, firsts, first_lows, first_freqs):
+        rows, vocab = logits.shape
+        last = table.shape[0] - 1
+        for i in numba.prange(rows):
+            peak = logits[i, 0]
+            first = 0
+            for t in range(1, vocab):
+                if logits[i, t] > peak:  # the lowest id among equal maxima, as argmax
+                    peak, first = logits[i, t], t
+            total = np.int64(0)
+            for t in range(vocab):
+                frequency = _frequency(table, last, peak, logits[i, t], step)
+                if t == first:
+                    first_lows[i] = total
+                    first_freqs[i] = frequency
+                total += frequency
+            peaks[i], totals[i], firsts[i] = peak, total, first
+
+    @_compiled
+    def _find_tokens(logits, rows, values, peaks, table, step, tokens, lows, highs):
+        last = table.shape[0] - 1
+        vocab = logits.shape[1]
+        for k in numba.prange(rows.shape[0]):
+            i = rows[k]
+            total = np.int64(0)
+            token = vocab - 1
+            for t in range(vocab - 1):  # the first token whose running sum passes the value (else the last)
+                frequency = _frequency(table, last, peaks[i], logits[i, t], step)
+                if total + frequency > values[k]:
+                    token = t
+                    break
+                total += frequency
+            tokens[k], lows[k], highs[k] = token, total, total + _frequency(table, last, peaks[i], logits[i, token], step)
+
+
+def decode_rows(logits: np.ndarray, table: np.ndarray, grid_bits: int):
+    """For logits [n, V] float32: each row's peak (float32), total, first choice and its interval
+    (first_lows, first_freqs), as coded_rows computes them; table int64."""
+    n = logits.shape[0]
+    peaks = np.empty(n, np.float32)
+    totals, firsts, first_lows, first_freqs = (np.empty(n, np.int64) for _ in range(4))
+    _decode_rows(logits, table, np.float32(2.0 ** grid_bits), peaks, totals, firsts, first_lows, first_freqs)
+    return peaks, totals, firsts, first_lows, first_freqs
+
+
+def find_tokens(logits: np.ndarray, rows: np.ndarray, values: np.ndarray, peaks: np.ndarray, table: np.ndarray,
+                grid_bits: int):
+    """For each row index in `rows` (int64) and coder value in `values` (int64, below the row's
+    total): the token t with cumulative(t - 1) <= value < cumulative(t), and its interval
+    [low, high), int64 arrays."""
+    tokens, lows, highs = (np.empty(rows.shape[0], np.int64) for _ in range(3))
+    _find_tokens(logits, rows, values, peaks, table, np.float32(2.0 ** grid_bits), tokens, lows, highs)
+    return tokens, lows, highs
