@@ -13,8 +13,9 @@
 - values: one decoding step (layers for one position with a full 1024-token window, logits,
   coding frequencies) with the int16 context (attention in the compiled kernel, kernels.py: the
   default on CPUs) and the float one (attention in torch's GEMMs).
-- step: the same step with the int16 context, the rest of the layer in torch's calls and in
-  kernels.py's compiled loops (ExactLlama.compiled: the default on CPUs).
+- step: the same step with the int16 context, the rest of the layer and the coder's pass over the
+  logits in torch's calls and in kernels.py's compiled loops (ExactLlama.compiled: the default on
+  CPUs).
 - block: compression's unit of work, a block of 512 positions of one stream after a full
   1024-position window (layers and the output head for every position), in torch's calls and
   in kernels.py's loops.
@@ -31,7 +32,7 @@ import time
 
 import torch
 
-from memzip.exact import integer
+from memzip.exact import integer, kernels
 from memzip.exact.coding import CodingSettings, Distribution
 from memzip.exact.model import Context, ExactLlama
 from memzip.models import load_model, resolve_model
@@ -81,7 +82,11 @@ def step(model: ExactLlama, batches: list[int]) -> None:
             first = context.position
             for i in range(STEPS):
                 hidden = model.forward(model.embed(tokens[:, first + i:first + i + 1]), context)
-                distribution.cumulative(model.logits(hidden[:, 0]))
+                logits = model.logits(hidden[:, 0])
+                if compiled:  # the coder's pass over the logits, as extraction makes it
+                    kernels.decode_rows(logits.numpy(), distribution._int_table, distribution.settings.grid_bits)
+                else:
+                    distribution.cumulative(logits)
             model.compiled = True
             return hidden
 

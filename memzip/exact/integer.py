@@ -184,19 +184,23 @@ class IntegerWeight:
                 hi_w = 2 ** (bits - 9) + 1
                 worst = self.n_in * (hi_a * hi_w * 256 + hi_a * 128 + 128 * hi_w)
                 self.slices = _split_weight(q)  # [w_hi; w_lo]: [2 * n_out, n_in]
-            # row-major; _int_mm takes the transpose (a column-major view), the layout oneDNN's
-            # int8 GEMM is fastest with
-            self.slices_t = self.slices.t()
+            self._views()
             self.combine_in_int32 = worst < 2 ** 31
         else:
             self.matrix_t = q.t().contiguous().to(torch.float64)  # [n_in, n_out]
+
+    def _views(self) -> None:
+        # row-major; _int_mm takes the transpose (a column-major view), the layout oneDNN's int8
+        # GEMM is fastest with; kernels.small_product reads the same memory as numpy
+        self.slices_t = self.slices.t()
+        self.slices_numpy = self.slices.numpy() if self.slices.device.type == "cpu" else None
 
     def to(self, device) -> "IntegerWeight":
         for name in ("scale", "slices", "matrix_t"):
             if hasattr(self, name):
                 setattr(self, name, getattr(self, name).to(device))
         if hasattr(self, "slices"):
-            self.slices_t = self.slices.t()
+            self._views()
         return self
 
     def matmul(self, q: torch.Tensor) -> torch.Tensor:

@@ -418,6 +418,9 @@ if numba is not None:
         for t in numba.prange(tiles):
             j = width * t
             rows = (j, j + 1, n + j, n + j + 1) if two_slices else (j, j + 1, j + 2, j + 3)
+            for i in range(m):  # the tile's columns start at zero (out comes uninitialized)
+                for c in range(width):
+                    out[i, j + c] = 0
             for k0 in range(0, vector_depth, chunk):
                 k1 = min(vector_depth, k0 + chunk)
                 i = 0
@@ -583,7 +586,7 @@ def small_product(rows: np.ndarray, slices: np.ndarray, n: int, chunk: int) -> n
     w_hi 2^8 + w_lo. For a few rows (a decoding step); `chunk` from small_product_chunk."""
     m, depth = rows.shape
     two_slices = slices.shape[0] == 2 * n
-    out = np.zeros((m, n), np.int64)
+    out = np.empty((m, n), np.int64)
     width = 2 if two_slices else 4
     _small_product(rows, slices, n, two_slices, chunk, PREFETCH_TILES * width * depth, out)
     return out

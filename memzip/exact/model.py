@@ -522,7 +522,7 @@ class ExactLlama:
         (the weights read once, in vector loops), for more from torch._int_mm (oneDNN, fastest at
         a compression block's many rows) on int8 slices of the rows."""
         if integers.shape[0] <= SMALL_PRODUCT_ROWS:
-            return kernels.small_product(integers, weight.slices.numpy(), weight.n_out, self._chunk), kernels.EXACT
+            return kernels.small_product(integers, weight.slices_numpy, weight.n_out, self._chunk), kernels.EXACT
         return _int8_product(kernels.split_rows(integers), weight), \
             kernels.TWO_SLICES if weight.bits > 8 else kernels.ONE_SLICE
 
