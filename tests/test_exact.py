@@ -321,6 +321,42 @@ def test_int8_products_of_any_depth_are_exact():
         assert np.array_equal(_int8_matmul(a.numpy(), b.numpy()), expected)
 
 
+_KERNEL_DIGEST = """
+import hashlib, numpy as np
+from memzip.exact import kernels, tables
+g = np.random.default_rng(9)
+digest = hashlib.sha256()
+for rows, depth, n, two in ((5, 576, 37, True), (3, 1536, 22, True), (9, 100, 41, False)):
+    a = g.integers(-2 ** 14, 2 ** 14 + 1, (rows, depth), dtype=np.int16)
+    w = g.integers(-128, 128, ((2 if two else 1) * n, depth), dtype=np.int8)
+    digest.update(kernels.small_product(a, w, n, kernels.small_product_chunk(15)).tobytes())
+table = np.array(tables.exp_table(20, 8), dtype=np.int32)
+q = g.integers(-128, 129, (2, 3, 3, 64), dtype=np.int16)
+keys = g.integers(-2047, 2048, (2, 3, 90, 64), dtype=np.int16)
+values = g.integers(-2047, 2048, (2, 3, 64, 90), dtype=np.int16)
+for out in kernels.step_attention(q, np.full((2, 3, 3), -12, np.int32), keys[:, :, 0], values[:, :, :, 0].astype(np.int32),
+                                  keys, values, 3, 80, table):
+    digest.update(out.tobytes())
+print(digest.hexdigest())
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cpu", ["haswell", "generic"])
+def test_the_vector_loops_give_the_same_integers_compiled_for_other_cpus(cpu, tmp_path):
+    """simd.py's loops and the attention kernel compiled for a CPU without AVX-512 (haswell: AVX2)
+    and for any x86-64 (generic: SSE2), in a fresh process with its own numba cache, give the
+    same integers as here: LLVM lowers the same integer IR to other instructions, and integer
+    sums do not depend on which."""
+    import os
+    import subprocess
+    import sys
+    here = subprocess.run([sys.executable, "-c", _KERNEL_DIGEST], capture_output=True, text=True, check=True)
+    env = {**os.environ, "NUMBA_CPU_NAME": cpu, "NUMBA_CACHE_DIR": str(tmp_path)}
+    there = subprocess.run([sys.executable, "-c", _KERNEL_DIGEST], capture_output=True, text=True, check=True, env=env)
+    assert there.stdout == here.stdout and len(here.stdout.strip()) == 64
+
+
 def test_the_step_kernels_round_as_torch_s_calls_do(exact):
     """Each kernel of the compiled step against the torch calls it replaces, on many rows at
     magnitudes from 1e-3 to 1e3 (an error of one rounding shows in the floats compared here,
