@@ -387,10 +387,12 @@ def test_the_step_kernels_round_as_torch_s_calls_do(exact):
     keys = np.zeros((rows, kv, 3, hd), np.int16)
     values = np.zeros((rows, kv, hd, 3), np.int16)
     _, product, factors = projected(layer.qkv, arrays.qkv_scale)
+    angles = [np.broadcast_to(x[0].numpy(), (rows, x.shape[1])) for x in (cos, sin)]
     queries, shifts = kernels.qkv_outputs(
-        *product, arrays.qkv_scale, factors, heads, cos[0].numpy(), sin[0].numpy(),
+        *product, arrays.qkv_scale, factors, heads, *angles,
         key_inverse[:, 0].contiguous().numpy(), np.float32(2 ** 15 - 1), arrays.value_inverse,
-        np.float32(2 ** (s.value_bits - 1) - 1), arrays.head_step, s.query_bits, keys, values, 1)
+        np.float32(2 ** (s.value_bits - 1) - 1), arrays.head_step, s.query_bits, keys, values, np.arange(rows),
+        np.ones(rows, np.int64))
     q_int, q_scale = quantize_rows(rotated[:, :heads], s.query_bits)
     assert torch.equal(torch.from_numpy(queries).reshape(rows, heads, hd).float(), q_int)
     assert torch.equal(torch.from_numpy(shifts).reshape(rows, heads, 1),

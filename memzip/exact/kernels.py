@@ -289,8 +289,8 @@ def step_attention(queries: np.ndarray, shifts: np.ndarray, sink_keys: np.ndarra
 # seventy small torch calls (quantizing activations, RMSNorm, recombining int8 slices, RoPE, SiLU)
 # whose per-call overhead, not arithmetic, costs more than the GEMMs. These kernels do each
 # stretch between two GEMMs in one call, row by row, in parallel over the rows (that pays for a
-# compression block's hundreds of rows and measured no slower at a step's four; the two kernels
-# only steps use stay serial).
+# compression block's hundreds of rows and measured no slower at a step's four; the one kernel
+# only steps use, attention's outputs, stays serial).
 #
 # Activations leave them as int16 rows (integers |x| <= 2^14 of 15 bits) with a scale per row;
 # `product` multiplies them by a weight's int8 slices, either in `small_product`'s vector loops
@@ -475,28 +475,29 @@ if numba is not None:
             for j in range(n):
                 h[i, j] = _f32(h[i, j] + _scaled(r, m, n, i, j, form, weight_scale, scales[i]))
 
-    @_compiled_serial
+    @_compiled
     def _qkv_outputs(r, form, weight_scale, factors, heads, cos, sin, key_inverse, key_limit, value_inverse,
-                     value_limit, head_step, query_bits, keys, values_t, slot, queries, shifts):
+                     value_limit, head_step, query_bits, keys, values_t, streams, slots, queries, shifts):
         m = factors.shape[0]
         n = weight_scale.shape[0]
         kv_heads, head_dim = value_inverse.shape
         group, half = heads // kv_heads, head_dim // 2
-        row = np.empty(n, np.float32)
-        rotated = np.empty(head_dim, np.float32)
-        for i in range(m):
+        for i in numba.prange(m):
+            row = np.empty(n, np.float32)
+            rotated = np.empty(head_dim, np.float32)
+            stream, slot, cos_i, sin_i = streams[i], slots[i], cos[i], sin[i]
             for j in range(n):
                 row[j] = _scaled(r, m, n, i, j, form, weight_scale, factors[i])
             for head in range(heads + kv_heads):  # RoPE of query and key heads (model._rope_heads)
                 base = head * head_dim
                 for c in range(half):
                     x1, x2 = row[base + c], row[base + half + c]
-                    rotated[c] = _f32(_f32(x1 * cos[c]) - _f32(x2 * sin[c]))
-                    rotated[half + c] = _f32(_f32(x2 * cos[c]) + _f32(x1 * sin[c]))
+                    rotated[c] = _f32(_f32(x1 * cos_i[c]) - _f32(x2 * sin_i[c]))
+                    rotated[half + c] = _f32(_f32(x2 * cos_i[c]) + _f32(x1 * sin_i[c]))
                 if head >= heads:  # a key head: static scale, into the context
                     kh = head - heads
                     for c in range(head_dim):
-                        keys[i, kh, slot, c] = np.int16(_quantize_to(rotated[c], key_inverse[kh], key_limit))
+                        keys[stream, kh, slot, c] = np.int16(_quantize_to(rotated[c], key_inverse[kh], key_limit))
                     continue
                 peak = np.float32(2.0 ** -100)  # quantize_rows of the query head's row
                 for c in range(head_dim):
@@ -511,7 +512,7 @@ if numba is not None:
             base = (heads + kv_heads) * head_dim
             for kh in range(kv_heads):
                 for c in range(head_dim):
-                    values_t[i, kh, c, slot] = np.int16(
+                    values_t[stream, kh, c, slot] = np.int16(
                         _quantize_to(row[base + kh * head_dim + c], value_inverse[kh, c], value_limit))
 
     @_compiled_serial
@@ -613,15 +614,17 @@ def add_product(h: np.ndarray, product: np.ndarray, form: int, weight_scale: np.
 
 
 def qkv_outputs(product, form, weight_scale, factors, heads, cos, sin, key_inverse, key_limit, value_inverse,
-                value_limit, head_step, query_bits, keys, values_t, slot):
-    """The queries, keys and values of one position per stream from the qkv product: RoPE, keys and
-    values into the int16 context at `slot`, and the integer queries [m, kv, G, hd] int16 with their
-    shifts [m, kv, G] int32, as the attention kernel takes them (model._step's torch path)."""
+                value_limit, head_step, query_bits, keys, values_t, streams, slots):
+    """The queries, keys and values of rows of positions from the qkv product: RoPE (row i's
+    angles cos[i], sin[i], [m, hd/2]), keys and values into the int16 context of stream
+    streams[i] at slots[i], and the integer queries [m, kv, G, hd] int16 with their shifts
+    [m, kv, G] int32, as the attention kernels take them (model._step's and _queries_and_keys'
+    torch paths)."""
     kv_heads, head_dim = value_inverse.shape
     queries = np.empty((factors.shape[0], kv_heads, heads // kv_heads, head_dim), np.int16)
     shifts = np.empty(queries.shape[:3], np.int32)
     _qkv_outputs(product, form, weight_scale, factors, heads, cos, sin, key_inverse, key_limit, value_inverse,
-                 value_limit, head_step, query_bits, keys, values_t, slot, queries, shifts)
+                 value_limit, head_step, query_bits, keys, values_t, streams, slots, queries, shifts)
     return queries, shifts
 
 

@@ -43,7 +43,7 @@ import torch
 from memzip.exact import kernels, tables
 from memzip.exact.integer import (TILE_OUTPUTS, TILED_FROM_ROWS, IntegerWeight, check_exact, correctly_rounded_sqrt,
                                   exponent, int8_available,
-                                  power_of_two_at_least, quantize, quantize_rows, quantize_with, sqrt_float64_cpu)
+                                  pow2, power_of_two_at_least, quantize, quantize_rows, quantize_with, sqrt_float64_cpu)
 
 F32, F64 = torch.float32, torch.float64
 
@@ -474,7 +474,9 @@ class ExactLlama:
         bits = s.activation_bits
         inverse_d, eps = np.float32(self._inverse_d), np.float32(self.shape.eps)  # as torch rounds them
         key_limit, value_limit = (np.float32(2 ** (b - 1) - 1) for b in (s.key_bits, s.value_bits))
-        cos, sin = cos.contiguous().numpy(), sin.contiguous().numpy()
+        batch = h.shape[0]
+        cos, sin = (np.broadcast_to(x.contiguous().numpy(), (batch, x.shape[-1])) for x in (cos, sin))
+        streams, slots = np.arange(batch), np.full(batch, slot)
         sink_keys = sinks[:, :, :, 0].to(torch.int16).numpy()  # [layers, B, kv, hd]
         sink_values = context.sink_values.to(torch.int32).numpy()
         rows = h.numpy()  # updated in place, layer by layer
@@ -484,7 +486,7 @@ class ExactLlama:
             queries, shifts = kernels.qkv_outputs(
                 *self._product(integers, layer.qkv), arrays.qkv_scale, factors, heads, cos, sin,
                 arrays.key_inverse, key_limit, arrays.value_inverse, value_limit, arrays.head_step, s.query_bits,
-                context.keys[index].numpy(), context.values[index].numpy(), slot)
+                context.keys[index].numpy(), context.values[index].numpy(), streams, slots)
             numerator, total = kernels.step_attention(
                 queries, shifts, sink_keys[index], sink_values[index], context.keys[index].numpy(),
                 context.values[index].numpy(), window_slots.start, window_slots.stop - window_slots.start,
@@ -593,6 +595,11 @@ class ExactLlama:
         heads, kv, hd = shape.heads, shape.kv_heads, shape.head_dim
         group = heads // kv
         batch, t, d = h.shape
+        if start > 0 and self.compiled and context.layout == "int16":  # position 0 is the torch path's
+            if sink_keys is None:
+                sink_keys = quantize_with(_rope(context.sink_keys[index][:, None], sink_cos, sink_sin),
+                                          self._key_inverse[index], s.key_bits)
+            return self._compiled_queries_and_keys(index, layer, h, start, context, cos, sin, sink_keys)
         if self.compiled:
             qkv = torch.from_numpy(self._compiled_project(layer.qkv, self._layer_arrays[index].qkv_scale,
                                                           h.reshape(-1, d)))
@@ -622,6 +629,33 @@ class ExactLlama:
             return x.reshape(batch, t, kv, group, -1).permute(0, 2, 1, 3, 4).reshape(batch, kv, t * group, -1)
 
         return _Queries(per_key_head(q_int), per_key_head(step), per_key_head(sink_keys))
+
+    def _compiled_queries_and_keys(self, index, layer, h, start, context, cos, sin, sink_keys) -> _Queries:
+        """_queries_and_keys of a block after the first position, in kernels.py's loops: the same
+        keys and values into the int16 context and the same integer queries and steps, without the
+        torch path's passes over [B, t, heads, hd] tensors."""
+        s, shape = self.settings, self.shape
+        heads, kv, hd = shape.heads, shape.kv_heads, shape.head_dim
+        group = heads // kv
+        batch, t, d = h.shape
+        arrays = self._layer_arrays[index]
+        integers, factors = kernels.normalize_rows(np.ascontiguousarray(h.reshape(-1, d).numpy()), s.activation_bits,
+                                                   np.float32(self._inverse_d), np.float32(shape.eps))
+        angles = [np.ascontiguousarray(np.broadcast_to(x.numpy(), (batch,) + tuple(x.shape)).reshape(batch * t, -1))
+                  for x in (cos, sin)]
+        streams = np.repeat(np.arange(batch), t)  # row b * t + p: stream b, position start + p
+        slots = np.tile(np.arange(start, start + t) - context.first, batch)
+        queries, shifts = kernels.qkv_outputs(
+            *self._product(integers, layer.qkv), arrays.qkv_scale, factors, heads, *angles, arrays.key_inverse,
+            np.float32(2 ** (s.key_bits - 1) - 1), arrays.value_inverse, np.float32(2 ** (s.value_bits - 1) - 1),
+            arrays.head_step, s.query_bits, context.keys[index].numpy(), context.values[index].numpy(), streams, slots)
+
+        def per_key_head(x):  # [B * t, kv, group, n] -> [B, kv, t * group, n]
+            return x.reshape(batch, t, kv, group, -1).transpose(0, 2, 1, 3, 4).reshape(batch, kv, t * group, -1)
+        q_int = torch.from_numpy(per_key_head(queries).astype(np.float32))
+        step = pow2(torch.from_numpy(per_key_head(shifts[..., None])), F32)
+        sinks = sink_keys[:, :, :, None].expand(-1, -1, -1, group, -1)  # [B, t, kv, group, hd]
+        return _Queries(q_int, step, sinks.permute(0, 2, 1, 3, 4).reshape(batch, kv, t * group, hd))
 
     def _sink_scores(self, queries: _Queries, rows: slice) -> torch.Tensor:
         """q_int . sink_key per row, in buckets: an integer sum below 2^24 (exact in float32), times
