@@ -9,7 +9,7 @@ overhead and passes over memory, not arithmetic, bounded both decoding and compr
 - the stretches between the weight products of any block of rows: RMSNorm and quantizing,
   recombining int8 slices, RoPE, SiLU (`normalize_rows` and the rest);
 - the weight products of a few rows, a decoding step's (`small_product`, in simd.py's vector
-  loops);
+  loops), and a whole step's layers in one call (`step_layers`);
 - the arithmetic coder's intervals from rows of logits (`coded_rows`).
 
 Each computes what the torch path computes, bit for bit (tests/test_exact.py compares them and
@@ -543,6 +543,97 @@ if numba is not None:
                 index = min(max(index, np.float32(0.0)), np.float32(2 * middle))
                 row[j] = _f32(_f32(gate * sigmoid[np.int64(index)]) * up)
             scales[i] = _quantize_row(row, bits, rows, i)[0]
+
+
+# --- a whole decoding step in one call ---------------------------------------------------------------
+#
+# A decoding step calls the kernels above some ten times a layer; from Python each call costs
+# microseconds of dispatch and allocation, which add up over 30 layers (docs/benchmarks.md §2:
+# a step of 28 streams 94-96 -> 87 ms). `step_layers` makes the same calls, in the same order,
+# from compiled code. It covers steps whose products all go through small_product (up to
+# model.SMALL_PRODUCT_ROWS streams).
+
+if numba is not None:
+
+    @numba.njit(inline="always")
+    def _product_of(rows, slices, n, two_slices, chunk):
+        out = np.empty((rows.shape[0], n), np.int64)
+        _small_product(rows, slices, n, two_slices, chunk, PREFETCH_TILES * (2 if two_slices else 4) * rows.shape[1],
+                       out)
+        return out
+
+    @_compiled_serial
+    def _step_layers(rows, weights, sizes, two_slices, scales, settings, limits, cos, sin, key_inverse,
+                     value_inverse, value_scale, head_step, keys, values, streams, slots, sink_keys, sink_values,
+                     first, count, table, sigmoid):
+        qkv, out, gate_up, down = weights  # typed lists of each layer's int8 slices
+        n_qkv, n_out, n_gate_up, n_down, heads, ffn, middle = sizes
+        qkv_scale, out_scale, gate_up_scale, down_scale = scales
+        bits, query_bits, chunk = settings
+        inverse_d, eps, key_limit, value_limit, grid = limits
+        m, d = rows.shape
+        kv_heads, head_dim = value_inverse.shape[1:]
+        for layer in range(len(qkv)):
+            integers = np.empty((m, d), np.int16)
+            factors = np.empty(m, np.float32)
+            _normalize_rows(rows, bits, inverse_d, eps, integers, factors)
+            product = _product_of(integers, qkv[layer], n_qkv, two_slices[0], chunk)
+            queries = np.empty((m, kv_heads, heads // kv_heads, head_dim), np.int16)
+            shifts = np.empty((m, kv_heads, heads // kv_heads), np.int32)
+            _qkv_outputs(product, EXACT, qkv_scale[layer], factors, heads, cos, sin, key_inverse[layer], key_limit,
+                         value_inverse[layer], value_limit, head_step[layer], query_bits, keys[layer], values[layer],
+                         streams, slots, queries, shifts)
+            numerator = np.empty((m, kv_heads, heads // kv_heads, head_dim), np.int64)
+            total = np.empty((m, kv_heads, heads // kv_heads), np.int64)
+            _step_attention(queries, shifts, sink_keys[layer], sink_values[layer], keys[layer], values[layer], first,
+                            count, table, numerator, total)
+            attended = np.empty((m, heads * head_dim), np.int16)
+            attended_scales = np.empty(m, np.float32)
+            _attention_outputs(numerator, total, value_scale[layer], bits, attended, attended_scales)
+            _add_product(rows, _product_of(attended, out[layer], n_out, two_slices[1], chunk), EXACT, out_scale[layer],
+                         attended_scales)
+            _normalize_rows(rows, bits, inverse_d, eps, integers, factors)
+            gated = np.empty((m, ffn), np.int16)
+            gated_scales = np.empty(m, np.float32)
+            _gated_outputs(_product_of(integers, gate_up[layer], n_gate_up, two_slices[2], chunk), EXACT,
+                           gate_up_scale[layer], factors, ffn, sigmoid, grid, middle, bits, gated, gated_scales)
+            _add_product(rows, _product_of(gated, down[layer], n_down, two_slices[3], chunk), EXACT, down_scale[layer],
+                         gated_scales)
+
+
+def step_layers(rows: np.ndarray, step: "StepArrays", cos: np.ndarray, sin: np.ndarray, keys: np.ndarray,
+                values: np.ndarray, streams: np.ndarray, slots: np.ndarray, sink_keys: np.ndarray,
+                sink_values: np.ndarray, first: int, count: int) -> None:
+    """Every layer of a decoding step, rows [m, d] float32 updated in place: model._compiled_step's
+    kernel calls made from compiled code (see above); `step` holds the model's arrays."""
+    _step_layers(rows, step.weights, step.sizes, step.two_slices, step.scales, step.settings, step.limits, cos, sin,
+                 step.key_inverse, step.value_inverse, step.value_scale, step.head_step, keys, values, streams, slots,
+                 sink_keys, sink_values, first, count, step.table, step.sigmoid)
+
+
+class StepArrays:
+    """What step_layers reads of a model, gathered once: each layer's weight slices in typed lists
+    (views, no copies), the per-layer scales stacked, the sizes and settings as tuples."""
+
+    def __init__(self, layers: list, arrays: list, heads: int, ffn: int, settings, inverse_d, eps, table, sigmoid,
+                 chunk: int):
+        from numba.typed import List
+
+        names = ("qkv", "out", "gate_up", "down")
+        first = layers[0]
+        self.weights = tuple(List([getattr(layer, name).slices_numpy for layer in layers]) for name in names)
+        self.two_slices = tuple(getattr(first, name).bits > 8 for name in names)
+        self.sizes = (first.qkv.n_out, first.out.n_out, first.gate_up.n_out, first.down.n_out, heads, ffn,
+                      sigmoid.shape[0] // 2)
+        self.scales = tuple(np.stack([getattr(a, name + "_scale") for a in arrays]) for name in names)
+        self.key_inverse = np.stack([a.key_inverse for a in arrays])
+        self.value_inverse = np.stack([a.value_inverse for a in arrays])
+        self.value_scale = np.stack([a.value_scale for a in arrays])
+        self.head_step = np.stack([a.head_step for a in arrays])
+        self.settings = (settings.activation_bits, settings.query_bits, chunk)
+        self.limits = (inverse_d, eps, np.float32(2 ** (settings.key_bits - 1) - 1),
+                       np.float32(2 ** (settings.value_bits - 1) - 1), np.float32(2.0 ** settings.silu_grid_bits))
+        self.table, self.sigmoid = table, sigmoid
 
 
 def normalize_rows(h: np.ndarray, bits: int, inverse_d: np.float32, eps: np.float32):

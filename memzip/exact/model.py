@@ -292,6 +292,9 @@ class ExactLlama:
             self._sigmoid_array = self._sigmoid.numpy()
             self._head_scale = head.scale[0].contiguous().numpy()
             self._chunk = kernels.small_product_chunk(s.activation_bits)
+            self._step_arrays = kernels.StepArrays(
+                layers, self._layer_arrays, shape.heads, shape.ffn, s, np.float32(self._inverse_d),
+                np.float32(shape.eps), self._kernel_table, self._sigmoid_array, self._chunk)
 
     # --- building ---------------------------------------------------------------------------------
 
@@ -475,11 +478,18 @@ class ExactLlama:
         inverse_d, eps = np.float32(self._inverse_d), np.float32(self.shape.eps)  # as torch rounds them
         key_limit, value_limit = (np.float32(2 ** (b - 1) - 1) for b in (s.key_bits, s.value_bits))
         batch = h.shape[0]
-        cos, sin = (np.broadcast_to(x.contiguous().numpy(), (batch, x.shape[-1])) for x in (cos, sin))
+        cos, sin = (np.ascontiguousarray(np.broadcast_to(x.numpy(), (batch, x.shape[-1]))) for x in (cos, sin))
         streams, slots = np.arange(batch), np.full(batch, slot)
         sink_keys = sinks[:, :, :, 0].to(torch.int16).numpy()  # [layers, B, kv, hd]
         sink_values = context.sink_values.to(torch.int32).numpy()
         rows = h.numpy()  # updated in place, layer by layer
+        if batch <= SMALL_PRODUCT_ROWS:  # every layer in one compiled call, the same kernels in the same order
+            kernels.step_layers(rows, self._step_arrays, cos, sin, context.keys.numpy(), context.values.numpy(),
+                                streams, slots, sink_keys, sink_values, window_slots.start,
+                                window_slots.stop - window_slots.start)
+            context.position = start + 1
+            context.filled += 1
+            return h
         for index, layer in enumerate(self.layers):
             arrays = self._layer_arrays[index]
             integers, factors = kernels.normalize_rows(rows, bits, inverse_d, eps)
