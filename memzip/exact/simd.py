@@ -2,17 +2,20 @@
 
 A decoding step multiplies a few rows of activations (one per stream) by every weight of the
 model: ~200 MB of int8 weight slices for the embedded model, read once a step. oneDNN's int8
-GEMM (torch._int_mm) reads them at ~8-10 GB/s at such shapes on the development CPUs, and
-numba's own loops fare no better: LLVM's vectorizer picks 128-bit vectors for a loop with many
-sums, and nothing asks the memory for the next rows early. These two intrinsics fix both:
+GEMM (torch._int_mm) reads them at ~10-13 GB/s at such shapes on the development CPUs, and
+numba's own loops fared no better: LLVM's vectorizer picks 128-bit vectors for a loop with many
+sums, and nothing asks the memory for the next rows early. `tile(R, C)` does both:
 
-- `tile(R, C)`: the R x C dot products of R int16 activation rows and C int8 weight rows over
-  k0..k1, in 512-bit vectors (32 int16 lanes). Each step sign-extends 32 weights, multiplies
-  them with each activation vector and adds adjacent pairs into int32 lanes: the pattern LLVM
-  lowers to `vpmaddwd`, or `vpdpwssd` on CPUs with AVX-512 VNNI, and to whatever a CPU without
-  them has (the IR is generic: it runs on any target numba does, slower).
-- `prefetch`: asks for a cache line early, so the weights stream from memory at close to the
-  bandwidth (measured on a 2-core AMD EPYC VM: ~28 GB/s with it, ~12 without).
+- the R x C dot products of R int16 activation rows and C int8 weight rows over k0..k1, in
+  512-bit vectors (32 int16 lanes). Each step sign-extends 32 weights, multiplies them with
+  each activation vector and adds adjacent pairs into int32 lanes: the pattern LLVM lowers to
+  `vpmaddwd`, or `vpdpwssd` on CPUs with AVX-512 VNNI, and to whatever a CPU without them has
+  (the IR is generic: it runs on any target numba does; tests/test_exact.py compiles it for
+  AVX2 and plain x86-64 and compares the integers);
+- each step also asks for the cache lines of the weights a few tiles ahead (`llvm.prefetch`),
+  so that they stream from memory at close to its bandwidth: 29 GB/s at one row, against
+  _int_mm's 13 (docs/benchmarks.md §2; without the prefetches a prototype read about half as
+  fast).
 
 Exactness: every operation is on integers modulo 2^32, which is associative and commutative,
 so the order in which LLVM or the CPU adds the products cannot matter; the result is the exact
@@ -38,16 +41,6 @@ def _prefetch_line(builder, address) -> None:
         builder.module, ir.FunctionType(ir.VoidType(), [_i8.as_pointer(), _i32, _i32, _i32]), "llvm.prefetch.p0i8")
     builder.call(function, [builder.inttoptr(address, _i8.as_pointer()), ir.Constant(_i32, 0),
                             ir.Constant(_i32, 3), ir.Constant(_i32, 1)])
-
-
-@intrinsic
-def prefetch(typingctx, array, byte_offset):
-    """Prefetch the cache line at `byte_offset` bytes from the start of `array`'s data."""
-    def codegen(context, builder, signature, args):
-        data = context.make_array(signature.args[0])(context, builder, args[0]).data
-        _prefetch_line(builder, builder.add(builder.ptrtoint(data, _i64), args[1]))
-        return context.get_dummy_value()
-    return types.none(array, byte_offset), codegen
 
 
 _TILES: dict = {}
