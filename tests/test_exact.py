@@ -217,16 +217,12 @@ def test_the_compiled_step_attention_and_torch_s_agree(window, tiny, exact):
                        step_by_step(exact, ids, window, first=3, layout="float"))
 
 
-@pytest.mark.parametrize("small_rows", [32, 0], ids=["one-call", "layer-by-layer"])
 @pytest.mark.parametrize("scale", [1.0, 2.0 ** -4, 4096.0])
-def test_the_compiled_step_and_torch_s_calls_agree(scale, small_rows, tiny, exact, monkeypatch):
-    """A whole decoding step in kernels.py's loops (ExactLlama._compiled_step) and in torch's calls
-    give the same bits: a batch of streams, the window sliding, input rows scaled far from the
-    model's range (rows whose RMS is near the norm's eps, SiLU beyond its table) and one stream's
-    rows all zero. The compiled step runs as one call (kernels.step_layers, small products) and,
-    as for batches beyond SMALL_PRODUCT_ROWS, layer by layer with torch._int_mm's products."""
-    from memzip.exact import model as exact_model
-    monkeypatch.setattr(exact_model, "SMALL_PRODUCT_ROWS", small_rows)
+def test_the_compiled_step_and_torch_s_calls_agree(scale, tiny, exact):
+    """A whole decoding step in kernels.py's loops (ExactLlama._compiled_step: kernels.step_layers)
+    and in torch's calls give the same bits: a batch of streams, the window sliding, input rows
+    scaled far from the model's range (rows whose RMS is near the norm's eps, SiLU beyond its
+    table) and one stream's rows all zero."""
     assert exact.compiled  # numba is a dependency: the compiled step runs in the tests
     texts = ["Kernels and GEMMs. ", "Zwei Wege, ein Ergebnis! ", "🎉 1 2 3 "]
     ids = torch.stack([token_ids(tiny, t, 24) for t in texts])

@@ -550,8 +550,7 @@ if numba is not None:
 # A decoding step calls the kernels above some ten times a layer; from Python each call costs
 # microseconds of dispatch and allocation, which add up over 30 layers (docs/benchmarks.md §2:
 # a step of 28 streams 94-96 -> 87 ms). `step_layers` makes the same calls, in the same order,
-# from compiled code. It covers steps whose products all go through small_product (up to
-# model.SMALL_PRODUCT_ROWS streams).
+# from compiled code, its products all through small_product.
 
 if numba is not None:
 

@@ -470,39 +470,18 @@ class ExactLlama:
         return h
 
     def _compiled_step(self, h, context: Context, start: int, cos, sin, sinks, slot: int, window_slots: slice):
-        """_step's layers as the compiled kernels of kernels.py around the integer GEMMs: the same
-        operations in the same order, one call for each stretch between two GEMMs instead of some
-        seventy small torch calls a layer."""
-        s, heads = self.settings, self.shape.heads
-        bits = s.activation_bits
-        inverse_d, eps = np.float32(self._inverse_d), np.float32(self.shape.eps)  # as torch rounds them
-        key_limit, value_limit = (np.float32(2 ** (b - 1) - 1) for b in (s.key_bits, s.value_bits))
+        """_step's layers as the compiled kernels of kernels.py, all from one call (step_layers):
+        the same operations in the same order as the torch path's seventy-odd calls a layer. The
+        weight products go through small_product at any batch: a step reads each weight once, and
+        there its vector loops beat torch._int_mm (docs/benchmarks.md §2)."""
         batch = h.shape[0]
         cos, sin = (np.ascontiguousarray(np.broadcast_to(x.numpy(), (batch, x.shape[-1]))) for x in (cos, sin))
         streams, slots = np.arange(batch), np.full(batch, slot)
         sink_keys = sinks[:, :, :, 0].to(torch.int16).numpy()  # [layers, B, kv, hd]
         sink_values = context.sink_values.to(torch.int32).numpy()
         rows = h.numpy()  # updated in place, layer by layer
-        if batch <= SMALL_PRODUCT_ROWS:  # every layer in one compiled call, the same kernels in the same order
-            kernels.step_layers(rows, self._step_arrays, cos, sin, context.keys.numpy(), context.values.numpy(),
-                                streams, slots, sink_keys, sink_values, window_slots.start,
-                                window_slots.stop - window_slots.start)
-            context.position = start + 1
-            context.filled += 1
-            return h
-        for index, layer in enumerate(self.layers):
-            arrays = self._layer_arrays[index]
-            integers, factors = kernels.normalize_rows(rows, bits, inverse_d, eps)
-            queries, shifts = kernels.qkv_outputs(
-                *self._product(integers, layer.qkv), arrays.qkv_scale, factors, heads, cos, sin,
-                arrays.key_inverse, key_limit, arrays.value_inverse, value_limit, arrays.head_step, s.query_bits,
-                context.keys[index].numpy(), context.values[index].numpy(), streams, slots)
-            numerator, total = kernels.step_attention(
-                queries, shifts, sink_keys[index], sink_values[index], context.keys[index].numpy(),
-                context.values[index].numpy(), window_slots.start, window_slots.stop - window_slots.start,
-                self._kernel_table)
-            self._compiled_out_and_mlp(index, layer, rows,
-                                       *kernels.attention_outputs(numerator, total, arrays.value_scale, bits))
+        kernels.step_layers(rows, self._step_arrays, cos, sin, context.keys.numpy(), context.values.numpy(), streams,
+                            slots, sink_keys, sink_values, window_slots.start, window_slots.stop - window_slots.start)
         context.position = start + 1
         context.filled += 1
         return h
@@ -814,8 +793,10 @@ class ExactLlama:
         return (c2 * c1 - s2 * s1).to(F32), (s2 * c1 + c2 * s1).to(F32)
 
 
-# Up to this many rows of activations, products go through kernels.small_product rather than
-# torch._int_mm (docs/benchmarks.md §2: the crossover measured on the development machines).
+# Up to this many rows of activations, the products of compression's blocks and of the output
+# head go through kernels.small_product rather than torch._int_mm, which is faster for the many
+# rows of a block whose weights stay in the cache across them (a decoding step's layers always
+# use small_product: kernels.step_layers).
 SMALL_PRODUCT_ROWS = 32
 
 
