@@ -170,14 +170,10 @@ class StreamDecoder:
 
 def decode_tokens(distribution: Distribution, logits: torch.Tensor, decoders: list[StreamDecoder]) -> list[int]:
     """One step of extraction: the token each row's stream codes next, consumed from its coder."""
-    if kernels.available() and logits.device.type == "cpu" and logits.dtype == torch.float32:
-        return _compiled_decode(distribution, np.ascontiguousarray(logits.numpy()), decoders)
-    cumulative = distribution.cumulative(logits)
-    totals = _ints(cumulative[:, -1])
-    firsts = logits.argmax(dim=-1)
-    first_lows, first_highs = _interval(cumulative, firsts)
-    first_lows, first_freqs = _ints(first_lows), _ints(first_highs - first_lows)
-    tokens = firsts.tolist()
+    compiled = kernels.available() and logits.device.type == "cpu" and logits.dtype == torch.float32
+    search = _CompiledSearch(distribution, logits) if compiled else _TorchSearch(distribution, logits)
+    totals, first_lows, first_freqs = search.totals, search.first_lows, search.first_freqs
+    tokens = list(search.firsts)
     values, rows = [], []
     for row, decoder in enumerate(decoders):
         if decoder.first_choice_next():
@@ -190,12 +186,7 @@ def decode_tokens(distribution: Distribution, logits: torch.Tensor, decoders: li
         rows.append(row)
     if not rows:
         return tokens
-    index = torch.tensor(rows, device=logits.device)
-    sums = cumulative.index_select(0, index)
-    found = torch.searchsorted(sums, torch.tensor(values, dtype=torch.float64, device=logits.device)[:, None],
-                               right=True)[:, 0]
-    lows, highs = _interval(sums, found)
-    for row, token, low, high in zip(rows, found.tolist(), _ints(lows), _ints(highs)):
+    for row, token, low, high in zip(rows, *search.find(rows, values)):
         total = totals[row]
         if decoders[row].greedy:
             if token > tokens[row]:
@@ -206,36 +197,40 @@ def decode_tokens(distribution: Distribution, logits: torch.Tensor, decoders: li
     return tokens
 
 
-def _compiled_decode(distribution: Distribution, logits: np.ndarray, decoders: list[StreamDecoder]) -> list[int]:
-    """decode_tokens' integers from kernels.decode_rows and kernels.find_tokens: two passes a row
-    over its logits instead of cumulative sums over [rows, vocab] in torch."""
-    table, grid = distribution._int_table, distribution.settings.grid_bits
-    peaks, totals, firsts, first_lows, first_freqs = (a.tolist() if a.dtype == np.int64 else a
-                                                      for a in kernels.decode_rows(logits, table, grid))
-    tokens = list(firsts)
-    values, rows = [], []
-    for row, decoder in enumerate(decoders):
-        if decoder.first_choice_next():
-            continue
-        if decoder.greedy:  # a miss: coded without the first choice; map the value onto the full sums
-            value = decoder.target(totals[row] - first_freqs[row])
-            values.append(value + first_freqs[row] if value >= first_lows[row] else value)
-        else:
-            values.append(decoder.target(totals[row]))
-        rows.append(row)
-    if not rows:
-        return tokens
-    found, lows, highs = (a.tolist() for a in kernels.find_tokens(
-        logits, np.array(rows, np.int64), np.array(values, np.int64), peaks, table, grid))
-    for row, token, low, high in zip(rows, found, lows, highs):
-        total = totals[row]
-        if decoders[row].greedy:
-            if token > tokens[row]:
-                low, high = low - first_freqs[row], high - first_freqs[row]
-            total -= first_freqs[row]
-        decoders[row].consume(low, high, total)
-        tokens[row] = token
-    return tokens
+class _TorchSearch:
+    """What decode_tokens needs of rows of logits, through torch: cumulative sums over
+    [rows, vocab], argmax and searchsorted (any device)."""
+
+    def __init__(self, distribution: Distribution, logits: torch.Tensor):
+        self._cumulative, self._device = distribution.cumulative(logits), logits.device
+        self.totals = _ints(self._cumulative[:, -1])
+        firsts = logits.argmax(dim=-1)
+        first_lows, first_highs = _interval(self._cumulative, firsts)
+        self.firsts, self.first_lows, self.first_freqs = firsts.tolist(), _ints(first_lows), _ints(first_highs - first_lows)
+
+    def find(self, rows: list[int], values: list[int]) -> tuple[list[int], list[int], list[int]]:
+        """The token whose interval holds each value of its row, and that interval (lows, highs)."""
+        sums = self._cumulative.index_select(0, torch.tensor(rows, device=self._device))
+        wanted = torch.tensor(values, dtype=torch.float64, device=self._device)[:, None]
+        found = torch.searchsorted(sums, wanted, right=True)[:, 0]
+        lows, highs = _interval(sums, found)
+        return found.tolist(), _ints(lows), _ints(highs)
+
+
+class _CompiledSearch:
+    """_TorchSearch's integers from kernels.decode_rows and kernels.find_tokens: two passes a row
+    over its logits instead of [rows, vocab] arrays (CPUs with numba)."""
+
+    def __init__(self, distribution: Distribution, logits: torch.Tensor):
+        self._logits = np.ascontiguousarray(logits.numpy())
+        self._table, self._grid = distribution._int_table, distribution.settings.grid_bits
+        self._peaks, *ints = kernels.decode_rows(self._logits, self._table, self._grid)
+        self.totals, self.firsts, self.first_lows, self.first_freqs = (a.tolist() for a in ints)
+
+    def find(self, rows: list[int], values: list[int]) -> tuple[list[int], list[int], list[int]]:
+        found = kernels.find_tokens(self._logits, np.array(rows, np.int64), np.array(values, np.int64), self._peaks,
+                                    self._table, self._grid)
+        return tuple(a.tolist() for a in found)
 
 
 def ideal_bits(logits: torch.Tensor, targets: torch.Tensor) -> float:

@@ -748,22 +748,32 @@ def gated_outputs(product, form, weight_scale, factors, ffn, sigmoid, grid_bits,
 
 if numba is not None:
 
+    @numba.njit(inline="always")
+    def _first_choice(row):
+        """The largest logit of a row and its token, the lowest id among equal maxima (as argmax)."""
+        peak, first = row[0], 0
+        for t in range(1, row.shape[0]):
+            if row[t] > peak:
+                peak, first = row[t], t
+        return peak, first
+
+    @numba.njit(inline="always")
+    def _frequency(table, last, peak, logit, step):
+        """The token's integer frequency: the table at floor(fl32(peak - logit) * 2^grid) (>= 0:
+        truncation is floor), clamped to its last entry."""
+        return table[min(np.int64(_f32(_f32(peak - logit) * step)), last)]
+
     @_compiled
     def _coded_rows(logits, targets, table, step, lows, highs, totals, firsts, first_lows, first_freqs):
         rows, vocab = logits.shape
         last = table.shape[0] - 1
         for i in numba.prange(rows):
-            peak = logits[i, 0]
-            first = 0
-            for t in range(1, vocab):
-                if logits[i, t] > peak:  # the lowest id among equal maxima, as argmax
-                    peak, first = logits[i, t], t
+            peak, first = _first_choice(logits[i])
             firsts[i] = first
             target = targets[i]
             total = np.int64(0)
             for t in range(vocab):
-                bucket = np.int64(_f32(_f32(peak - logits[i, t]) * step))  # >= 0: truncation is floor
-                frequency = table[min(bucket, last)]
+                frequency = _frequency(table, last, peak, logits[i, t], step)
                 if t == target:
                     lows[i] = total
                     highs[i] = total + frequency
@@ -790,20 +800,12 @@ def coded_rows(logits: np.ndarray, targets: np.ndarray, table: np.ndarray, grid_
 
 if numba is not None:
 
-    @numba.njit(inline="always")
-    def _frequency(table, last, peak, logit, step):
-        return table[min(np.int64(_f32(_f32(peak - logit) * step)), last)]
-
     @_compiled
     def _decode_rows(logits, table, step, peaks, totals, firsts, first_lows, first_freqs):
         rows, vocab = logits.shape
         last = table.shape[0] - 1
         for i in numba.prange(rows):
-            peak = logits[i, 0]
-            first = 0
-            for t in range(1, vocab):
-                if logits[i, t] > peak:  # the lowest id among equal maxima, as argmax
-                    peak, first = logits[i, t], t
+            peak, first = _first_choice(logits[i])
             total = np.int64(0)
             for t in range(vocab):
                 frequency = _frequency(table, last, peak, logits[i, t], step)
