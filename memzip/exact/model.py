@@ -586,8 +586,7 @@ class ExactLlama:
         batch, t, d = h.shape
         if start > 0 and self.compiled and context.layout == "int16":  # position 0 is the torch path's
             if sink_keys is None:
-                sink_keys = quantize_with(_rope(context.sink_keys[index][:, None], sink_cos, sink_sin),
-                                          self._key_inverse[index], s.key_bits)
+                sink_keys = self._rotated_sink_keys(index, context, sink_cos, sink_sin)
             return self._compiled_queries_and_keys(index, layer, h, start, context, cos, sin, sink_keys)
         if self.compiled:
             qkv = torch.from_numpy(self._compiled_project(layer.qkv, self._layer_arrays[index].qkv_scale,
@@ -604,20 +603,18 @@ class ExactLlama:
             context.sink_values[index] = v[:, 0]
             k, v = k[:, 1:], v[:, 1:]
         if sink_keys is None:
-            sink_keys = quantize_with(_rope(context.sink_keys[index][:, None], sink_cos, sink_sin),
-                                      self._key_inverse[index], s.key_bits)
+            sink_keys = self._rotated_sink_keys(index, context, sink_cos, sink_sin)
         first = max(start, 1) - context.first
         context.keys[index, :, :, first:first + k.shape[1]] = k.transpose(1, 2)
         context.store_values(index, first, v.transpose(1, 2))
         q_int, q_scale = quantize_rows(q, s.query_bits)
         step = q_scale * self._score_step[index]  # powers of two
+        return _Queries(*(_per_key_head(x, kv, group) for x in (q_int, step, sink_keys)))
 
-        def per_key_head(x):  # [B, t, heads or kv, n] -> [B, kv, t * group, n]
-            if x.shape[2] == kv:
-                x = x[:, :, :, None].expand(-1, -1, -1, group, -1)
-            return x.reshape(batch, t, kv, group, -1).permute(0, 2, 1, 3, 4).reshape(batch, kv, t * group, -1)
-
-        return _Queries(per_key_head(q_int), per_key_head(step), per_key_head(sink_keys))
+    def _rotated_sink_keys(self, index, context, sink_cos, sink_sin) -> torch.Tensor:
+        """The sink's integer keys, its raw key rotated to the angles the block's rows see it at."""
+        return quantize_with(_rope(context.sink_keys[index][:, None], sink_cos, sink_sin), self._key_inverse[index],
+                             self.settings.key_bits)
 
     def _compiled_queries_and_keys(self, index, layer, h, start, context, cos, sin, sink_keys) -> _Queries:
         """_queries_and_keys of a block after the first position, in kernels.py's loops: the same
@@ -638,13 +635,9 @@ class ExactLlama:
             *self._product(integers, layer.qkv), arrays.qkv_scale, factors, heads, *angles, arrays.key_inverse,
             np.float32(2 ** (s.key_bits - 1) - 1), arrays.value_inverse, np.float32(2 ** (s.value_bits - 1) - 1),
             arrays.head_step, s.query_bits, context.keys[index].numpy(), context.values[index].numpy(), streams, slots)
-
-        def per_key_head(x):  # [B * t, kv, group, n] -> [B, kv, t * group, n]
-            return x.reshape(batch, t, kv, group, -1).transpose(0, 2, 1, 3, 4).reshape(batch, kv, t * group, -1)
-        q_int = torch.from_numpy(per_key_head(queries).astype(np.float32))
-        step = pow2(torch.from_numpy(per_key_head(shifts[..., None])), F32)
-        sinks = sink_keys[:, :, :, None].expand(-1, -1, -1, group, -1)  # [B, t, kv, group, hd]
-        return _Queries(q_int, step, sinks.permute(0, 2, 1, 3, 4).reshape(batch, kv, t * group, hd))
+        q_int = torch.from_numpy(queries.astype(np.float32)).reshape(batch, t, heads, hd)
+        step = pow2(torch.from_numpy(shifts).reshape(batch, t, heads, 1), F32)
+        return _Queries(*(_per_key_head(x, kv, group) for x in (q_int, step, sink_keys)))
 
     def _sink_scores(self, queries: _Queries, rows: slice) -> torch.Tensor:
         """q_int . sink_key per row, in buckets: an integer sum below 2^24 (exact in float32), times
@@ -791,6 +784,15 @@ class ExactLlama:
         high = positions >> tables.ROPE_FINE_BITS
         c1, s1, c2, s2 = fine_cos[low], fine_sin[low], coarse_cos[high], coarse_sin[high]
         return (c2 * c1 - s2 * s1).to(F32), (s2 * c1 + c2 * s1).to(F32)
+
+
+def _per_key_head(x: torch.Tensor, kv: int, group: int) -> torch.Tensor:
+    """[B, t, heads or kv, n] -> [B, kv, t * group, n]: each key head's query rows, position by
+    position (a tensor of kv heads, such as the sink's keys, repeated over the group)."""
+    batch, t = x.shape[:2]
+    if x.shape[2] == kv:
+        x = x[:, :, :, None].expand(-1, -1, -1, group, -1)
+    return x.reshape(batch, t, kv, group, -1).permute(0, 2, 1, 3, 4).reshape(batch, kv, t * group, -1)
 
 
 # Up to this many rows of activations, the products of compression's blocks and of the output
