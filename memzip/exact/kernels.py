@@ -764,13 +764,13 @@ if numba is not None:
         return table[min(np.int64(_f32(_f32(peak - logit) * step)), last)]
 
     @_compiled
-    def _coded_rows(logits, targets, table, step, lows, highs, totals, firsts, first_lows, first_freqs):
+    def _coded_rows(logits, targets, table, step, lows, highs, totals, firsts, first_lows, first_freqs, peaks):
         rows, vocab = logits.shape
         last = table.shape[0] - 1
         for i in numba.prange(rows):
             peak, first = _first_choice(logits[i])
-            firsts[i] = first
-            target = targets[i]
+            peaks[i], firsts[i] = peak, first
+            target = targets[i]  # -1: none (extraction's rows, whose tokens are not known yet)
             total = np.int64(0)
             for t in range(vocab):
                 frequency = _frequency(table, last, peak, logits[i, t], step)
@@ -789,31 +789,16 @@ def coded_rows(logits: np.ndarray, targets: np.ndarray, table: np.ndarray, grid_
     first choice and its interval (first_lows, first_freqs), int64 arrays [n]; table int64."""
     n = logits.shape[0]
     out = [np.empty(n, np.int64) for _ in range(6)]
-    _coded_rows(logits, targets, table, np.float32(2.0 ** grid_bits), *out)
+    _coded_rows(logits, targets, table, np.float32(2.0 ** grid_bits), *out, np.empty(n, np.float32))
     return out
 
 
-# Extraction's side: each row's total, first choice and its interval (`decode_rows`), then, once
-# the coders have read their values, the token whose interval holds each value (`find_tokens`):
-# the same frequencies as coded_rows, and the same tokens as the torch path's cumulative sums and
-# searchsorted, without [rows, vocab] arrays.
+# Extraction's side: each row's total, first choice and its interval (`decode_rows`: coded_rows'
+# pass without a target), then, once the coders have read their values, the token whose interval
+# holds each value (`find_tokens`): the same frequencies as coded_rows, and the same tokens as the
+# torch path's cumulative sums and searchsorted, without [rows, vocab] arrays.
 
 if numba is not None:
-
-    @_compiled
-    def _decode_rows(logits, table, step, peaks, totals, firsts, first_lows, first_freqs):
-        rows, vocab = logits.shape
-        last = table.shape[0] - 1
-        for i in numba.prange(rows):
-            peak, first = _first_choice(logits[i])
-            total = np.int64(0)
-            for t in range(vocab):
-                frequency = _frequency(table, last, peak, logits[i, t], step)
-                if t == first:
-                    first_lows[i] = total
-                    first_freqs[i] = frequency
-                total += frequency
-            peaks[i], totals[i], firsts[i] = peak, total, first
 
     @_compiled
     def _find_tokens(logits, rows, values, peaks, table, step, tokens, lows, highs):
@@ -837,8 +822,9 @@ def decode_rows(logits: np.ndarray, table: np.ndarray, grid_bits: int):
     (first_lows, first_freqs), as coded_rows computes them; table int64."""
     n = logits.shape[0]
     peaks = np.empty(n, np.float32)
-    totals, firsts, first_lows, first_freqs = (np.empty(n, np.int64) for _ in range(4))
-    _decode_rows(logits, table, np.float32(2.0 ** grid_bits), peaks, totals, firsts, first_lows, first_freqs)
+    lows, highs, totals, firsts, first_lows, first_freqs = (np.empty(n, np.int64) for _ in range(6))
+    _coded_rows(logits, np.full(n, -1, np.int64), table, np.float32(2.0 ** grid_bits), lows, highs, totals, firsts,
+                first_lows, first_freqs, peaks)
     return peaks, totals, firsts, first_lows, first_freqs
 
 
