@@ -25,7 +25,7 @@ from memzip.format.container import decode_archive, encode_archive, read_archive
 from memzip.format.header import Header
 from memzip.journal import Journal, journal_path
 from memzip.models import REGISTRY, ModelLocation, available_models, resolve_model
-from memzip.options import CompressOptions, ProgressCallback, ProgressEvent
+from memzip.options import CompressOptions, ProgressCallback, ProgressEvent, preparation_reporter
 from memzip.stats import archive_stats
 
 # memzip.engine and memzip.models.load_model bring torch and transformers (seconds to import);
@@ -43,13 +43,14 @@ class Models:
     def __init__(self):
         self._loaded = {}
 
-    def get(self, location: ModelLocation, device: str, dtype: str):
+    def get(self, location: ModelLocation, device: str, dtype: str, on_progress: ProgressCallback | None = None):
         from memzip.distributed import current_world, rank_device
         from memzip.models import load_model
 
         key = (str(location.path), location.name, device, dtype)
         if key not in self._loaded:
-            self._loaded[key] = load_model(location, device=rank_device(current_world(device), device), dtype=dtype)
+            self._loaded[key] = load_model(location, device=rank_device(current_world(device), device), dtype=dtype,
+                                           on_prepare=preparation_reporter(on_progress))
         return self._loaded[key]
 
 
@@ -104,7 +105,7 @@ def compress_file(source: str, target: Path | None = None, options: CompressOpti
                          hint="Run without --resume to start compressing.")
     from memzip.engine import compress_bytes
 
-    loaded = (models or Models()).get(resolve_model(model), device, dtype)
+    loaded = (models or Models()).get(resolve_model(model), device, dtype, on_progress)
     permissions, mtime_ns = file_metadata(source)
     try:
         archive, report = compress_bytes(data, loaded, options, name=_safe_name(source), permissions=permissions,
@@ -163,7 +164,7 @@ def extract_file(source: Path | str, target: Path | None = None, *, to_stdout: b
     loaded = None
     if header.mode != "stored":
         location = _archive_model(header) if model is None else resolve_model(model)
-        loaded = (models or Models()).get(location, device, header.decode.dtype)
+        loaded = (models or Models()).get(location, device, header.decode.dtype, on_progress)
     started = time.perf_counter()
     data = extract_bytes(archive, loaded, force=force, on_progress=on_progress, world=world, batch_size=batch_size)
     seconds = time.perf_counter() - started

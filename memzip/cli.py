@@ -138,6 +138,9 @@ def progress_bar(enabled: bool, label: str = ""):
     tasks: dict[str, int] = {}
 
     def on_progress(event) -> None:
+        if event.stage == "prepare":  # one-time work on this machine, before any bar
+            err.print(f"memzip: {event.message}", markup=False)
+            return
         if not event.total:
             return  # nothing to count (an empty or stored file): no bar at all
         if event.stage not in tasks:

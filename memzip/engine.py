@@ -31,7 +31,7 @@ from memzip.format.container import Archive, encode_archive
 from memzip.format.header import DecodeSettings, Header, TextInfo, VectorLayout
 from memzip.journal import GroupResult, Journal
 from memzip.models import LoadedModel
-from memzip.options import CompressOptions, ProgressCallback, ProgressEvent
+from memzip.options import CompressOptions, ProgressCallback, ProgressEvent, preparation_reporter
 from memzip.chunking import token_costs
 from memzip.layout import model_only_layout
 from memzip.planning import ChunkReport, CompressReport, Plan, chunk_spans, model_only_chunk_tokens, plan, units
@@ -97,6 +97,8 @@ def compress_bytes(data: bytes, loaded: LoadedModel, options: CompressOptions | 
         reason = "empty" if not data else "mostly not UTF-8 text"
         return (stored_archive(data, text, {"stored_because": reason}) if world.is_main else None), _finished(report)
     tokens = encoded.tokens.tolist()
+    if job.exact:  # one-time work on a new machine is announced before the progress bar starts
+        streamed.exact_model(loaded, on_prepare=preparation_reporter(on_progress))
     base = baselines(data) if world.is_main else {}
     if store_if_smaller and job.exact and not job.options.mem_vectors and len(tokens) > 4 * SAMPLE_TOKENS \
             and world.is_main:
@@ -152,13 +154,13 @@ def _finished(report: CompressReport) -> CompressReport:
 
 def _decode_settings(job: Plan, loaded: LoadedModel, settings: DecodeSettings) -> DecodeSettings:
     """The engine's settings plus what every archive records: layout, dtype, where it was made."""
-    import transformers
+    from importlib.metadata import version
 
     settings.dtype = loaded.dtype_name
-    settings.attn_implementation = str(getattr(loaded.model.config, "_attn_implementation", "eager"))
+    settings.attn_implementation = loaded.details["attn_implementation"]
     settings.prefix_tokens, settings.infix_tokens = list(job.layout.prefix), list(job.layout.infix)
     settings.device, settings.torch_version = loaded.device.type, torch.__version__
-    settings.transformers_version = transformers.__version__
+    settings.transformers_version = version("transformers")
     return settings
 
 
@@ -269,6 +271,8 @@ def extract_bytes(archive: Archive, loaded: LoadedModel | None, force: bool = Fa
 
     lengths = archive.arrays["chunk_tokens"].tolist()
     mine = world.mine(header.groups)
+    if exact:
+        streamed.exact_model(loaded, streamed.settings_of(header), on_prepare=preparation_reporter(on_progress))
     step = 1 if exact else header.decode.batch_size
     progress = Progress("extract", sum(sum(lengths[g * step:(g + 1) * step]) for g in mine), header.text.tokens,
                         on_progress)

@@ -223,14 +223,28 @@ def _resolve_hub(name, hub_id, revision, allow_download, entry) -> ModelLocation
 # --- loading ----------------------------------------------------------------------------------
 
 
-@dataclass
 class LoadedModel:
-    model: object  # a transformers PreTrainedModel, frozen, in eval mode
-    tokenizer: object  # a fast tokenizer
-    identity: ModelIdentity
-    device: "object"  # torch.device
-    dtype: "object"  # torch.dtype
-    entry: RegistryEntry | None = None  # registry defaults (chunk length, information budget)
+    """A model ready for memzip: its tokenizer, identity (what archives record), device and dtype,
+    and the transformers model itself, loaded on first use (`model`): the exact engine runs from
+    its own cached integer weights (memzip/streamed.py), so compressing or extracting with it
+    never imports transformers once the model has been prepared on this machine."""
+
+    def __init__(self, model, tokenizer, identity: ModelIdentity, device, dtype, entry: RegistryEntry | None = None,
+                 details: dict | None = None, loader=None):
+        self._model, self._loader = model, loader
+        self.tokenizer = tokenizer  # a fast tokenizer (transformers', or a CachedTokenizer)
+        self.identity = identity
+        self.device, self.dtype = device, dtype  # torch.device, torch.dtype
+        self.entry = entry  # registry defaults (chunk length, information budget)
+        # what the header and the engine choice need of the model's config (`_model_details`)
+        self.details = details if details is not None else _model_details(model)
+
+    @property
+    def model(self):
+        """The transformers model, frozen, in eval mode (loaded now if it was not)."""
+        if self._model is None:
+            self._model = self._loader()
+        return self._model
 
     @property
     def d_model(self) -> int:
@@ -240,6 +254,39 @@ class LoadedModel:
     def dtype_name(self) -> str:
         """"float32", "bfloat16" or "float16"."""
         return str(self.dtype).removeprefix("torch.")
+
+    @property
+    def exact_unsupported(self) -> str | None:
+        """Why the exact engine cannot run this model, or None if it can."""
+        return self.details["exact_unsupported"]
+
+    def replace(self, **changes) -> "LoadedModel":
+        """A copy with some attributes changed (`entry=...`), sharing the model and engines."""
+        copy = object.__new__(LoadedModel)
+        copy.__dict__.update(self.__dict__, **changes)
+        return copy
+
+
+class CachedTokenizer:
+    """What memzip uses of a transformers fast tokenizer (its Rust backend, BOS and EOS ids), read
+    back from the backend transformers built, saved when the model was first prepared here: the
+    same tokenizer, in a tenth of transformers' load time."""
+
+    def __init__(self, backend, bos_token_id: int | None, eos_token_id: int | None):
+        self.backend_tokenizer, self.bos_token_id, self.eos_token_id = backend, bos_token_id, eos_token_id
+
+    def decode(self, ids) -> str:
+        return self.backend_tokenizer.decode([int(i) for i in ids], skip_special_tokens=False)
+
+    def __len__(self) -> int:
+        return self.backend_tokenizer.get_vocab_size(with_added_tokens=True)
+
+
+def _model_details(model) -> dict:
+    from memzip.exact.weights import unsupported_reason
+
+    return {"exact_unsupported": unsupported_reason(model.config, type(model).__name__),
+            "attn_implementation": str(getattr(model.config, "_attn_implementation", "eager"))}
 
 
 DTYPES = ("auto",) + MODEL_DTYPES
@@ -265,17 +312,48 @@ def pick_device(device: str) -> "object":
     return torch.device(device)
 
 
-def load_model(location: ModelLocation, device: str = "auto", dtype: str = "float32") -> LoadedModel:
+def load_model(location: ModelLocation, device: str = "auto", dtype: str = "float32", on_prepare=None) -> LoadedModel:
+    """The model at `location`. Once it has been loaded here, its identity, tokenizer and details
+    come from a small card in the cache and the transformers model loads only if something asks
+    for it; the first time, `on_prepare(message)` hears of the one-time work (a GGUF file's
+    conversion to float weights)."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if dtype not in DTYPES:
         raise UsageError(f"unknown dtype {dtype!r}", hint="Use auto, float32, bfloat16 or float16.")
     torch_device = pick_device(device)
-    weights_dir = weights_directory(location)
+    weights_dir = weights_directory(location, on_prepare)
     if dtype == "auto":
         dtype = choose_dtype(torch_device, _config_parameters(weights_dir))
     torch_dtype = getattr(torch, dtype)
+
+    def load() -> object:
+        return _load_transformers(location, weights_dir, torch_dtype, torch_device)[0]
+
+    card = _read_card(location, weights_dir, dtype, torch_device)
+    if card is not None:
+        identity, tokenizer, details = card
+        return LoadedModel(None, tokenizer, identity, torch_device, torch_dtype, location.entry, details, load)
+    model, tokenizer = _load_transformers(location, weights_dir, torch_dtype, torch_device)
+    identity = ModelIdentity(
+        name=location.name,
+        source=location.source,
+        hub_id=location.hub_id,
+        revision=location.revision,
+        file=_display_path(location),
+        architecture=type(model).__name__,
+        d_model=int(model.get_input_embeddings().weight.shape[1]),
+        vocab_size=int(model.get_output_embeddings().weight.shape[0]),
+        weights_sha256=_cached_weights_fingerprint(model, weights_dir, dtype),
+        tokenizer_sha256=tokenizer_fingerprint(tokenizer),
+    )
+    loaded = LoadedModel(model, tokenizer, identity, torch_device, torch_dtype, location.entry)
+    _write_card(location, weights_dir, dtype, torch_device, loaded)
+    return loaded
+
+
+def _load_transformers(location: ModelLocation, weights_dir: Path, torch_dtype, torch_device):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     _quiet_transformers()
     try:
@@ -290,20 +368,56 @@ def load_model(location: ModelLocation, device: str = "auto", dtype: str = "floa
     model.to(torch_device).eval()
     for parameter in model.parameters():
         parameter.requires_grad_(False)
+    return model, tokenizer
 
-    identity = ModelIdentity(
-        name=location.name,
-        source=location.source,
-        hub_id=location.hub_id,
-        revision=location.revision,
-        file=_display_path(location),
-        architecture=type(model).__name__,
-        d_model=int(model.get_input_embeddings().weight.shape[1]),
-        vocab_size=int(model.get_output_embeddings().weight.shape[0]),
-        weights_sha256=_cached_weights_fingerprint(model, weights_dir, dtype),
-        tokenizer_sha256=tokenizer_fingerprint(tokenizer),
-    )
-    return LoadedModel(model, tokenizer, identity, torch_device, torch_dtype, location.entry)
+
+# --- the card: what a run needs of a model without loading it ------------------------------------------
+
+CARD_VERSION = 1
+
+
+def _card_path(location: ModelLocation, weights_dir: Path, dtype: str, device) -> Path:
+    """Keyed by the model's name and origin, its files (path, size, time), the dtype and device
+    type: any change to the weights makes a new card."""
+    files = sorted(p for p in Path(weights_dir).iterdir() if p.is_file())
+    key = json.dumps([CARD_VERSION, location.name, location.source, location.hub_id, location.revision,
+                      _display_path(location), dtype, device.type,
+                      [[str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns] for p in files]])
+    return cache_dir() / "cards" / hashlib.sha256(key.encode()).hexdigest()[:24]
+
+
+def _read_card(location: ModelLocation, weights_dir: Path, dtype: str, device):
+    """(identity, tokenizer, details) from the card, or None if there is none (or it is damaged)."""
+    try:
+        folder = _card_path(location, weights_dir, dtype, device)
+        card = json.loads((folder / "card.json").read_text())
+        from tokenizers import Tokenizer
+
+        backend = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        identity = ModelIdentity(**card["identity"])
+        if hashlib.sha256(backend.to_str().encode("utf-8")).hexdigest() != identity.tokenizer_sha256:
+            return None
+        return identity, CachedTokenizer(backend, card["bos_token_id"], card["eos_token_id"]), card["details"]
+    except Exception:  # no card, or one that cannot be read: the model is loaded as the first time
+        return None
+
+
+def _write_card(location: ModelLocation, weights_dir: Path, dtype: str, device, loaded: LoadedModel) -> None:
+    from dataclasses import asdict
+
+    folder = _card_path(location, weights_dir, dtype, device)
+    staging = None
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".partial-"))
+        (staging / "tokenizer.json").write_text(loaded.tokenizer.backend_tokenizer.to_str(), encoding="utf-8")
+        (staging / "card.json").write_text(json.dumps({
+            "identity": asdict(loaded.identity), "details": loaded.details,
+            "bos_token_id": loaded.tokenizer.bos_token_id, "eos_token_id": loaded.tokenizer.eos_token_id}, indent=1))
+        os.replace(staging, folder)  # atomic; fails if another process wrote it first
+    except OSError:  # a read-only cache, or a card already there: nothing to keep
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
 
 
 def choose_dtype(device, parameters: int | None) -> str:
@@ -356,23 +470,25 @@ def _display_path(location: ModelLocation) -> str | None:
     return str(location.path)
 
 
-def weights_directory(location: ModelLocation) -> Path:
+def weights_directory(location: ModelLocation, on_prepare=None) -> Path:
     """The directory transformers loads the model from: a GGUF's dequantized copy, else its path."""
-    return _dequantized_cache(location) if location.source == "gguf" else location.path
+    return _dequantized_cache(location, on_prepare) if location.source == "gguf" else location.path
 
 
-def _dequantized_cache(location: ModelLocation) -> Path:
+def _dequantized_cache(location: ModelLocation, on_prepare=None) -> Path:
     """Load a GGUF once, write it as safetensors + tokenizer files, return that directory."""
-    import torch
-    from safetensors.torch import save_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     gguf = location.path
     stat = gguf.stat()
     key = hashlib.sha256(f"{gguf}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
     target = cache_dir() / "gguf" / f"{gguf.stem}-{key}"
     if (target / "model.safetensors").is_file():
         return target
+    import torch
+    from safetensors.torch import save_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if on_prepare:
+        on_prepare(f"converting {gguf.name} to float weights (once, ~15-30 s)")
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".partial-"))
     _quiet_transformers()

@@ -95,7 +95,7 @@ class ProgressEvent:
     """What a front end may show. `done`/`total` count tokens (of this process's share under
     torchrun); the optimizer fields are set while [mem] vectors are being fitted."""
 
-    stage: str  # "compress" or "extract"
+    stage: str  # "compress", "extract", or "prepare" (one-time work on this machine: `message` says what)
     done: int
     total: int
     tokens: int = 0  # tokens in the whole file
@@ -103,6 +103,15 @@ class ProgressEvent:
     active: int | None = None  # chunks still being fitted in the group
     loss: float | None = None
     accuracy: float | None = None
+    message: str | None = None
 
 
 ProgressCallback = Callable[[ProgressEvent], None]
+
+
+def preparation_reporter(on_progress: ProgressCallback | None) -> Callable[[str], None] | None:
+    """A callback for one-time work on this machine (a message: converting a model, compiling
+    kernels, measuring products) that reaches `on_progress` as a "prepare" event."""
+    if on_progress is None:
+        return None
+    return lambda message: on_progress(ProgressEvent("prepare", 0, 0, message=message))

@@ -21,7 +21,7 @@ import numpy as np
 from memzip import memory
 from memzip.chunking import even_chunks, information_chunks, token_costs
 from memzip.errors import UsageError
-from memzip.exact.model import ENGINE, unsupported_reason
+from memzip.exact.weights import ENGINE
 from memzip.format import vectors as storage
 from memzip.format.header import FLOAT_RANKS
 from memzip.layout import Layout, model_only_layout
@@ -58,7 +58,7 @@ class Plan:
 
 def choose_engine(options: CompressOptions, loaded: LoadedModel) -> str:
     """--engine auto: the exact engine wherever it covers the model."""
-    reason = unsupported_reason(loaded.model)
+    reason = loaded.exact_unsupported
     if options.engine == "float" or (options.engine == "auto" and reason):
         return FLOAT_RANKS
     if reason:

@@ -15,7 +15,10 @@ builds the payload and extracts.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import os
 import time
 
 import numpy as np
@@ -24,7 +27,8 @@ import torch
 from memzip import memory
 from memzip.exact.coding import CodingSettings, Distribution
 from memzip.exact.integer import quantize
-from memzip.exact.model import ENGINE, Context, ExactLlama, ExactSettings
+from memzip.exact import build_engine
+from memzip.exact.model import ENGINE, Context, ExactLlama, ExactSettings, ExactWeights
 from memzip.exact.streams import compress_stream, extract_streams
 from memzip.format import vectors as storage
 from memzip.format.container import Archive
@@ -42,12 +46,47 @@ CODING_SETTINGS = CodingSettings()
 MAX_BATCH = 32
 
 
-def exact_model(loaded: LoadedModel, settings: ExactSettings = EXACT_SETTINGS) -> ExactLlama:
-    """The exact engine for a loaded model, built once per process and settings (~2-5 s)."""
+def exact_model(loaded: LoadedModel, settings: ExactSettings = EXACT_SETTINGS, on_prepare=None) -> ExactLlama:
+    """The exact engine for a loaded model, built once per process and settings. Its integer
+    weights come from the cache on disk (a second or less), or are rounded from the float model
+    once and saved there; `on_prepare(message)` hears of the one-time work."""
     cache = loaded.__dict__.setdefault("_exact_models", {})
     if settings not in cache:
-        cache[settings] = ExactLlama.from_transformers(loaded.model, settings, device=loaded.device)
+        cache[settings] = build_engine(exact_weights(loaded, settings, on_prepare), loaded.device,
+                                       on_prepare=on_prepare)
     return cache[settings]
+
+
+def exact_weights(loaded: LoadedModel, settings: ExactSettings, on_prepare=None) -> ExactWeights:
+    """The model's weights rounded for the exact engine: read from the cache, else rounded now and
+    written there (keyed by the weights' fingerprint and the settings)."""
+    from memzip.models import cache_dir
+
+    digest = hashlib.sha256(json.dumps(settings.to_header(), sort_keys=True).encode()).hexdigest()[:12]
+    path = cache_dir() / "exact" / f"{loaded.identity.weights_sha256[:24]}-{digest}.safetensors"
+    if path.is_file():
+        try:
+            weights = ExactWeights.load(path)
+        except (OSError, ValueError, KeyError, RuntimeError):  # a damaged file: rounded anew below
+            weights = None
+        if weights is not None:
+            return weights
+    if on_prepare:
+        on_prepare("rounding the model's weights for the exact engine (once)")
+    weights = ExactWeights.from_transformers(loaded.model, settings)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staging = path.with_suffix(f".tmp{os.getpid()}")
+        weights.save(staging)
+        os.replace(staging, path)  # atomic: a half-written file is never read
+    except OSError:
+        pass  # a read-only cache: rounded again next time
+    return weights
+
+
+def settings_of(header: Header) -> ExactSettings:
+    """The exact engine's settings an archive records."""
+    return ExactSettings(**header.decode.exact)
 
 
 def coding_kind(mem_vectors: int) -> str:
@@ -136,8 +175,7 @@ def extract_tokens(archive: Archive, loaded: LoadedModel, mine: list[int], progr
     """Decode the streams (or chunks) `mine`, `batch_size` side by side: {index: [its tokens]}."""
     header = archive.header
     decode = header.decode
-    settings = ExactSettings(**decode.exact)
-    model = exact_model(loaded, settings)
+    model = exact_model(loaded, settings_of(header))
     distribution = Distribution(CodingSettings(**{k: v for k, v in decode.coding.items() if k != "kind"}),
                                 model.shape.vocab, model.device)
     lengths = archive.arrays["chunk_tokens"].tolist()

@@ -3,7 +3,6 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-import dataclasses
 
 import pytest
 
@@ -50,7 +49,7 @@ def test_token_costs_shape_and_prefix(tiny):
 def calibrated(tiny):
     """The tiny model as if it were in the registry, with a 40-nat budget per vector."""
     entry = RegistryEntry("tiny", None, "0M", tiny.d_model, 400, chunk_tokens=16, nats_per_chunk=40.0)
-    return dataclasses.replace(tiny, entry=entry)
+    return tiny.replace(entry=entry)
 
 
 def test_information_chunking_round_trips(calibrated):

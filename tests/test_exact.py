@@ -1,9 +1,11 @@
 """The exact engine (memzip/exact): logits bit for bit the same whatever changes how they are
-computed — batch size and order, thread count, GEMM backend and summation order, whole-sequence
-forward against token-by-token decoding with a sliding window — and close to the float model.
+computed — the implementation (the torch reference or the compiled CPU path), the product backend,
+batch size and order, thread count, summation order, whole-sequence forward against token-by-token
+decoding with a sliding window — and close to the float model.
 
-Each comparison is `torch.equal` on the logits (bits, not a tolerance). The controls show the
-same comparisons catch transformers' float forward, so they can fail."""
+Each comparison is `torch.equal` on the logits (bits, not a tolerance), through the engines'
+public `forward` and `logits`. The controls show the same comparisons catch transformers' float
+forward, so they can fail."""
 
 from __future__ import annotations
 
@@ -14,23 +16,40 @@ import numpy as np
 import pytest
 import torch
 
-from memzip.exact import integer, tables
+from memzip.exact import build_engine, integer, products, tables
 from memzip.exact.coding import CodingSettings, Distribution, StreamDecoder, StreamEncoder, decode_tokens
-from memzip.exact.integer import (IntegerWeight, check_exact, exponent, pow2, quantize, quantize_rows, split_int8,
+from memzip.exact.compiled import CompiledLlama
+from memzip.exact.integer import (check_exact, exponent, pow2, quantize, quantize_rows, split_int8,
                                   correctly_rounded_sqrt, sqrt_float32, sqrt_float64_cpu)
-from memzip.exact.model import ExactLlama, ExactSettings, quantize_row, unsupported_reason
+from memzip.exact.model import ExactLlama, _rope
+from memzip.exact.products import Choice
 from memzip.exact.streams import compress_stream, extract_streams, split_streams
+from memzip.exact.weights import ExactWeights, Shape, quantize_row, unsupported_reason
 from memzip.models import embedded_gguf_path
 
-
-@pytest.fixture(scope="module")
-def exact(tiny):
-    return ExactLlama.from_transformers(tiny.model)
+BACKENDS = products.available("cpu")
 
 
 @pytest.fixture(scope="module")
-def exact64(tiny):
-    return ExactLlama.from_transformers(tiny.model, backend="float64")
+def weights(tiny):
+    return ExactWeights.from_transformers(tiny.model)
+
+
+@pytest.fixture(scope="module")
+def reference(weights):
+    """The torch reference, its products in float64 (the definition every other way is checked against)."""
+    return ExactLlama(weights, "cpu", Choice.forced("float64", "cpu"))
+
+
+@pytest.fixture(scope="module")
+def compiled(weights):
+    return CompiledLlama(weights, "cpu", Choice.forced("int8", "cpu"))
+
+
+def every_engine(weights) -> list[tuple[str, ExactLlama]]:
+    """The reference and the compiled path, each with every product backend that runs here."""
+    return [(f"{cls.__name__}/{b}", cls(weights, "cpu", Choice.forced(b, "cpu")))
+            for cls in (ExactLlama, CompiledLlama) for b in BACKENDS]
 
 
 def token_ids(tiny, text: str, n: int) -> torch.Tensor:
@@ -45,10 +64,9 @@ def whole(model: ExactLlama, ids: torch.Tensor, window: int) -> torch.Tensor:
     return torch.stack([model.logits(h) for h in hidden])
 
 
-def step_by_step(model: ExactLlama, ids: torch.Tensor, window: int, first: int = 1,
-                 layout: str | None = None) -> torch.Tensor:
+def step_by_step(model: ExactLlama, ids: torch.Tensor, window: int, first: int = 1) -> torch.Tensor:
     """The same logits, decoding with the KV cache: `first` positions at once, then one at a time."""
-    context = model.new_context(ids.shape[0], window, layout=layout)
+    context = model.new_context(ids.shape[0], window)
     out = [model.logits(h) for h in model.forward(model.embed(ids[:, :first]), context,
                                                   torch.arange(first)).transpose(0, 1)]
     for p in range(first, ids.shape[1]):
@@ -143,48 +161,10 @@ def test_split_into_int8_slices_is_exact():
     assert torch.equal(hi * 256 + lo, q) and lo.min() >= -128 and lo.max() <= 127
 
 
-@pytest.mark.parametrize("bits", [8, 12])
-def test_integer_products_are_exact_in_every_backend_and_order(bits):
-    """int8 slices, one float64 GEMM, an int64 reference, and the products summed block by block
-    in reverse order: the same integers, at the largest magnitudes the settings allow."""
-    torch.manual_seed(0)
-    limit = 2 ** (bits - 1) - 1
-    w = torch.randint(-limit, limit + 1, (96, 1536)).double()
-    w[0] = limit  # extremes: every product at its maximum
-    a = torch.randint(-(2 ** 14), 2 ** 14 + 1, (7, 1536), dtype=torch.int32)
-    a[0] = 2 ** 14
-    scale = torch.ones(96, dtype=torch.float64)
-    reference = (a.long() @ w.long().t())  # int64: exact by construction
-    int8 = IntegerWeight(w, scale, bits, "int8", 15).matmul(a)
-    f64 = IntegerWeight(w, scale, bits, "float64", 15).matmul(a)
-    blocks = sum(a[:, k:k + 128].double() @ w[:, k:k + 128].t() for k in reversed(range(0, 1536, 128)))
-    assert torch.equal(int8, f64) and torch.equal(f64, reference.float()) and torch.equal(blocks.float(), f64)
-    assert torch.equal(blocks, reference.double())  # the float64 partial sums themselves are exact
-
-
-@pytest.mark.parametrize("bits", [8, 12])
-def test_wide_products_computed_in_tiles_of_columns_are_exact(bits):
-    """Many rows times many output columns (the output head's shape) go tile by tile; a last,
-    partial tile included, the integers are the int64 reference's."""
-    torch.manual_seed(1)
-    limit = 2 ** (bits - 1) - 1
-    n_out = 4 * integer.TILE_OUTPUTS + 37
-    w = torch.randint(-limit, limit + 1, (n_out, 64)).double()
-    w[-1] = limit
-    a = torch.randint(-(2 ** 14), 2 ** 14 + 1, (integer.TILED_FROM_ROWS + 3, 64), dtype=torch.int32)
-    a[-1] = -(2 ** 14)
-    reference = (a.long() @ w.long().t()).float()
-    weight = IntegerWeight(w, torch.ones(n_out, dtype=torch.float64), bits, "int8", 15)
-    assert torch.equal(weight.matmul(a), reference)  # tiled
-    assert torch.equal(weight.matmul(a[:integer.TILED_FROM_ROWS - 1]), reference[:integer.TILED_FROM_ROWS - 1])
-
-
 def test_settings_that_would_overflow_an_exact_sum_are_refused():
     check_exact(15, 12, 1536, "fits")
     with pytest.raises(ValueError, match="bits"):
         check_exact(30, 20, 1 << 12, "too wide")
-    with pytest.raises(ValueError, match="int32"):
-        IntegerWeight(torch.ones(2, 1 << 17).double(), torch.ones(2).double(), 16, "int8", 16)
 
 
 def test_weight_rows_fit_their_bits():
@@ -198,90 +178,70 @@ def test_weight_rows_fit_their_bits():
 
 
 @pytest.mark.parametrize("window", [4096, 9, 5])
-def test_whole_sequence_and_token_by_token_decoding_agree(window, tiny, exact):
+def test_whole_sequence_and_token_by_token_decoding_agree(window, tiny, reference, compiled):
     """With a window shorter than the text the sink moves and the cache slides and shifts."""
     ids = token_ids(tiny, "The quick brown fox jumps. ", 40)[None]
-    full = whole(exact, ids, window)
-    assert torch.equal(step_by_step(exact, ids, window), full)
-    assert torch.equal(step_by_step(exact, ids, window, first=7), full)
+    full = whole(reference, ids, window)
+    for model in (reference, compiled):
+        assert torch.equal(step_by_step(model, ids, window), full)
+        assert torch.equal(step_by_step(model, ids, window, first=7), full)
 
 
-@pytest.mark.parametrize("window", [4096, 6])
-def test_the_compiled_step_attention_and_torch_s_agree(window, tiny, exact):
-    """Decoding steps with the int16 context (the numba kernel, kernels.py) and the float one
-    (torch's GEMMs) give the same logits, a batch of streams at once, the window sliding."""
-    assert exact.layout == "int16"  # numba is a dependency: the kernel runs in the tests
+def test_every_implementation_and_backend_gives_the_reference_s_bits(tiny, weights, reference):
+    """The compiled path and the reference, with each product backend forced: the same logits for
+    a batch of streams, whole (blocks of rows beyond the vector loops' few rows, several query
+    blocks, a window sliding inside them) and step by step."""
     texts = ["Kernels and GEMMs. ", "Zwei Wege, ein Ergebnis! ", "🎉 1 2 3 "]
-    ids = torch.stack([token_ids(tiny, t, 30) for t in texts])
-    assert torch.equal(step_by_step(exact, ids, window, first=3, layout="int16"),
-                       step_by_step(exact, ids, window, first=3, layout="float"))
+    ids = torch.stack([token_ids(tiny, t, 90) for t in texts])
+    expected = whole(reference, ids, 40)
+    assert len(every_engine(weights)) == 2 * len(BACKENDS) >= 2
+    for name, model in every_engine(weights):
+        assert torch.equal(whole(model, ids, 40), expected), name
+        assert torch.equal(step_by_step(model, ids[:, :50], 12, first=5), step_by_step(reference, ids[:, :50], 12,
+                                                                                        first=5)), name
 
 
 @pytest.mark.parametrize("scale", [1.0, 2.0 ** -4, 4096.0])
-def test_the_compiled_step_and_torch_s_calls_agree(scale, tiny, exact):
-    """A whole decoding step in kernels.py's loops (ExactLlama._compiled_step: kernels.step_layers)
-    and in torch's calls give the same bits: a batch of streams, the window sliding, input rows
-    scaled far from the model's range (rows whose RMS is near the norm's eps, SiLU beyond its
-    table) and one stream's rows all zero."""
-    assert exact.compiled  # numba is a dependency: the compiled step runs in the tests
-    texts = ["Kernels and GEMMs. ", "Zwei Wege, ein Ergebnis! ", "🎉 1 2 3 "]
-    ids = torch.stack([token_ids(tiny, t, 24) for t in texts])
-    rows = exact.embed(ids) * scale
-    rows[2, 5:9] = 0.0
-
-    def decode(compiled: bool) -> torch.Tensor:
-        exact.compiled = compiled
-        try:
-            context = exact.new_context(ids.shape[0], 6, layout="int16")
-            hidden = [exact.forward(rows[:, :3], context, torch.arange(3)).transpose(0, 1)]
-            hidden += [exact.forward(rows[:, p:p + 1], context).transpose(0, 1) for p in range(3, ids.shape[1])]
-            return torch.cat(hidden)
-        finally:
-            exact.compiled = True
-    compiled, calls = decode(True), decode(False)
-    assert torch.isfinite(calls).all()
-    assert torch.equal(compiled, calls)
-
-
-@pytest.mark.parametrize("scale", [1.0, 2.0 ** -4, 4096.0])
-def test_compression_blocks_in_kernels_and_in_torch_s_calls_agree(scale, tiny, exact):
-    """A compression forward (blocks of positions) with kernels.py's loops (projections, MLP,
-    attention weights) and with torch's calls gives the same hidden rows: a batch, two blocks
-    of several query blocks each, a window that slides inside them, rows far from the model's
-    range and one stream's rows all zero."""
-    assert exact.compiled
+def test_the_compiled_path_rounds_as_the_reference_far_from_the_model_s_range(scale, tiny, weights, reference):
+    """Input rows scaled far from the model's range (rows whose RMS is near the norm's eps, SiLU
+    beyond its table) and one stream's rows all zero, through a compression forward in two blocks
+    of several small query blocks (16 positions) and then decoding steps: the compiled path and
+    the reference give the same hidden rows."""
     texts = ["Compression blocks. ", "Zwei Wege, ein Ergebnis! ", "🎉 1 2 3 "]
     ids = torch.stack([token_ids(tiny, t, 150) for t in texts])
-    rows = exact.embed(ids) * scale
+    rows = reference.embed(ids) * scale
     rows[2, 40:47] = 0.0
-    query_block = exact.query_block
 
-    def compress(compiled: bool) -> torch.Tensor:
-        exact.compiled, exact.query_block = compiled, 16
-        try:
-            context = exact.new_context(ids.shape[0], 9, 9 + 100)
-            first = exact.forward(rows[:, :70], context, torch.arange(70))
-            return torch.cat([first, exact.forward(rows[:, 70:], context, torch.arange(ids.shape[1] - 70))], dim=1)
-        finally:
-            exact.compiled, exact.query_block = True, query_block
-    compiled, calls = compress(True), compress(False)
-    assert torch.isfinite(calls).all()
-    assert torch.equal(compiled, calls)
+    def run(model: ExactLlama) -> torch.Tensor:
+        model.query_block = 16
+        context = model.new_context(ids.shape[0], 9, 9 + 100)
+        out = [model.forward(rows[:, :70], context, torch.arange(70)),
+               model.forward(rows[:, 70:140], context, torch.arange(70))]
+        out += [model.forward(rows[:, p:p + 1], context) for p in range(140, ids.shape[1])]
+        return torch.cat(out, dim=1)
+    expected = run(ExactLlama(weights, "cpu", Choice.forced("float64", "cpu")))
+    assert torch.isfinite(expected).all()
+    for backend in BACKENDS:
+        assert torch.equal(run(CompiledLlama(weights, "cpu", Choice.forced(backend, "cpu"))), expected), backend
 
 
 @pytest.mark.parametrize("rows", [8, 40])
-def test_the_compiled_output_head_and_torch_s_calls_agree(rows, exact):
-    """The output head in kernels.py's loops (whole, or in tiles of columns from TILED_FROM_ROWS
-    rows on) and in torch's calls: a head as wide as a real vocabulary, rows from 1e-3 to 1e3."""
-    from memzip.exact.integer import TILE_OUTPUTS, IntegerWeight
+def test_an_output_head_as_wide_as_a_vocabulary_gives_the_reference_s_logits(rows):
+    """The output head (whole, or in tiles of columns from TILED_FROM_ROWS rows on) of a random
+    model with 4 tiles and a partial one of columns, in both paths and every backend, on hidden
+    rows from 1e-3 to 1e3."""
+    shape = Shape(layers=1, d_model=64, heads=4, kv_heads=2, head_dim=16, ffn=96,
+                  vocab=4 * products.TILE_OUTPUTS + 37, eps=1e-5, rope_theta=10000.0, rope_scaling=(),
+                  max_positions=1024)
+    model_weights = ExactWeights.random(shape, seed=5)
     generator = torch.Generator().manual_seed(5)
-    d, n = exact.shape.d_model, 4 * TILE_OUTPUTS + 37
-    q, scale = quantize_row(torch.randn(n, d, generator=generator, dtype=torch.float64), 12)
-    head = IntegerWeight(q, scale, 12, "int8", exact.settings.activation_bits)
-    h = torch.randn(rows, d, generator=generator) * 10.0 ** (torch.rand(rows, 1, generator=generator) * 6 - 3)
-    compiled = torch.from_numpy(exact._compiled_project(head, head.scale[0].contiguous().numpy(), h))
-    assert torch.equal(compiled, exact._project(head, h))
-    assert torch.equal(exact.logits(h), exact._project(exact.head, h))
+    h = torch.randn(rows, 64, generator=generator) * 10.0 ** (torch.rand(rows, 1, generator=generator) * 6 - 3)
+    expected = ExactLlama(model_weights, "cpu", Choice.forced("float64", "cpu")).logits(h)
+    exact = (integer.quantize_rows(h, 15)[0].long() @ model_weights.head.integers().long().t())
+    assert torch.equal(products.matmul(model_weights.head, integer.quantize_rows(h, 15)[0].to(torch.int32),
+                                       "float64"), exact.float())  # against int64
+    for name, model in every_engine(model_weights):
+        assert torch.equal(model.logits(h), expected), name
 
 
 @pytest.mark.parametrize("depth", [576, 1536, 70, 32, 5])
@@ -306,19 +266,6 @@ def test_small_products_are_exact(depth):
             assert np.array_equal(got, expected.numpy()), (rows, n, two_slices)
     with pytest.raises(ValueError, match="overflow"):
         kernels.small_product_chunk(20)
-
-
-def test_int8_products_of_any_depth_are_exact():
-    """model._int8_matmul, which compression's attention sums go through, for any number of keys
-    (torch 2.13's _int_mm returns wrong sums for a depth of one on the development CPUs: a block
-    whose first query sees a single key went wrong before this guard)."""
-    from memzip.exact.model import _int8_matmul
-    generator = torch.Generator().manual_seed(2)
-    for rows, depth, columns in ((1, 1, 16), (24, 1, 128), (12, 2, 16), (96, 3, 32), (7, 40, 128)):
-        a = torch.randint(-128, 128, (rows, depth), dtype=torch.int8, generator=generator)
-        b = torch.randint(-128, 128, (columns, depth), dtype=torch.int8, generator=generator)
-        expected = (a.long() @ b.long().t()).numpy()
-        assert np.array_equal(_int8_matmul(a.numpy(), b.numpy()), expected)
 
 
 _KERNEL_DIGEST = """
@@ -357,36 +304,36 @@ def test_the_vector_loops_give_the_same_integers_compiled_for_other_cpus(cpu, tm
     assert there.stdout == here.stdout and len(here.stdout.strip()) == 64
 
 
-def test_the_step_kernels_round_as_torch_s_calls_do(exact):
-    """Each kernel of the compiled step against the torch calls it replaces, on many rows at
-    magnitudes from 1e-3 to 1e3 (an error of one rounding shows in the floats compared here,
-    or flips some of the tens of thousands of integers)."""
+def test_the_step_kernels_round_as_torch_s_calls_do(compiled):
+    """Each row kernel of the compiled path against the reference's torch calls it replaces, on
+    many rows at magnitudes from 1e-3 to 1e3 (an error of one rounding shows in the floats
+    compared here, or flips some of the tens of thousands of integers)."""
     from memzip.exact import kernels
-    from memzip.exact.model import _rope_heads
     generator = torch.Generator().manual_seed(11)
+    exact = compiled
     shape, s, layer, arrays = exact.shape, exact.settings, exact.layers[0], exact._layer_arrays[0]
     heads, kv, hd, rows = shape.heads, shape.kv_heads, shape.head_dim, 8192
     h = torch.randn(rows, shape.d_model, generator=generator) * 10.0 ** (torch.rand(rows, 1, generator=generator) * 6 - 3)
     constants = np.float32(exact._inverse_d), np.float32(shape.eps)
 
-    def projected(weight, scales):  # the kernels' (x @ W) * scales * factor, added to zeros
+    def projected(weight, role, scales):  # the kernels' (x @ W) * scales * factor, added to zeros
         integers, factors = kernels.normalize_rows(h.numpy(), s.activation_bits, *constants)
-        product, form = exact._product(integers, weight)  # many rows: torch._int_mm's slices
+        product, form = products.product(weight, integers, "int8")  # many rows: torch._int_mm's slices
         out = np.zeros((rows, weight.n_out), np.float32)
         kernels.add_product(out, product, form, scales, factors)
         return torch.from_numpy(out), (product, form), factors
-    for weight, scales in ((layer.qkv, arrays.qkv_scale), (layer.gate_up, arrays.gate_up_scale)):
-        assert torch.equal(projected(weight, scales)[0], exact._project(weight, h))
+    for weight, role, scales in ((layer.qkv, "qkv", arrays.qkv_scale), (layer.gate_up, "gate_up", arrays.gate_up_scale)):
+        assert torch.equal(projected(weight, role, scales)[0], exact._project(weight, role, h))
 
     # queries, keys and values: RoPE at a far position, static and per-row scales; keys here on a
     # 16-bit grid of their largest (the model's static scale is too coarse to show one rounding)
-    qkv = exact._project(layer.qkv, h)
+    qkv = exact._project(layer.qkv, "qkv", h)
     cos, sin = exact._rope_at(torch.tensor([123_457]))
-    rotated = _rope_heads(qkv[:, :(heads + kv) * hd].view(rows, heads + kv, hd), cos.view(1, 1, -1), sin.view(1, 1, -1))
+    rotated = _rope(qkv[:, :(heads + kv) * hd].view(1, rows, heads + kv, hd), cos, sin)[0]
     key_inverse = integer.pow2(15 - exponent(rotated[:, heads:].abs().amax()), torch.float32).expand(kv, 1)
     keys = np.zeros((rows, kv, 3, hd), np.int16)
     values = np.zeros((rows, kv, hd, 3), np.int16)
-    _, product, factors = projected(layer.qkv, arrays.qkv_scale)
+    _, product, factors = projected(layer.qkv, "qkv", arrays.qkv_scale)
     angles = [np.broadcast_to(x[0].numpy(), (rows, x.shape[1])) for x in (cos, sin)]
     queries, shifts = kernels.qkv_outputs(
         *product, arrays.qkv_scale, factors, heads, *angles,
@@ -402,12 +349,12 @@ def test_the_step_kernels_round_as_torch_s_calls_do(exact):
         qkv[:, (heads + kv) * hd:].view(rows, kv, hd), exact._value_inverse[0], s.value_bits))
 
     # silu(gate) * up, beyond the sigmoid table too, quantized for the down projection
-    _, product, factors = projected(layer.gate_up, arrays.gate_up_scale)
+    _, product, factors = projected(layer.gate_up, "gate_up", arrays.gate_up_scale)
     factors = factors * (10.0 ** (np.random.default_rng(3).random(rows) * 3)).astype(np.float32)  # gates to ~700
     integers, scales = kernels.gated_outputs(*product, arrays.gate_up_scale, factors, shape.ffn,
                                              exact._sigmoid_array, s.silu_grid_bits, s.activation_bits)
     whole = quantize_rows(h, s.activation_bits)[0].to(torch.int32)
-    gate_up = layer.gate_up.matmul(whole) * layer.gate_up.scale * torch.from_numpy(factors)[:, None]
+    gate_up = products.matmul(layer.gate_up, whole, "float64") * layer.gate_up.scale * torch.from_numpy(factors)[:, None]
     assert gate_up.abs().max() > 2 * s.silu_limit
     x, scale = quantize_rows(exact._silu(gate_up[:, :shape.ffn]) * gate_up[:, shape.ffn:], s.activation_bits)
     assert torch.equal(torch.from_numpy(integers).float(), x) and torch.equal(torch.from_numpy(scales), scale[:, 0])
@@ -473,18 +420,20 @@ def test_the_compiled_step_attention_matches_the_float_formula_at_its_extremes()
         assert kernels._bucket(d, shift, last) == expected, (d, shift)
 
 
-def test_blocks_of_any_size_agree(tiny, exact):
+def test_blocks_of_any_size_agree(tiny, reference, compiled):
     ids = token_ids(tiny, "Blocks of positions. ", 37)[None]
-    full = whole(exact, ids, 11)
-    for block in (1, 2, 3, 8, 16):  # 2: a first block whose second position sees one key
-        context = exact.new_context(1, 11, 11 + block)
-        parts = [exact.logits(exact.forward(exact.embed(ids[:, a:a + block]), context,
-                                            torch.arange(min(block, ids.shape[1] - a)))[0])
-                 for a in range(0, ids.shape[1], block)]
-        assert torch.equal(torch.cat(parts)[None], full)
+    full = whole(reference, ids, 11)
+    for exact in (reference, compiled):
+        for block in (1, 2, 3, 8, 16):  # 2: a first block whose second position sees one key
+            context = exact.new_context(1, 11, 11 + block)
+            parts = [exact.logits(exact.forward(exact.embed(ids[:, a:a + block]), context,
+                                                torch.arange(min(block, ids.shape[1] - a)))[0])
+                     for a in range(0, ids.shape[1], block)]
+            assert torch.equal(torch.cat(parts)[None], full)
 
 
-def test_batch_size_and_order_change_nothing(tiny, exact):
+def test_batch_size_and_order_change_nothing(tiny, compiled):
+    exact = compiled
     texts = ["One text. ", "Another, longer text! ", "Ünïcödé 🎉 ", "1 2 3 4 5 "]
     ids = torch.stack([token_ids(tiny, t, 24) for t in texts])
     alone = [whole(exact, ids[i:i + 1], 10)[0] for i in range(4)]
@@ -497,19 +446,24 @@ def test_batch_size_and_order_change_nothing(tiny, exact):
     assert torch.equal(many[5], alone[1])
 
 
-def test_thread_count_and_backend_change_nothing(tiny, exact, exact64):
+def test_thread_count_changes_nothing(tiny, reference, compiled):
     ids = token_ids(tiny, "Threads and backends. ", 30)[None]
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        one = whole(exact, ids, 12)
+        one = [whole(exact, ids, 12) for exact in (reference, compiled)]
         torch.set_num_threads(2)
-        two = whole(exact, ids, 12)
+        two = [whole(exact, ids, 12) for exact in (reference, compiled)]
     finally:
         torch.set_num_threads(threads)
-    assert torch.equal(one, two)
-    assert torch.equal(whole(exact64, ids, 12), one)
-    assert exact.backend == "int8" and exact64.backend == "float64"
+    assert torch.equal(one[0], two[0]) and torch.equal(one[1], two[1]) and torch.equal(one[0], one[1])
+
+
+def test_build_engine_picks_the_compiled_path_on_a_cpu_and_the_backend_asked_for(weights, monkeypatch):
+    monkeypatch.setenv(products.ENVIRONMENT, "float32")
+    engine = build_engine(weights, "cpu")
+    assert isinstance(engine, CompiledLlama) and engine.choice.roles["qkv"] == "float32"
+    assert type(build_engine(weights, "cpu", backend="float64", reference=True)) is ExactLlama
 
 
 def test_the_controls_catch_float_drift(tiny):
@@ -530,7 +484,8 @@ def test_the_controls_catch_float_drift(tiny):
     assert not (torch.equal(torch.stack(steps), full) and torch.equal(batch, full))
 
 
-def test_the_exact_model_stays_close_to_the_float_one(tiny, exact):
+def test_the_exact_model_stays_close_to_the_float_one(tiny, compiled):
+    exact = compiled
     ids = token_ids(tiny, "Close to the float model. ", 50)[None]
     with torch.no_grad():
         reference = tiny.model(ids).logits[0].double()
@@ -539,12 +494,12 @@ def test_the_exact_model_stays_close_to_the_float_one(tiny, exact):
 
 
 def test_only_llama_models_are_covered(tiny):
-    assert unsupported_reason(tiny.model) is None
-    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+    assert unsupported_reason(tiny.model.config, type(tiny.model).__name__) is None
+    assert tiny.exact_unsupported is None
+    from transformers import GPTNeoXConfig
 
-    neox = GPTNeoXForCausalLM(GPTNeoXConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                                            intermediate_size=64, vocab_size=50))
-    assert "Llama" in unsupported_reason(neox)
+    neox = GPTNeoXConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, vocab_size=50)
+    assert "Llama" in unsupported_reason(neox, "GPTNeoXForCausalLM")
 
 
 # --- coding and streams -----------------------------------------------------------------------------
@@ -631,22 +586,22 @@ def test_streams_are_split_evenly():
     assert split_streams(25, 10) == [9, 8, 8]
 
 
-def test_an_archive_made_one_way_extracts_any_other_way(tiny, exact):
-    """Compressed with one thread, block after block; extracted with two threads, in batches of
-    one and of three, step by step: the same tokens."""
-    distribution = Distribution(CodingSettings(), exact.shape.vocab, exact.device)
+def test_an_archive_made_one_way_extracts_any_other_way(tiny, reference, compiled):
+    """Compressed with one thread, block after block, by the reference; extracted by the compiled
+    path with two threads, in batches of one and of three, step by step: the same tokens."""
+    distribution = Distribution(CodingSettings(), reference.shape.vocab, reference.device)
     streams = [token_ids(tiny, t, n)[1:].tolist() for t, n in (("First stream. ", 30), ("Second! ", 25),
                                                              ("Third one? ", 28))]
-    start = exact.embed(torch.tensor([0]))
+    start = reference.embed(torch.tensor([0]))
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        coded = [compress_stream(exact, distribution, start, s, 8, block=7) for s in streams]
+        coded = [compress_stream(reference, distribution, start, s, 8, block=7) for s in streams]
         torch.set_num_threads(2)
         residuals, lengths = [c.residual for c in coded], [len(s) for s in streams]
         starts = start[None].expand(3, -1, -1)
-        assert extract_streams(exact, distribution, starts, residuals, lengths, 8) == streams
-        assert [extract_streams(exact, distribution, starts[i:i + 1], residuals[i:i + 1], lengths[i:i + 1], 8)[0]
+        assert extract_streams(compiled, distribution, starts, residuals, lengths, 8) == streams
+        assert [extract_streams(compiled, distribution, starts[i:i + 1], residuals[i:i + 1], lengths[i:i + 1], 8)[0]
                 for i in range(3)] == streams
     finally:
         torch.set_num_threads(threads)
@@ -659,7 +614,7 @@ def embedded_exact():
     from memzip.models import load_model, resolve_model
 
     loaded = load_model(resolve_model("embedded"), device="cpu", dtype="float32")
-    return loaded, ExactLlama.from_transformers(loaded.model)
+    return loaded, build_engine(ExactWeights.from_transformers(loaded.model))
 
 
 def alice_ids(loaded, n: int) -> torch.Tensor:
@@ -705,9 +660,10 @@ def test_the_embedded_model_decodes_the_same_step_by_step_and_stays_close_to_flo
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_cuda_gives_the_cpu_s_bits(tiny, exact):
+def test_cuda_gives_the_cpu_s_bits(tiny, reference):
     ids = token_ids(tiny, "CPU and GPU agree. ", 40)[None]
-    on_gpu = ExactLlama.from_transformers(tiny.model, device="cuda")
-    cpu = whole(exact, ids, 12)
-    assert torch.equal(whole(on_gpu, ids.cuda(), 12).cpu(), cpu)
-    assert torch.equal(step_by_step(on_gpu, ids.cuda(), 12).cpu(), cpu)
+    cpu = whole(reference, ids, 12)
+    for backend in products.available("cuda"):
+        on_gpu = build_engine(ExactWeights.from_transformers(tiny.model), "cuda", backend=backend)
+        assert torch.equal(whole(on_gpu, ids.cuda(), 12).cpu(), cpu), backend
+        assert torch.equal(step_by_step(on_gpu, ids.cuda(), 12).cpu(), cpu), backend

@@ -13,15 +13,15 @@ import time
 import torch
 
 from memzip.exact.coding import CodingSettings, Distribution
-from memzip.exact.model import ExactLlama
 from memzip.models import load_model, resolve_model
+from memzip.streamed import exact_model
 
 WINDOW, STEPS = 1024, 16
 
 
 def main(batches: list[int]) -> None:
     loaded = load_model(resolve_model("embedded"), device="cpu", dtype="float32")
-    model = ExactLlama.from_transformers(loaded.model)
+    model = exact_model(loaded)
     distribution = Distribution(CodingSettings(), model.shape.vocab, model.device)
     generator = torch.Generator().manual_seed(0)
     for batch in batches:

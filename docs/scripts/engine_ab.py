@@ -1,41 +1,35 @@
-"""Same-process A/B timings of two ways the exact engine computes the same integers
-(docs/benchmarks.md §2). Each pair alternates in one process, so machine noise (large on shared
-2-core VMs) falls on both sides alike; every pair is also checked for equal bits.
+"""Same-process A/B timings of ways the exact engine computes the same integers
+(docs/benchmarks.md §2). Each set alternates in one process, so machine noise (large on shared
+2-core VMs) falls on every side alike; every set is also checked for equal bits.
 
-    OMP_NUM_THREADS=2 python docs/scripts/engine_ab.py head          # output head, whole vs tiles
-    OMP_NUM_THREADS=2 python docs/scripts/engine_ab.py values 4 16 28  # a decoding step by batch
-    OMP_NUM_THREADS=2 python docs/scripts/engine_ab.py step 4 16 28    # torch's calls vs compiled
-    OMP_NUM_THREADS=2 python docs/scripts/engine_ab.py block           # a compression block, the same
-    OMP_NUM_THREADS=2 python docs/scripts/engine_ab.py product 1 4 16 28  # the weight products of a step
+    OMP_NUM_THREADS=2 python docs/scripts/engine_ab.py step 1 4 28       # reference vs compiled step
+    OMP_NUM_THREADS=2 python docs/scripts/engine_ab.py block             # a compression block, each backend
+    OMP_NUM_THREADS=2 python docs/scripts/engine_ab.py product 1 4 16 28  # a step's weight products
 
-- head: the output head's int8 product for m rows of activations, as one [2m, 2V] product
-  (the engine's path below TILED_FROM_ROWS rows) and in tiles of TILE_OUTPUTS columns.
-- values: one decoding step (layers for one position with a full 1024-token window, logits,
-  coding frequencies) with the int16 context (attention in the compiled kernel, kernels.py: the
-  default on CPUs) and the float one (attention in torch's GEMMs).
-- step: the same step with the int16 context, the rest of the layer and the coder's pass over the
-  logits in torch's calls and in kernels.py's compiled loops (ExactLlama.compiled: the default on
-  CPUs).
+- step: one decoding step of m streams (layers for one position with a full 1024-token window,
+  logits, the coder's pass over them) by the torch reference (memzip/exact/model.py) and by the
+  compiled path (memzip/exact/compiled.py), the products of both by their default backends.
 - block: compression's unit of work, a block of 512 positions of one stream after a full
-  1024-position window (layers and the output head for every position), in torch's calls and
-  in kernels.py's loops.
+  1024-position window (layers and the output head for every position), by the compiled path
+  with each product backend that runs here forced (memzip/exact/products.py), and as measured.
 - product: the integer products of one decoding step of m streams (every layer's four weights
-  and the output head, the embedded model's real weights), by kernels.small_product (simd.py's
-  vector loops on int16 rows, the engine's way up to SMALL_PRODUCT_ROWS rows) and by
-  torch._int_mm on the rows' int8 slices (its way for more rows, and every step's before).
-  Reports the weights' bytes read per second; both give the same exact integers.
+  and the output head, the embedded model's real weights), by the vector loops and by
+  torch._int_mm on the rows' int8 slices; reports the weights' bytes read per second.
 """
 
 import statistics
 import sys
 import time
 
+import numpy as np
 import torch
 
-from memzip.exact import integer, kernels
+from memzip.exact import ExactLlama, build_engine, kernels, products
 from memzip.exact.coding import CodingSettings, Distribution
-from memzip.exact.model import Context, ExactLlama
+from memzip.exact.compiled import CompiledLlama
+from memzip.exact.products import Choice
 from memzip.models import load_model, resolve_model
+from memzip.streamed import exact_weights, EXACT_SETTINGS
 
 WINDOW, STEPS, ROUNDS = 1024, 6, 4
 
@@ -49,127 +43,83 @@ def alternate(runs: dict, rounds: int = ROUNDS) -> dict:
             began = time.perf_counter()
             results.append(run())
             times[name].append(time.perf_counter() - began)
-        assert all(torch.equal(results[0], r) for r in results[1:]), "the two ways differ"
+        assert all(torch.equal(results[0], r) for r in results[1:]), "the ways differ"
     return {name: (round(statistics.median(t) * 1e3, 1), [round(x * 1e3) for x in t]) for name, t in times.items()}
 
 
-def head(model: ExactLlama) -> None:
-    weight = model.head
-    for rows in (64, 32, 8):
-        x = torch.randint(-(2 ** 14), 2 ** 14, (rows, model.shape.d_model), dtype=torch.int32)
-        a = integer.split_int8(x)
-        print(f"head, {rows} rows (ms: median, each):", alternate({
-            "whole": lambda: weight._outputs(a, rows, 0, weight.n_out),
-            "tiles": lambda: torch.cat([weight._outputs(a, rows, c, min(weight.n_out, c + integer.TILE_OUTPUTS))
-                                        for c in range(0, weight.n_out, integer.TILE_OUTPUTS)], dim=1)}), flush=True)
+def filled_context(model: ExactLlama, tokens: torch.Tensor):
+    context = model.new_context(tokens.shape[0], WINDOW)
+    model.forward(model.embed(tokens[:, :1]), context)
+    for a in range(1, WINDOW, 64):
+        model.forward(model.embed(tokens[:, a:a + 64]), context)
+    return context
 
 
-def step(model: ExactLlama, batches: list[int]) -> None:
-    distribution = Distribution(CodingSettings(), model.shape.vocab, model.device)
+def step(weights, batches: list[int]) -> None:
+    engines = {"reference": build_engine(weights, reference=True), "compiled": build_engine(weights)}
+    distribution = Distribution(CodingSettings(), weights.shape.vocab, "cpu")
     generator = torch.Generator().manual_seed(0)
     for batch in batches:
-        tokens = torch.randint(0, model.shape.vocab, (batch, WINDOW + ROUNDS * STEPS * 2 + 1), generator=generator)
-        contexts = {}
-        for name in ("calls", "compiled"):
-            context = Context(model.shape, batch, WINDOW, WINDOW + 64, model.device, "int16")
-            model.forward(model.embed(tokens[:, :1]), context)
-            for a in range(1, WINDOW, 64):
-                model.forward(model.embed(tokens[:, a:a + 64]), context)
-            contexts[name] = context
+        tokens = torch.randint(0, weights.shape.vocab, (batch, WINDOW + ROUNDS * STEPS + 1), generator=generator)
+        contexts = {name: filled_context(model, tokens) for name, model in engines.items()}
 
-        def steps(context, compiled):
-            model.compiled = compiled
+        def steps(name):
+            model, context = engines[name], contexts[name]
             first = context.position
             for i in range(STEPS):
                 hidden = model.forward(model.embed(tokens[:, first + i:first + i + 1]), context)
                 logits = model.logits(hidden[:, 0])
-                if compiled:  # the coder's pass over the logits, as extraction makes it
-                    kernels.decode_rows(logits.numpy(), distribution._int_table, distribution.settings.grid_bits)
-                else:
-                    distribution.cumulative(logits)
-            model.compiled = True
-            return hidden
+                kernels.decode_rows(logits.numpy(), distribution._int_table, distribution.settings.grid_bits)
+            return logits
 
-        timed = alternate({name: (lambda c=c, n=name: steps(c, n == "compiled")) for name, c in contexts.items()})
+        # the engines advance in lockstep: each round's steps see the same tokens at the same positions
+        timed = alternate({name: (lambda n=name: steps(n)) for name in engines})
         per_step = {name: (round(ms / STEPS, 1), [round(x / STEPS) for x in each]) for name, (ms, each) in timed.items()}
         print(f"decoding step, batch {batch} (ms a step: median, each round):", per_step, flush=True)
 
 
-def block(model: ExactLlama, positions: int = 512) -> None:
+def block(weights, positions: int = 512) -> None:
+    engines = {b: CompiledLlama(weights, "cpu", Choice.forced(b, "cpu")) for b in products.available("cpu")}
+    engines["measured"] = build_engine(weights)
+    print("measured choice:", engines["measured"].choice.roles, "attention:", engines["measured"].choice.attention)
     generator = torch.Generator().manual_seed(0)
-    tokens = torch.randint(0, model.shape.vocab, (1, WINDOW + positions), generator=generator)
-    rows = model.embed(tokens)
-    context = model.new_context(1, WINDOW, WINDOW + positions)
-    for a in range(0, WINDOW, positions):
-        model.forward(rows[:, a:a + positions], context, torch.arange(positions))
-    filled = (context.position, context.filled, context.first)
+    tokens = torch.randint(0, weights.shape.vocab, (1, WINDOW + positions), generator=generator)
+    contexts = {}
+    for name, model in engines.items():
+        rows = model.embed(tokens)
+        context = model.new_context(1, WINDOW, WINDOW + positions)
+        for a in range(0, WINDOW, positions):
+            model.forward(rows[:, a:a + positions], context, torch.arange(positions))
+        contexts[name] = (context, (context.position, context.filled, context.first), rows)
 
-    def run(compiled: bool) -> torch.Tensor:
-        model.compiled = compiled
+    def run(name: str) -> torch.Tensor:
+        model, (context, filled, rows) = engines[name], contexts[name]
         context.position, context.filled, context.first = filled  # the same block again
         hidden = model.forward(rows[:, WINDOW:], context, torch.arange(positions))[0]
-        model.compiled = True
         return torch.cat([model.logits(part) for part in hidden.split(64)])
 
-    timed = alternate({"calls": lambda: run(False), "compiled": lambda: run(True)})
+    timed = alternate({name: (lambda n=name: run(n)) for name in engines}, rounds=3)
     print(f"compression block of {positions} positions after {WINDOW} (ms: median, each round):", timed, flush=True)
 
 
-def values(model: ExactLlama, batches: list[int]) -> None:
-    distribution = Distribution(CodingSettings(), model.shape.vocab, model.device)
-    generator = torch.Generator().manual_seed(0)
-    for batch in batches:
-        tokens = torch.randint(0, model.shape.vocab, (batch, WINDOW + ROUNDS * STEPS + 1), generator=generator)
-        contexts = {}
-        for name in ("int16", "float"):
-            context = Context(model.shape, batch, WINDOW, WINDOW + 64, model.device, name)
-            model.forward(model.embed(tokens[:, :1]), context)
-            for a in range(1, WINDOW, 64):
-                model.forward(model.embed(tokens[:, a:a + 64]), context)
-            contexts[name] = context
-
-        def steps(context):
-            first = context.position
-            for i in range(STEPS):
-                hidden = model.forward(model.embed(tokens[:, first + i:first + i + 1]), context)
-                distribution.cumulative(model.logits(hidden[:, 0]))
-            return hidden
-
-        timed = alternate({name: (lambda c=c: steps(c)) for name, c in contexts.items()})
-        per_step = {name: (round(ms / STEPS, 1), [round(x / STEPS) for x in each]) for name, (ms, each) in timed.items()}
-        print(f"decoding step, batch {batch} (ms a step: median, each round):", per_step, flush=True)
-
-
-def product(model: ExactLlama, batches: list[int]) -> None:
-    import numpy as np
-
-    from memzip.exact import kernels
-    from memzip.exact.model import _int8_product
-    weights = [w for layer in model.layers for w in (layer.qkv, layer.out, layer.gate_up, layer.down)] + [model.head]
-    total = sum(w.slices.numel() for w in weights)
+def product(weights, batches: list[int]) -> None:
+    roles = [w for layer in weights.layers for w in (layer.qkv, layer.out, layer.gate_up, layer.down)] + [weights.head]
+    total = sum(w.slices.numel() for w in roles)
     generator = np.random.default_rng(0)
     for rows in batches:
-        inputs = {w.n_in: generator.integers(-2 ** 14, 2 ** 14 + 1, (rows, w.n_in), dtype=np.int16) for w in weights}
-        split = {n: kernels.split_rows(x) for n, x in inputs.items()}
+        inputs = {w.n_in: generator.integers(-2 ** 14, 2 ** 14 + 1, (rows, w.n_in), dtype=np.int16) for w in roles}
+        ones = {w.n_out: np.ones(w.n_out, np.float32) for w in roles}
 
-        def vector_loops():
-            return [kernels.small_product(inputs[w.n_in], w.slices.numpy(), w.n_out, model._chunk) for w in weights]
-
-        def int_mm():
-            return [_int8_product(split[w.n_in], w) for w in weights]
-        first, second = vector_loops(), int_mm()
-        for w, exact, r in zip(weights, first, second):  # the same integers
-            r, n = r.astype(np.int64), w.n_out
-            if w.bits > 8:  # the slices' partial products recombined, as kernels._product does
-                r = ((r[:rows, :n] * 256 + r[:rows, n:] + r[rows:, :n]) << 8) + r[rows:, n:]
-            else:
-                r = r[:rows] * 256 + r[rows:]
-            assert np.array_equal(exact, r), "the two ways differ"
-        times = {"small_product": [], "_int_mm": []}
+        def by(backend: str):
+            return [kernels.scaled_outputs(*products.product(w, inputs[w.n_in], backend), ones[w.n_out],
+                                           np.ones(rows, np.float32)) for w in roles]
+        first, second = by("vector"), by("int8")
+        assert all(np.array_equal(a, b) for a, b in zip(first, second)), "the two ways differ"
+        times = {"vector": [], "int8": []}
         for _ in range(ROUNDS + 1):
-            for name, run in (("small_product", vector_loops), ("_int_mm", int_mm)):
+            for name in times:
                 began = time.perf_counter()
-                run()
+                by(name)
                 times[name].append(time.perf_counter() - began)
         summary = {name: f"{statistics.median(t) * 1e3:.1f} ms ({total / statistics.median(t) / 1e9:.1f} GB/s)"
                    for name, t in times.items()}
@@ -179,18 +129,14 @@ def product(model: ExactLlama, batches: list[int]) -> None:
 
 def main(argv: list[str]) -> None:
     loaded = load_model(resolve_model("embedded"), device="cpu", dtype="float32")
-    model = ExactLlama.from_transformers(loaded.model)
-    if argv[:1] == ["head"]:
-        head(model)
-    elif argv[:1] == ["values"]:
-        model.compiled = False  # the attention kernel alone, as when these figures were first taken
-        values(model, [int(b) for b in argv[1:]] or [4, 16, 28])
+    weights = exact_weights(loaded, EXACT_SETTINGS)
+    numbers = [int(b) for b in argv[1:]]
+    if argv[:1] == ["step"]:
+        step(weights, numbers or [1, 4, 28])
     elif argv[:1] == ["block"]:
-        block(model)
-    elif argv[:1] == ["step"]:
-        step(model, [int(b) for b in argv[1:]] or [4, 16, 28])
+        block(weights)
     elif argv[:1] == ["product"]:
-        product(model, [int(b) for b in argv[1:]] or [1, 4, 16, 28])
+        product(weights, numbers or [1, 4, 16, 28])
     else:
         sys.exit(__doc__)
 

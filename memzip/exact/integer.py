@@ -23,10 +23,8 @@ batch shape:
 A quantized row's scale is a power of two read off the bits of its *exact* max |x|, so the
 integers are the same everywhere.
 
-Integer matrix products (`IntegerWeight.matmul`) return float32(exact integer product): one
-rounding of an exact value, whatever computed it. Two backends compute the same integers:
-`int8` (8-bit slices through `torch._int_mm`, int8 x int8 -> int32, recombined in int64; 2-3x
-faster than float64 on CPUs with VNNI/AMX) and `float64` (one GEMM, any device).
+Integer matrix products (memzip/exact/products.py) return float32(exact integer product): one
+rounding of an exact value, whatever computed it; four backends compute the same integers.
 """
 
 from __future__ import annotations
@@ -140,113 +138,3 @@ def split_int8(q: torch.Tensor) -> torch.Tensor:
     whole = q if q.dtype == torch.int32 else q.to(torch.int32)
     hi = (whole + 128) >> 8  # arithmetic shift: floor division
     return torch.cat([hi, whole - (hi << 8)]).to(torch.int8)
-
-
-def _split_weight(q: torch.Tensor) -> torch.Tensor:
-    """split_int8 of a weight matrix, in one compiled pass on CPUs with numba (the model's
-    weights are split once, as it is built: 10x faster than torch's passes for the output head)."""
-    from memzip.exact import kernels
-
-    if q.device.type == "cpu" and kernels.available():
-        return torch.from_numpy(kernels.split_rows(q.detach().contiguous().numpy()))
-    return split_int8(q)
-
-
-# Products with many output columns (the output head: 49,152 of them for the embedded model) are
-# computed in tiles of columns: the int32 partial products of a tile stay in the CPU's cache
-# while they are combined, instead of a [2m, 2n] array (50 MB at m = 64) going through memory
-# four times. Same integers; measured 2x faster for the head at m = 64, slower below ~32 rows.
-TILE_OUTPUTS = 2048
-TILED_FROM_ROWS = 32
-
-
-class IntegerWeight:
-    """A weight matrix [n_out, n_in] of integers (|w| <= 2^(bits-1)) with a power-of-two scale
-    per output row (float32 [1, n_out]), ready for either backend. With the int8 backend, weights
-    of up to 8 bits are one int8 slice, wider ones two."""
-
-    def __init__(self, q: torch.Tensor, scale: torch.Tensor, bits: int, backend: str, activation_bits: int):
-        self.bits, self.backend = bits, backend
-        self.scale = scale.reshape(1, -1).to(torch.float32)
-        self.n_out, self.n_in = q.shape
-        if backend == "int8":
-            if bits > 16 or activation_bits > 16:
-                raise ValueError("int8 slices hold weights and activations of at most 16 bits")
-            # the int32 sums of slice products, bounded: |a_hi| <= 2^(A-9) + 1, |a_lo| <= 128
-            hi_a = 2 ** (activation_bits - 9) + 1
-            largest_slice = 128 if bits <= 8 else max(128, 2 ** (bits - 9) + 1)
-            if max(hi_a, 128) * largest_slice * self.n_in >= 2 ** 31:
-                raise ValueError(f"int8 slice products over {self.n_in} inputs overflow int32")
-            if bits <= 8:
-                worst = self.n_in * (hi_a * 128 * 256 + 128 * 128)
-                self.slices = q.to(torch.int8)  # [n_out, n_in]
-            else:
-                hi_w = 2 ** (bits - 9) + 1
-                worst = self.n_in * (hi_a * hi_w * 256 + hi_a * 128 + 128 * hi_w)
-                self.slices = _split_weight(q)  # [w_hi; w_lo]: [2 * n_out, n_in]
-            self._views()
-            self.combine_in_int32 = worst < 2 ** 31
-        else:
-            self.matrix_t = q.t().contiguous().to(torch.float64)  # [n_in, n_out]
-
-    def _views(self) -> None:
-        # row-major; _int_mm takes the transpose (a column-major view), the layout oneDNN's int8
-        # GEMM is fastest with; kernels.small_product reads the same memory as numpy
-        self.slices_t = self.slices.t()
-        self.slices_numpy = self.slices.numpy() if self.slices.device.type == "cpu" else None
-
-    def to(self, device) -> "IntegerWeight":
-        for name in ("scale", "slices", "matrix_t"):
-            if hasattr(self, name):
-                setattr(self, name, getattr(self, name).to(device))
-        if hasattr(self, "slices"):
-            self._views()
-        return self
-
-    def matmul(self, q: torch.Tensor) -> torch.Tensor:
-        """q [m, n_in] (int32, |q| <= 2^(A-1)) times this matrix transposed: the exact integer
-        products [m, n_out], each rounded once to float32."""
-        if self.backend == "float64":
-            return (q.to(torch.float64) @ self.matrix_t).to(torch.float32)
-        m, n = q.shape[0], self.n_out
-        a = split_int8(q)  # [a_hi; a_lo]
-        if m >= TILED_FROM_ROWS and n >= 4 * TILE_OUTPUTS:
-            out = torch.empty(m, n, dtype=torch.float32, device=q.device)
-            for first in range(0, n, TILE_OUTPUTS):
-                last = min(n, first + TILE_OUTPUTS)
-                out[:, first:last] = self._outputs(a, m, first, last)
-            return out
-        return self._outputs(a, m, 0, n)
-
-    def _outputs(self, a: torch.Tensor, m: int, first: int, last: int) -> torch.Tensor:
-        """Output columns first..last-1 from the split activations `a` [2m, n_in]."""
-        n = self.n_out
-        if self.bits <= 8:  # a.w = h 2^8 + l
-            r = torch._int_mm(a, self.slices[first:last].t())
-            high = r[:m] if self.combine_in_int32 else r[:m].to(torch.int64)
-            return (high * 256 + r[m:]).to(torch.float32)
-        if first == 0 and last == n:  # one call: [a_hi; a_lo] @ [w_hi; w_lo]^T
-            r = torch._int_mm(a, self.slices_t)
-            by_high, by_low = r[:, :n], r[:, n:]
-        else:
-            by_high = torch._int_mm(a, self.slices[first:last].t())
-            by_low = torch._int_mm(a, self.slices[n + first:n + last].t())
-        # a.w = (hh 2^8 + hl + lh) 2^8 + ll: the bracket in int32 (bounded above), the rest in int64
-        middle = by_high[:m] * 256 if self.combine_in_int32 else by_high[:m].to(torch.int64) * 256
-        middle += by_low[:m]
-        middle += by_high[m:]
-        exact = middle.to(torch.int64)
-        exact <<= 8
-        exact += by_low[m:]
-        return exact.to(torch.float32)
-
-
-def int8_available(device) -> bool:
-    """torch._int_mm exists and runs here (CPU builds with oneDNN; CUDA needs other shapes)."""
-    if torch.device(device).type != "cpu" or not hasattr(torch, "_int_mm"):
-        return False
-    try:
-        a = torch.ones(2, 8, dtype=torch.int8)
-        return int(torch._int_mm(a, a.t())[0, 0]) == 8
-    except RuntimeError:
-        return False

@@ -168,8 +168,8 @@ if numba is not None:
         return ((x + 128) & 255) - 128
 
     @_compiled
-    def _block_weights(scores, steps, sink, first_position, group, lo, window, table, slices, sink_weights,
-                       totals):
+    def _block_weights(scores, steps, sink, first_position, group, lo, window, table, in_slices, slices, floats,
+                       sink_weights, totals):
         streams, kv_heads, rows, count = scores.shape
         last = table.shape[0] - 1
         limit = np.float32(last)
@@ -193,12 +193,15 @@ if numba is not None:
                 else:
                     w = np.int64(table[np.int64(min(_f32(peak - _f32(scores[b, h, r, j] * step)), limit))])
                 total += w
-                s0 = _low_byte(w)
-                rest = (w - s0) >> 8
-                s1 = _low_byte(rest)
-                slices[b, h, 0, r, j] = s0
-                slices[b, h, 1, r, j] = s1
-                slices[b, h, 2, r, j] = (rest - s1) >> 8
+                if in_slices:
+                    s0 = _low_byte(w)
+                    rest = (w - s0) >> 8
+                    s1 = _low_byte(rest)
+                    slices[b, h, 0, r, j] = s0
+                    slices[b, h, 1, r, j] = s1
+                    slices[b, h, 2, r, j] = (rest - s1) >> 8
+                else:
+                    floats[b, h, r, j] = np.float64(w)
             totals[b, h, r] = total
 
     @_compiled
@@ -230,19 +233,40 @@ if numba is not None:
                 out[b, h, r, c] = _f32(np.float32(quotient) * value_scale[h, c])
 
 
+    @_compiled
+    def _exact_block_outputs(numerator, sink_weights, sink_values, totals, value_scale, out):
+        streams, kv_heads, rows, head_dim = out.shape
+        for task in numba.prange(streams * kv_heads * rows):
+            b = task // (kv_heads * rows)
+            h = (task // rows) % kv_heads
+            r = task % rows
+            total = np.float64(totals[b, h, r])
+            for c in range(head_dim):  # float64 GEMM sums of integers below 2^53: exact, converted exactly
+                whole = np.int64(numerator[b, h, r, c]) + sink_weights[b, h, r] * sink_values[b, h, c]
+                quotient = np.float64(whole) / total  # one rounding
+                out[b, h, r, c] = _f32(np.float32(quotient) * value_scale[h, c])
+
+
 def block_weights(scores: np.ndarray, steps: np.ndarray, sink: np.ndarray, first_position: int, group: int,
-                  lo: int, window: int, table: np.ndarray):
-    """Softmax weights of a query block's scores, as _block_attention's torch calls compute them.
+                  lo: int, window: int, table: np.ndarray, in_slices: bool = True):
+    """Softmax weights of a query block's scores, as the reference's _attention computes them.
 
     scores [B, kv, rows, L] float32 (q_int @ k_int, exact integers; column j is key position
     lo + j, row r query position first_position + r // group); steps [B, kv, rows] and the
-    scaled sink scores [B, kv, rows] float32; table int32. Returns the weights as int8 slices
-    [B, kv, 3, rows, L] (s0, s1, s2), the sink's weights and the totals [B, kv, rows] int64."""
-    slices = np.empty(scores.shape[:2] + (WEIGHT_SLICES,) + scores.shape[2:], np.int8)
+    scaled sink scores [B, kv, rows] float32; table int32. Returns the weights, as int8 slices
+    [B, kv, 3, rows, L] (s0, s1, s2) for torch._int_mm or as float64 [B, kv, rows, L] for a
+    float64 GEMM (`in_slices` False), then the sink's weights and the totals [B, kv, rows] int64."""
+    if in_slices:
+        slices = np.empty(scores.shape[:2] + (WEIGHT_SLICES,) + scores.shape[2:], np.int8)
+        floats = np.empty((0, 0, 0, 0), np.float64)
+    else:
+        slices = np.empty((0, 0, 0, 0, 0), np.int8)
+        floats = np.empty(scores.shape, np.float64)
     sink_weights = np.empty(scores.shape[:3], np.int64)
     totals = np.empty(scores.shape[:3], np.int64)
-    _block_weights(scores, steps, sink, first_position, group, lo, window, table, slices, sink_weights, totals)
-    return slices, sink_weights, totals
+    _block_weights(scores, steps, sink, first_position, group, lo, window, table, in_slices, slices, floats,
+                   sink_weights, totals)
+    return (slices if in_slices else floats), sink_weights, totals
 
 
 def value_slices(values_t: np.ndarray, first: int, count: int) -> np.ndarray:
@@ -263,6 +287,14 @@ def block_outputs(products: np.ndarray, sink_weights: np.ndarray, sink_values: n
     streams, kv_heads, rows3, head_dim2 = products.shape
     out = np.empty((streams, kv_heads, rows3 // WEIGHT_SLICES, head_dim2 // 2), np.float32)
     _block_outputs(products, sink_weights, sink_values, totals, value_scale, out)
+    return out
+
+
+def exact_block_outputs(numerator: np.ndarray, sink_weights: np.ndarray, sink_values: np.ndarray,
+                        totals: np.ndarray, value_scale: np.ndarray) -> np.ndarray:
+    """block_outputs from the float64 GEMM's exact sums weights @ values [B, kv, rows, hd]."""
+    out = np.empty(numerator.shape, np.float32)
+    _exact_block_outputs(numerator, sink_weights, sink_values, totals, value_scale, out)
     return out
 
 
@@ -469,6 +501,13 @@ if numba is not None:
                 out[i, first + j] = _f32(_f32(np.float32(exact) * weight_scale[first + j]) * factors[i])
 
     @_compiled
+    def _scaled_exact_tile(exact, weight_scale, factors, out, first):
+        m = factors.shape[0]
+        for i in numba.prange(m):
+            for j in range(exact.shape[1]):
+                out[i, first + j] = _f32(_f32(np.float32(exact[i, j]) * weight_scale[first + j]) * factors[i])
+
+    @_compiled
     def _add_product(h, r, form, weight_scale, scales):
         m, n = h.shape
         for i in numba.prange(m):
@@ -565,7 +604,7 @@ if numba is not None:
     def _step_layers(rows, weights, sizes, two_slices, scales, settings, limits, cos, sin, key_inverse,
                      value_inverse, value_scale, head_step, keys, values, streams, slots, sink_keys, sink_values,
                      first, count, table, sigmoid):
-        qkv, out, gate_up, down = weights  # typed lists of each layer's int8 slices
+        qkv, out, gate_up, down = weights  # [layers, rows, n_in] int8 slices of each weight
         n_qkv, n_out, n_gate_up, n_down, heads, ffn, middle = sizes
         qkv_scale, out_scale, gate_up_scale, down_scale = scales
         bits, query_bits, chunk = settings
@@ -611,16 +650,15 @@ def step_layers(rows: np.ndarray, step: "StepArrays", cos: np.ndarray, sin: np.n
 
 
 class StepArrays:
-    """What step_layers reads of a model, gathered once: each layer's weight slices in typed lists
-    (views, no copies), the per-layer scales stacked, the sizes and settings as tuples."""
+    """What step_layers reads of a model, gathered once: each weight's int8 slices of every layer
+    [layers, rows, n_in] (the model's own arrays, no copies), the per-layer scales stacked, the
+    sizes and settings as tuples."""
 
-    def __init__(self, layers: list, arrays: list, heads: int, ffn: int, settings, inverse_d, eps, table, sigmoid,
-                 chunk: int):
-        from numba.typed import List
-
+    def __init__(self, stacked_slices: dict, layers: list, arrays: list, heads: int, ffn: int, settings, inverse_d,
+                 eps, table, sigmoid, chunk: int):
         names = ("qkv", "out", "gate_up", "down")
         first = layers[0]
-        self.weights = tuple(List([getattr(layer, name).slices_numpy for layer in layers]) for name in names)
+        self.weights = tuple(stacked_slices[name].numpy() for name in names)
         self.two_slices = tuple(getattr(first, name).bits > 8 for name in names)
         self.sizes = (first.qkv.n_out, first.out.n_out, first.gate_up.n_out, first.down.n_out, heads, ffn,
                       sigmoid.shape[0] // 2)
@@ -695,6 +733,13 @@ def scaled_tile(by_high: np.ndarray, by_low: np.ndarray, weight_scale: np.ndarra
     """scaled_outputs of a tile of a two-slice weight's columns first.. (int32 products of the split
     activations with the tile's high and low weight slices, [2m, columns] each) into out[:, first:]."""
     _scaled_tile(by_high, by_low, weight_scale, factors, out, first)
+
+
+def scaled_exact_tile(exact: np.ndarray, weight_scale: np.ndarray, factors: np.ndarray, out: np.ndarray,
+                      first: int) -> None:
+    """scaled_outputs of a tile of columns first.. from their exact int64 products [m, columns],
+    into out[:, first:]."""
+    _scaled_exact_tile(exact, weight_scale, factors, out, first)
 
 
 def add_product(h: np.ndarray, product: np.ndarray, form: int, weight_scale: np.ndarray,
