@@ -323,26 +323,23 @@ def chunked_cross_entropy(loaded, data: bytes, chunk: int = 1024) -> dict:
 # --- speed ------------------------------------------------------------------------------------------
 
 
-def gemm_rates(shapes: list[tuple[int, int, int]], seconds: float = 0.3) -> dict:
-    """The machine's measured int8 (torch._int_mm) and float32 GEMM rates, GOP/s, at these shapes
-    (m, k, n): what the engine's products could reach here."""
+def float_forward_rate(loaded, tokens: list[int], window: int = 1024, windows: int = 8) -> dict:
+    """tokens/s of a plain float transformers forward of the model over independent windows of
+    `window` tokens (at most `windows` of them from the start of `tokens`): the speed the exact
+    engine is compared with, measured in the same run."""
     import torch
 
-    def rate(a, b, fn) -> float:
-        fn(a, b)
-        count, began = 0, time.perf_counter()
-        while time.perf_counter() - began < seconds:
-            fn(a, b)
-            count += 1
-        return 2 * a.shape[0] * a.shape[1] * b.shape[1] * count / (time.perf_counter() - began) / 1e9
-
-    out = {}
-    for m, k, n in shapes:
-        a8, b8 = torch.ones(m, k, dtype=torch.int8), torch.ones(n, k, dtype=torch.int8).t()
-        a32, b32 = torch.randn(m, k), torch.randn(k, n)
-        out[f"{m}x{k}x{n}"] = {"int8": round(rate(a8, b8, torch._int_mm), 1) if hasattr(torch, "_int_mm") else None,
-                               "float32": round(rate(a32, b32, torch.matmul), 1)}
-    return out
+    model = loaded.model
+    chunks = [tokens[a:a + window] for a in range(0, min(len(tokens), window * windows), window)]
+    with torch.no_grad():
+        model(torch.tensor([chunks[0][:16]], device=loaded.device))  # warm up
+        began = time.perf_counter()
+        for chunk in chunks:
+            model(torch.tensor([chunk], device=loaded.device)).logits.float()
+        seconds = time.perf_counter() - began
+    counted = sum(len(c) for c in chunks)
+    return {"tokens": counted, "seconds": round(seconds, 2), "tokens_per_second": round(counted / seconds, 1),
+            "dtype": str(next(model.parameters()).dtype).removeprefix("torch."), "window": window}
 
 
 def model_ops_per_token(shape, window: int) -> dict:
@@ -357,26 +354,29 @@ def model_ops_per_token(shape, window: int) -> dict:
 
 def speed_bench(loaded, path, options, extract: bool = True, batch_size: int | None = None,
                 profile: bool = False, on_row=None) -> dict:
-    """`memzip bench-speed`: tokens/s compressing and extracting one file through the product
-    path, beside the machine's GEMM rates at the model's shapes (measured in the same run) and
-    the share of them each direction reaches; with `profile`, the time split into the model's
-    forward, the coding, and the rest."""
+    """`memzip bench-speed`: tokens/s compressing and extracting one file, beside a plain float32
+    transformers forward of the same model timed in the same run (the ratios the speed targets
+    are stated in), and this machine's table of exact product backends (each measured now at the
+    model's shapes, and the choice the engine uses); with `profile`, the time split into the
+    model's forward, the coding, and the rest."""
     import dataclasses
     import resource
     from pathlib import Path
 
     from memzip.engine import compress_bytes, extract_bytes
-    from memzip.exact import streams
+    from memzip.exact import ExactLlama, products, streams
     from memzip.format.container import decode_archive, encode_archive
     from memzip.planning import plan
     from memzip.streamed import exact_model, planned_batch
+    from memzip.textcodec import TextCodec
 
     data = Path(path).read_bytes()
     options = dataclasses.replace(options, store_fallback=False)
     job = plan(options, loaded)
     model = exact_model(loaded)  # built before the clock starts, as a loaded model would be
     shape = model.shape
-    row = {"file": str(path), "bytes": len(data), "engine": job.engine, "window": job.window}
+    row = {"file": str(path), "bytes": len(data), "engine": job.engine, "window": job.window,
+           "implementation": type(model).__name__, "threads": __import__("torch").get_num_threads()}
     with streams.profiling(profile) as timings:
         began = time.perf_counter()
         archive, _ = compress_bytes(data, loaded, options)
@@ -397,20 +397,22 @@ def speed_bench(loaded, path, options, extract: bool = True, batch_size: int | N
         if profile:
             row["extract_profile_seconds"] = timings.split(row["extract_seconds"])
     row["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-    ops = model_ops_per_token(shape, job.window or 1024)
-    batch = 2 * (row.get("extract_batch") or 1)
-    shapes = [(512, shape.d_model, shape.ffn), (512, shape.ffn, shape.d_model),
-              (batch, shape.d_model, shape.ffn), (batch, shape.ffn, shape.d_model)]
-    rates = gemm_rates(shapes)
-    compress_rate = (rates[f"512x{shape.d_model}x{shape.ffn}"]["int8"] + rates[f"512x{shape.ffn}x{shape.d_model}"]["int8"]) / 2
-    decode_rate = (rates[f"{batch}x{shape.d_model}x{shape.ffn}"]["int8"] + rates[f"{batch}x{shape.ffn}x{shape.d_model}"]["int8"]) / 2
-    row["model_gop_per_token"] = round(ops["total"] / 1e9, 4)
-    row["gemm_gop_per_second"] = rates
-    row["compress_gop_per_second"] = round(row["compress_tokens_per_second"] * ops["total"] / 1e9, 1)
-    row["compress_share_of_int8_gemm"] = round(row["compress_gop_per_second"] / compress_rate, 3)
+    ids = TextCodec(loaded.tokenizer).encode(data).tokens.tolist()
+    row["float_forward"] = float_forward_rate(loaded, ids, job.window or 1024)
+    baseline = row["float_forward"]["tokens_per_second"]
+    row["compress_share_of_float_forward"] = round(row["compress_tokens_per_second"] / baseline, 3)
     if extract:
-        row["extract_gop_per_second"] = round(row["extract_tokens_per_second"] * ops["total"] / 1e9, 1)
-        row["extract_share_of_int8_gemm"] = round(row["extract_gop_per_second"] / decode_rate, 3)
+        row["extract_share_of_float_forward"] = round(row["extract_tokens_per_second"] / baseline, 3)
+    ops = model_ops_per_token(shape, job.window or 1024)
+    row["model_gop_per_token"] = round(ops["total"] / 1e9, 4)
+    group = shape.heads // shape.kv_heads
+    measured = products.measure(shape.product_shapes(model.settings),
+                                (ExactLlama.query_block * group, (job.window or 1024) + ExactLlama.query_block,
+                                 shape.head_dim), model.device)
+    row["products"] = {"rows": products.BLOCK_ROWS, "rates_gop_per_second": measured.rates,
+                       "fastest_now": {**measured.roles, "attention": measured.attention},
+                       "engine_uses": {**model.choice.roles, "attention": model.choice.attention},
+                       "engine_choice": model.choice.source, "machine": products.machine_description(model.device)}
     if on_row:
         on_row(row)
     return row

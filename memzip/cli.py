@@ -666,8 +666,9 @@ def bench_speed(
     device: DeviceOpt = "auto",
     json_out: JsonOpt = False,
 ):
-    """Tokens per second compressing and extracting FILE, beside this machine's GEMM rates at the
-    model's shapes (measured in the same run) and the share of them each direction reaches.
+    """Tokens per second compressing and extracting FILE, beside a plain float32 transformers
+    forward of the same model timed in the same run, and the table of this machine's exact
+    product backends (each measured now at the model's shapes) with the one the engine uses.
 
     \b
     Examples:
@@ -688,17 +689,26 @@ def bench_speed(
         _emit_json(row)
         return
     typer.echo(f"{row['file']}: {row['bytes']} bytes, {row['tokens']} tokens in {row['streams']} streams, "
-               f"window {row['window']}; archive {row['memz_bytes']} bytes")
-    typer.echo(f"compress: {row['compress_seconds']} s, {row['compress_tokens_per_second']} tokens/s, "
-               f"{row['compress_gop_per_second']} GOP/s = {row['compress_share_of_int8_gemm']:.0%} of the int8 GEMM rate")
+               f"window {row['window']}; archive {row['memz_bytes']} bytes; {row['implementation']}, "
+               f"{row['threads']} threads")
+    forward = row["float_forward"]
+    typer.echo(f"float forward ({forward['dtype']} transformers, {forward['window']}-token windows, "
+               f"{forward['tokens']} tokens): {forward['tokens_per_second']} tokens/s")
+    typer.echo(f"compress: {row['compress_seconds']} s, {row['compress_tokens_per_second']} tokens/s = "
+               f"{row['compress_share_of_float_forward']:.0%} of the float forward")
     if extract:
         typer.echo(f"extract:  {row['extract_seconds']} s, {row['extract_tokens_per_second']} tokens/s "
-                   f"(batch {row['extract_batch']}), {row['extract_gop_per_second']} GOP/s = "
-                   f"{row['extract_share_of_int8_gemm']:.0%} of the int8 GEMM rate at that batch; identical: {row['identical']}")
-    typer.echo(f"model: {row['model_gop_per_token']} GOP per token; GEMM GOP/s here: {json.dumps(row['gemm_gop_per_second'])}")
+                   f"(batch {row['extract_batch']}) = {row['extract_share_of_float_forward']:.0%} of the float "
+                   f"forward; identical: {row['identical']}")
     for direction in ("compress", "extract"):
         if f"{direction}_profile_seconds" in row:
             typer.echo(f"{direction} time: {json.dumps(row[f'{direction}_profile_seconds'])}")
+    table = row["products"]
+    typer.echo(f"exact products at {table['rows']} rows, GOP/s measured now (the engine uses: "
+               f"{table['engine_choice']} choice):")
+    for role, rates in table["rates_gop_per_second"].items():
+        cells = "  ".join(f"{backend} {rate:7.1f}" for backend, rate in rates.items())
+        typer.echo(f"  {role:8s} {cells}   -> {table['engine_uses'][role]}")
 
 
 @app.command("bench-memory")

@@ -667,3 +667,21 @@ def test_cuda_gives_the_cpu_s_bits(tiny, reference):
         on_gpu = build_engine(ExactWeights.from_transformers(tiny.model), "cuda", backend=backend)
         assert torch.equal(whole(on_gpu, ids.cuda(), 12).cpu(), cpu), backend
         assert torch.equal(step_by_step(on_gpu, ids.cuda(), 12).cpu(), cpu), backend
+
+
+def test_rounded_weights_saved_and_loaded_are_the_same(weights, tmp_path):
+    path = tmp_path / "weights.safetensors"
+    weights.save(path)
+    again = ExactWeights.load(path)
+    assert again.shape == weights.shape and again.settings == weights.settings
+    assert torch.equal(again.embedding, weights.embedding)
+    for original, loaded in zip(weights.layers + [weights.head], again.layers + [again.head]):
+        for name in (("qkv", "out", "gate_up", "down") if original is not weights.head else ("",)):
+            a, b = (getattr(original, name), getattr(loaded, name)) if name else (original, loaded)
+            assert torch.equal(a.slices, b.slices) and torch.equal(a.scale, b.scale) and a.bits == b.bits
+        if original is not weights.head:
+            assert torch.equal(original.key_scale, loaded.key_scale)
+            assert torch.equal(original.value_scale, loaded.value_scale)
+    for name, stacked in again.stacked_slices.items():  # the layers' slices are views of it
+        assert all(layer_weight.slices.data_ptr() == stacked[i].data_ptr()
+                   for i, layer_weight in enumerate(getattr(layer, name) for layer in again.layers))

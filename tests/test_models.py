@@ -66,3 +66,61 @@ def test_fingerprints_identify_weights_and_tokenizer(tiny):
     assert weights_fingerprint(tiny.model) == tiny.identity.weights_sha256
     assert weights_fingerprint(tiny_model(seed=1).model) != tiny.identity.weights_sha256
     assert tokenizer_fingerprint(tiny.tokenizer) == tiny.identity.tokenizer_sha256
+
+
+def test_a_model_loaded_once_comes_back_from_its_card_without_transformers(tiny_dir, tmp_path, monkeypatch):
+    """The first load writes a card (identity, details, the tokenizer transformers built); the next
+    takes those from it and loads the transformers model only when asked for it."""
+    from memzip.models import load_model
+
+    monkeypatch.setenv("MEMZIP_CACHE", str(tmp_path))
+    location = resolve_model(str(tiny_dir))
+    first = load_model(location, device="cpu")
+    assert first._model is not None
+    again = load_model(location, device="cpu")
+    assert again._model is None  # from the card
+    assert again.identity == first.identity and again.details == first.details
+    assert again.exact_unsupported is None and again.details["attn_implementation"]
+    text = "Ünïcödé 🎉 and the quick brown fox"
+    assert (again.tokenizer.backend_tokenizer.encode(text).ids == first.tokenizer.backend_tokenizer.encode(text).ids)
+    assert (again.tokenizer.bos_token_id, again.tokenizer.eos_token_id) == (first.tokenizer.bos_token_id,
+                                                                            first.tokenizer.eos_token_id)
+    assert tokenizer_fingerprint(again.tokenizer) == again.identity.tokenizer_sha256
+    assert weights_fingerprint(again.model) == again.identity.weights_sha256  # loaded now, on first use
+    (tiny_dir / "config.json").touch()  # the model's files changed: a new card
+    assert load_model(location, device="cpu")._model is not None
+
+
+_WARM_RUN = """
+import sys
+from memzip.cli import main
+sys.argv = ["memzip", "compress", sys.argv[1], "-m", sys.argv[2], "-o", sys.argv[3], "--force", "--no-store"]
+try:
+    main()
+except SystemExit as exit:
+    assert not exit.code, exit.code
+print("transformers" in sys.modules)
+"""
+
+
+def test_a_warm_run_of_the_exact_engine_does_not_import_transformers(tiny_dir, tmp_path):
+    """The second compression with a model (its card and rounded weights cached) runs without
+    importing transformers (seconds of start-up); the first says what it prepares, once."""
+    import os
+    import subprocess
+    import sys
+
+    source = tmp_path / "note.txt"
+    source.write_bytes(b"The quick brown fox jumps over the lazy dog. " * 20)
+    env = {**os.environ, "MEMZIP_CACHE": str(tmp_path / "cache")}
+    outputs = []
+    for run in range(2):
+        done = subprocess.run([sys.executable, "-c", _WARM_RUN, str(source), str(tiny_dir), str(tmp_path / f"{run}.memz")],
+                              capture_output=True, text=True, env=env, timeout=600)
+        assert done.returncode == 0, done.stderr
+        outputs.append(done)
+    assert outputs[0].stdout.strip() == "True" and outputs[1].stdout.strip() == "False"
+    assert "rounding the model's weights for the exact engine (once)" in outputs[0].stderr
+    assert "measuring this machine's exact products (once)" in outputs[0].stderr
+    assert "(once)" not in outputs[1].stderr
+    assert (tmp_path / "0.memz").read_bytes() == (tmp_path / "1.memz").read_bytes()

@@ -362,7 +362,7 @@ def choose(shapes: dict[str, tuple[int, int, int]], attention: tuple[int, int, i
     choice = measure(shapes, attention, device)
     if cache:
         known[key] = {"roles": choice.roles, "attention": choice.attention, "rates": choice.rates,
-                      "machine": _machine_description(device), "measured": time.strftime("%Y-%m-%d %H:%M:%S")}
+                      "machine": machine_description(device), "measured": time.strftime("%Y-%m-%d %H:%M:%S")}
         _write_store(store, known)
     return choice
 
@@ -440,7 +440,7 @@ def _timed(run, seconds: float) -> float:
 # --- the cache of choices, per machine ---------------------------------------------------------------
 
 
-def _machine_description(device) -> dict:
+def machine_description(device) -> dict:
     device = torch.device(device)
     description = {"cpu": cpu_name(), "isa": cpu_features(), "torch": torch.__version__,
                    "threads": torch.get_num_threads(), "device": device.type,
@@ -458,7 +458,7 @@ def _machine_description(device) -> dict:
 
 
 def _machine_key(shapes, attention, device) -> str:
-    text = json.dumps([_machine_description(device), sorted(shapes.items()), attention], sort_keys=True)
+    text = json.dumps([machine_description(device), sorted(shapes.items()), attention], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
