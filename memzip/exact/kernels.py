@@ -21,20 +21,22 @@ A decoding step attends, for every stream and key head, a few query rows over a 
 ~1024 positions. In torch that is a handful of calls per (stream, key head) and layer: small
 GEMMs whose per-call overhead, not arithmetic, bounds a step of many streams. This kernel does
 the whole of it in one parallel loop, reading the integer keys and values (int16, 2 bytes each)
-once.
+once, its dot products in simd.py's vector loops.
 
-It computes what ExactLlama._step computes with torch, bit for bit, because every operation in
-it is on integers (exact in any order and under any compiler, so LLVM's vectorization cannot
-change a bit):
+It computes what the reference's _attention computes with torch, bit for bit, because every
+operation in it is on integers (exact in any order and under any compiler, so LLVM's
+vectorization cannot change a bit):
 
 - scores s_j = q . k_j: |q| <= 2^7, |k| < 2^11, 64-128 terms: int32;
 - the softmax bucket of s_j: the float path computes fl32(peak - s_j) * 2^e, clamped to the
   table's last entry and truncated; peak - s_j is an integer below 2^25 whose float32 rounding
   (`_bucket`) matters only above 2^24; times 2^e is a shift;
-- weights from the integer table, totals and weighted sums of values in int64 (each product
-  w * v below 2^31, checked by `fits`).
+- weights from the integer table (below 2^20), cut into 10-bit halves w = h 2^10 + l, so that
+  each half times a 12-bit value sums over up to 1,024 keys in int32 (`fits` checks the bound);
+  totals and the recombined sums in int64.
 
-The division numerator / total stays in torch, one correctly rounded operation.
+The division numerator / total follows, one correctly rounded operation
+(`_attention_outputs`).
 """
 
 from __future__ import annotations
@@ -47,19 +49,27 @@ try:
     import numba
 except ImportError:  # the engine falls back to torch (memzip/exact/model.py)
     numba = None
+else:
+    from memzip.exact import simd
 
 
 def available() -> bool:
     return numba is not None
 
 
+# Keys whose weighted values the attention kernel sums in int32 at once.
+KEY_CHUNK = 1024
+
+
 def fits(table_max: int, value_bits: int, head_dim: int, query_bits: int, key_bits: int) -> bool:
-    """The kernel's integer types hold these sizes: queries, keys and values in int16, a weight
-    times a value in int32, scores below 2^24 (so a difference of two is below 2^25, the one
-    binade where `_bucket` rounds as float32 does)."""
+    """The kernel's integer types hold these sizes: queries, keys and values in int16, a weight's
+    10-bit halves in int16 and their products with values summed over KEY_CHUNK keys in int32,
+    scores below 2^24 (so a difference of two is below 2^25, the one binade where `_bucket`
+    rounds as float32 does)."""
     value_max = 2 ** (value_bits - 1) - 1
     score_max = 2 ** (query_bits - 1) * (2 ** (key_bits - 1) - 1) * head_dim
-    return (table_max * value_max < 2 ** 31 and score_max < 2 ** 24
+    half_max = max(2 ** 10 - 1, table_max >> 10)
+    return (half_max < 2 ** 15 and half_max * value_max * KEY_CHUNK < 2 ** 31 and score_max < 2 ** 24
             and max(query_bits, key_bits, value_bits) <= 16)
 
 
@@ -101,30 +111,43 @@ if numba is not None:
             d = d >> (-shift)
         return last if d > last else d
 
+    # tiles of simd.py's loops over int16 rows: 4 keys (or 1) by one query, for the scores; 4 value
+    # channels (or 1) by a weight's two halves, for the sums
+    _scores_4x1, _scores_1x1 = simd.tile(4, 1, (), 16), simd.tile(1, 1, (), 16)
+    _values_4x2, _values_1x2 = simd.tile(4, 2, (), 16), simd.tile(1, 2, (), 16)
+
     @_compiled
     def _step_attention(queries, shifts, sink_keys, sink_values, keys, values_t, first, count, table,
                         numerator, total):
         streams, kv_heads, group, head_dim = queries.shape
         last = table.shape[0] - 1
+        whole_dim = head_dim - head_dim % simd.LANES  # channels the vector loops cover
+        whole_keys = count - count % simd.LANES
         for task in numba.prange(streams * kv_heads):
             b = task // kv_heads
             h = task % kv_heads
-            window = keys[b, h, first:first + count]
+            window = keys[b, h, first:first + count]  # [count, hd]
+            values = values_t[b, h, :, first:first + count]  # [hd, count]
+            q = queries[b, h]  # [group, hd]
             scores = np.empty((group, count), np.int32)
-            weights = np.empty(count, np.int32)
+            halves = np.empty((2 * group, count), np.int16)  # rows g: weights' low 10 bits; group + g: the rest
             for g in range(group):
-                q = queries[b, h, g]
+                j = 0
+                while j + 4 <= count:
+                    sums = _scores_4x1(window, q, j, (g,), 0, whole_dim, 0)
+                    for r in range(4):
+                        scores[g, j + r] = sums[r]
+                    j += 4
+                while j < count:
+                    scores[g, j] = _scores_1x1(window, q, j, (g,), 0, whole_dim, 0)[0]
+                    j += 1
                 for j in range(count):
-                    key = window[j]
-                    s = np.int32(0)
-                    for c in range(head_dim):
-                        s = np.int32(s + np.int32(q[c] * key[c]))
-                    scores[g, j] = s
+                    for c in range(whole_dim, head_dim):
+                        scores[g, j] += np.int32(q[g, c]) * np.int32(window[j, c])
             for g in range(group):
-                q = queries[b, h, g]
-                sink = 0
+                sink = np.int64(0)
                 for c in range(head_dim):
-                    sink += q[c] * sink_keys[b, h, c]
+                    sink += q[g, c] * sink_keys[b, h, c]
                 peak = sink
                 for j in range(count):
                     peak = max(peak, scores[g, j])
@@ -133,15 +156,29 @@ if numba is not None:
                 sum_weights = sink_weight
                 for j in range(count):
                     w = table[_bucket(peak - scores[g, j], shift, last)]
-                    weights[j] = w
+                    halves[g, j] = w & 1023
+                    halves[group + g, j] = w >> 10
                     sum_weights += w
                 total[b, h, g] = sum_weights
                 for c in range(head_dim):
-                    column = values_t[b, h, c, first:first + count]
-                    acc = sink_weight * sink_values[b, h, c]
-                    for j in range(count):
-                        acc += np.int32(weights[j] * column[j])  # below 2^31 (fits)
-                    numerator[b, h, g, c] = acc
+                    numerator[b, h, g, c] = sink_weight * sink_values[b, h, c]
+                rows = (g, group + g)
+                for k0 in range(0, whole_keys, KEY_CHUNK):
+                    k1 = min(whole_keys, k0 + KEY_CHUNK)
+                    c = 0
+                    while c + 4 <= head_dim:
+                        sums = _values_4x2(values, halves, c, rows, k0, k1, 0)
+                        for r in range(4):
+                            numerator[b, h, g, c + r] += np.int64(sums[2 * r]) + (np.int64(sums[2 * r + 1]) << 10)
+                        c += 4
+                    while c < head_dim:
+                        sums = _values_1x2(values, halves, c, rows, k0, k1, 0)
+                        numerator[b, h, g, c] += np.int64(sums[0]) + (np.int64(sums[1]) << 10)
+                        c += 1
+                for j in range(whole_keys, count):
+                    w = np.int64(halves[g, j]) + (np.int64(halves[group + g, j]) << 10)
+                    for c in range(head_dim):
+                        numerator[b, h, g, c] += w * values[c, j]
 
 
 # --- compression's attention ----------------------------------------------------------------------
@@ -348,8 +385,6 @@ EXACT, ONE_SLICE, TWO_SLICES = 0, 1, 2  # the forms of a product (`_product`)
 PREFETCH_TILES = 4
 
 if numba is not None:
-    from memzip.exact import simd
-
     # tiles of 4 weight rows: [w_hi; w_lo] rows j, j+1, n+j, n+j+1 (two runs of 2 rows in
     # memory), or one slice's rows j..j+3 (one run of 4)
     _tile_4x2s, _tile_2x2s, _tile_1x2s = (simd.tile(r, 4, ((0, 2), (2, 2))) for r in (4, 2, 1))

@@ -46,12 +46,13 @@ def _prefetch_line(builder, address) -> None:
 _TILES: dict = {}
 
 
-def tile(rows: int, columns: int, runs: tuple):
+def tile(rows: int, columns: int, runs: tuple, weight_bits: int = 8):
     """The intrinsic for an R x C tile (R = rows, C = columns), made once per shape:
 
         sums = tile(a, w, i, (j_1, ..., j_C), k0, k1, ahead)
 
-    a: int16 [m, K] activations (C-contiguous), w: int8 [N, K] weight rows (C-contiguous);
+    a: int16 [m, K] activations (rows contiguous), w: int8 [N, K] weight rows (rows contiguous;
+    int16 with weight_bits=16, as the attention kernel's softmax weights are);
     returns the R * C int32 sums  a[i + r, k0:k1] . w[j_c, k0:k1]  in row-major order (r, c).
     k1 - k0 must be a multiple of LANES (the caller adds any tail).
 
@@ -59,14 +60,16 @@ def tile(rows: int, columns: int, runs: tuple):
     few tiles later. `runs` says where they lie: pairs (c, count) for weight rows j_c ..
     j_c + count - 1 that are consecutive in memory (count * K bytes); a step reads LANES bytes of
     each, so it prefetches count * LANES bytes of such a run, one cache line per 64."""
-    key = (rows, columns, runs)
+    key = (rows, columns, runs, weight_bits)
     if key not in _TILES:
-        _TILES[key] = _make_tile(rows, columns, runs)
+        _TILES[key] = _make_tile(rows, columns, runs, weight_bits)
     return _TILES[key]
 
 
-def _make_tile(R: int, C: int, runs: tuple):
-    vector16, vector8 = ir.VectorType(_i16, LANES), ir.VectorType(_i8, LANES)
+def _make_tile(R: int, C: int, runs: tuple, weight_bits: int):
+    vector16 = ir.VectorType(_i16, LANES)
+    vector8 = ir.VectorType(_i8 if weight_bits == 8 else _i16, LANES)  # the weights' vector
+    weight_bytes = weight_bits // 8
     wide, pairs = ir.VectorType(_i32, LANES), ir.VectorType(_i32, LANES // 2)
     even = ir.Constant(pairs, [2 * lane for lane in range(LANES // 2)])
     odd = ir.Constant(pairs, [2 * lane + 1 for lane in range(LANES // 2)])
@@ -103,8 +106,9 @@ def _make_tile(R: int, C: int, runs: tuple):
                 sums.append(phi)
             weight_vectors = []
             for c in range(C):
-                address = builder.add(w_rows[c], k)
-                loaded = builder.load(builder.inttoptr(address, vector8.as_pointer()), align=1)
+                offset = k if weight_bytes == 1 else builder.shl(k, ir.Constant(_i64, 1))
+                address = builder.add(w_rows[c], offset)
+                loaded = builder.load(builder.inttoptr(address, vector8.as_pointer()), align=weight_bytes)
                 weight_vectors.append(builder.sext(loaded, wide))
             for c, count in runs:  # the run's bytes k * count.. of the tiles `ahead` further on
                 start = builder.add(builder.add(w_rows[c], ahead_value), builder.mul(k, ir.Constant(_i64, count)))
