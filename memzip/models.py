@@ -322,6 +322,10 @@ def load_model(location: ModelLocation, device: str = "auto", dtype: str = "floa
     if dtype not in DTYPES:
         raise UsageError(f"unknown dtype {dtype!r}", hint="Use auto, float32, bfloat16 or float16.")
     torch_device = pick_device(device)
+    if torch_device.type == "cpu":  # a first run here: the exact engine's kernels compile meanwhile
+        from memzip.exact.compiled import compile_in_background
+
+        compile_in_background()
     weights_dir = weights_directory(location, on_prepare)
     if dtype == "auto":
         dtype = choose_dtype(torch_device, _config_parameters(weights_dir))

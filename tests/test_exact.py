@@ -685,3 +685,21 @@ def test_rounded_weights_saved_and_loaded_are_the_same(weights, tmp_path):
     for name, stacked in again.stacked_slices.items():  # the layers' slices are views of it
         assert all(layer_weight.slices.data_ptr() == stacked[i].data_ptr()
                    for i, layer_weight in enumerate(getattr(layer, name) for layer in again.layers))
+
+
+def test_without_numba_the_torch_path_is_measured_and_gives_the_same_bits(tiny, weights, reference, monkeypatch,
+                                                                          tmp_path):
+    """A machine where numba does not run (the vector loops and the compiled path are gone) gets
+    the torch reference with the fastest of the remaining backends, measured there."""
+    from memzip.exact import kernels
+
+    monkeypatch.setenv("MEMZIP_CACHE", str(tmp_path))
+    monkeypatch.delenv(products.ENVIRONMENT, raising=False)
+    monkeypatch.setattr(kernels, "available", lambda: False)
+    monkeypatch.setattr(products, "_AVAILABLE", {})
+    engine = build_engine(weights, "cpu")
+    assert type(engine) is ExactLlama and engine.choice.source == "measured"
+    assert "vector" not in set(engine.choice.roles.values()) | set(products.available("cpu"))
+    ids = token_ids(tiny, "No numba here. ", 40)[None]
+    assert torch.equal(whole(engine, ids, 12), whole(reference, ids, 12))
+    assert torch.equal(step_by_step(engine, ids, 12, first=4), whole(reference, ids, 12))

@@ -99,7 +99,9 @@ class CompiledLlama(ExactLlama):
         sink_keys = self._rotated_sinks(context, sink_cos, sink_sin)[:, :, 0].to(torch.int16).numpy()  # [layers, B, kv, hd]
         slot = start - context.first
         first_slot = max(1, start - window + 1) - context.first
-        cos, sin = (np.ascontiguousarray(np.broadcast_to(x[0].numpy(), (batch, x.shape[-1]))) for x in (cos, sin))
+        # copies, writable: a read-only view (what broadcast_to gives for one stream) is another type
+        # to numba, and would compile the kernels a second time
+        cos, sin = (np.broadcast_to(x[0].numpy(), (batch, x.shape[-1])).copy() for x in (cos, sin))
         rows = h.numpy()  # updated in place, layer by layer
         kernels.step_layers(rows, self._step_arrays, cos, sin, context.keys.numpy(), context.values.numpy(),
                             np.arange(batch), np.full(batch, slot), sink_keys,
@@ -146,7 +148,7 @@ class CompiledLlama(ExactLlama):
         arrays = self._layer_arrays[index]
         integers, factors = kernels.normalize_rows(np.ascontiguousarray(h.reshape(-1, d).numpy()), s.activation_bits,
                                                    *self._constants)
-        angle_rows = [np.ascontiguousarray(np.broadcast_to(x.numpy(), (batch,) + tuple(x.shape)).reshape(batch * t, -1))
+        angle_rows = [np.broadcast_to(x.numpy(), (batch,) + tuple(x.shape)).reshape(batch * t, -1).copy()
                       for x in (cos, sin)]
         streams = np.repeat(np.arange(batch), t)  # row b * t + p: stream b, position start + p
         slots = np.tile(np.arange(start, start + t) - context.first, batch)
@@ -257,7 +259,15 @@ class CompiledLlama(ExactLlama):
 
 def compile_kernels(on_prepare=None, backends: tuple[str, ...] = ("vector",)) -> None:
     """Compile (or load from numba's cache) every kernel the compiled path calls with these
-    product backends, unless this machine has done so for this code; tell `on_prepare` first."""
+    product backends, unless this machine has done so for this code; tell `on_prepare` first.
+    Where `compile_in_background` started that work, wait for it instead."""
+    global _background
+    if _background is not None:
+        if _background.poll() is None and not all(_marker(b).is_file() for b in backends):
+            if on_prepare:
+                on_prepare("compiling the exact engine's CPU kernels (once)")
+            _background.wait()
+        _background = None
     for backend in backends:
         marker = _marker(backend)
         if marker.is_file():
@@ -270,6 +280,31 @@ def compile_kernels(on_prepare=None, backends: tuple[str, ...] = ("vector",)) ->
             marker.write_text("ready\n")
         except OSError:
             pass
+
+
+_background = None  # the process compile_in_background started, while it may still run
+
+
+def compile_in_background() -> None:
+    """On a machine where the kernels were never compiled (for this code), compile them in another
+    process, on another core, while this one does the rest of a first run's one-time work (a GGUF
+    file's conversion, rounding the weights: ~20 s of the ~60 s a first run takes). The vector
+    loops' path and, where torch has it, the int8 path: which one a machine's products use is
+    only known once they are measured."""
+    global _background
+    if _background is not None or not kernels.available():
+        return
+    backends = ("vector", "int8") if hasattr(torch, "_int_mm") else ("vector",)
+    if all(_marker(b).is_file() for b in backends):
+        return
+    import subprocess
+    import sys
+
+    try:
+        _background = subprocess.Popen([sys.executable, "-m", "memzip.exact.compiled", *backends],
+                                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    except OSError:  # no process to spare: compiled in this one when needed
+        _background = None
 
 
 def _marker(backend: str):
@@ -310,3 +345,9 @@ def _tiny_weights() -> ExactWeights:
     return ExactWeights.random(Shape(layers=1, d_model=64, heads=4, kv_heads=2, head_dim=16, ffn=96,
                                      vocab=4 * products.TILE_OUTPUTS, eps=1e-5, rope_theta=10000.0, rope_scaling=(),
                                      max_positions=1024))
+
+
+if __name__ == "__main__":  # compile_in_background's process
+    import sys
+
+    compile_kernels(None, tuple(sys.argv[1:]) or ("vector",))

@@ -75,7 +75,7 @@ class IntegerWeight:
     ones; the float forms other backends read are made from them on first use."""
 
     def __init__(self, slices: torch.Tensor, scale: torch.Tensor, bits: int, activation_bits: int):
-        self.bits = bits
+        self.bits, self.activation_bits = bits, activation_bits
         self.two_slices = bits > 8
         self.scale = scale.reshape(1, -1).to(torch.float32)
         self.n_out = self.scale.shape[1]
@@ -161,7 +161,7 @@ def matmul(weight: IntegerWeight, q: torch.Tensor, backend: str) -> torch.Tensor
         return (q.to(torch.float64) @ weight.float64_t()).to(torch.float32)
     if backend == "vector":
         rows = q.to(torch.int16).cpu().numpy()
-        out = kernels.small_product(rows, weight.slices_numpy, weight.n_out, kernels.small_product_chunk(16))
+        out = kernels.small_product(rows, weight.slices_numpy, weight.n_out, _chunk(weight))
         return torch.from_numpy(out).to(torch.float32)
     m, n = q.shape[0], weight.n_out
     a = split_int8(q)  # [a_hi; a_lo]
@@ -222,7 +222,7 @@ def product(weight: IntegerWeight, rows: np.ndarray, backend: str) -> tuple[np.n
     reads: EXACT (int64 [m, n_out]), or the int32 partial products of the split rows with the
     weight's slices (ONE_SLICE, TWO_SLICES)."""
     if backend == "vector":
-        return kernels.small_product(rows, weight.slices_numpy, weight.n_out, _chunk()), kernels.EXACT
+        return kernels.small_product(rows, weight.slices_numpy, weight.n_out, _chunk(weight)), kernels.EXACT
     if backend == "float64":
         exact = torch.from_numpy(rows).to(torch.float64) @ weight.float64_t()
         return exact.numpy().astype(np.int64), kernels.EXACT  # integers below 2^53: converted exactly
@@ -256,8 +256,9 @@ def scaled_product(weight: IntegerWeight, rows: np.ndarray, weight_scale: np.nda
     return out
 
 
-def _chunk() -> int:
-    return kernels.small_product_chunk(15)
+def _chunk(weight: IntegerWeight) -> int:
+    """The depth the vector loops sum in int32 at once for this weight's activations."""
+    return kernels.small_product_chunk(weight.activation_bits)
 
 
 # --- compression's attention sums: p @ v -------------------------------------------------------------
