@@ -9,7 +9,7 @@ these functions; progress reaches the caller through a plain callback (`Progress
     archive_report("book.txt.memz")["bits_per_byte"]
 
 Names work as gzip's do: compression appends `.memz`, extraction strips it. A `Models` cache
-lets many files share one model load. In memory: `memzip.engine.compress_bytes` /
+lets many files share one model load. In memory: `memzip.pipeline.compress_bytes` /
 `extract_bytes` with a `LoadedModel`.
 """
 
@@ -26,9 +26,9 @@ from memzip.format.header import Header
 from memzip.journal import Journal, journal_path
 from memzip.models import REGISTRY, ModelLocation, available_models, resolve_model
 from memzip.options import CompressOptions, ProgressCallback, ProgressEvent, preparation_reporter
-from memzip.stats import archive_stats
+from memzip.format.stats import archive_stats
 
-# memzip.engine and memzip.models.load_model bring torch and transformers (seconds to import);
+# memzip.pipeline and memzip.models.load_model bring torch and transformers (seconds to import);
 # they are imported by the functions that run a model, so `stats` and `info` never load them.
 
 __all__ = ["CompressOptions", "ProgressEvent", "Models", "compress_file", "extract_file", "test_archive",
@@ -103,7 +103,7 @@ def compress_file(source: str, target: Path | None = None, options: CompressOpti
     if resume and not journal.exists():
         raise UsageError(f"nothing to resume: {journal.path} does not exist",
                          hint="Run without --resume to start compressing.")
-    from memzip.engine import compress_bytes
+    from memzip.pipeline import compress_bytes
 
     loaded = (models or Models()).get(resolve_model(model), device, dtype, on_progress)
     permissions, mtime_ns = file_metadata(source)
@@ -158,7 +158,7 @@ def extract_file(source: Path | str, target: Path | None = None, *, to_stdout: b
         else:
             target = Path(target) if target is not None else extracted_name(Path(source), header)
             check_output(target, force, inputs=(str(source),))
-    from memzip.engine import extract_bytes
+    from memzip.pipeline import extract_bytes
 
     world = current_world(device)
     loaded = None

@@ -20,7 +20,7 @@ from rich.console import Console
 
 from memzip import __version__
 from memzip.errors import MemzipError, UsageError
-from memzip.recipes import RECIPES, get_recipe
+from memzip.vectors.recipes import RECIPES, get_recipe
 
 app = typer.Typer(
     name="memzip",
@@ -477,9 +477,9 @@ def bench(
       memzip bench --quick
       memzip bench -m pythia-160m --device cuda --chunks 32 --chunk-tokens 64 --json
     """
-    from memzip.bench import run_bench
+    from memzip.research.bench import run_bench
     from memzip.models import load_model, resolve_model
-    from memzip.samples import check_text_sets
+    from memzip.research.samples import check_text_sets
 
     text_sets = [t.strip() for t in texts.split(",") if t.strip()]
     recipe_names = [r.strip() for r in recipes.split(",") if r.strip()]
@@ -537,9 +537,9 @@ def capacity(
       memzip capacity -m pythia-160m --device cuda --lengths 32,64,80,96 --json --plot cap.png
       memzip capacity --texts book --lengths 32,48,64 --vector-dtype int4
     """
-    from memzip.capacity import plot, run_capacity
+    from memzip.research.capacity import plot, run_capacity
     from memzip.format.vectors import STORAGE_DTYPES
-    from memzip.samples import check_text_sets
+    from memzip.research.samples import check_text_sets
     from memzip.models import load_model, resolve_model
 
     if vector_dtype not in STORAGE_DTYPES:
@@ -619,7 +619,7 @@ def bench_bytes(
     """
     import itertools
 
-    from memzip.bench import bytes_bench
+    from memzip.research.bench import bytes_bench
     from memzip.models import load_model, resolve_model
     from memzip.options import CompressOptions
 
@@ -675,7 +675,7 @@ def bench_speed(
       OMP_NUM_THREADS=2 memzip bench-speed alice29.txt --profile
       memzip bench-speed book.txt --streams 32 --json
     """
-    from memzip.bench import speed_bench
+    from memzip.research.bench import speed_bench
     from memzip.models import load_model, resolve_model
     from memzip.options import CompressOptions
 
@@ -729,7 +729,7 @@ def bench_memory(
     """
     import tempfile
 
-    from memzip.bench import peak_rss
+    from memzip.research.bench import peak_rss
 
     for path in files:
         if not path.is_file():

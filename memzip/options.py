@@ -10,7 +10,7 @@ from typing import Callable
 from memzip.errors import UsageError
 from memzip.format import vectors as storage
 from memzip.format.header import MAX_BATCH, MAX_CHUNK_TOKENS, MAX_MARGIN, MAX_MEM_VECTORS, MAX_WINDOW
-from memzip.recipes import get_recipe
+from memzip.vectors.recipes import get_recipe
 
 # Choices tolerate logits that differ by less than margin / 2 from the compressing machine's.
 # float32: 15x the largest difference measured between ways of computing the same logits on one

@@ -19,17 +19,17 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from memzip import memory
-from memzip.chunking import even_chunks, information_chunks, token_costs
+from memzip.vectors.chunking import even_chunks, information_chunks, token_costs
 from memzip.errors import UsageError
 from memzip.exact.weights import ENGINE
 from memzip.format import vectors as storage
 from memzip.format.header import FLOAT_RANKS
 from memzip.layout import Layout, model_only_layout
 from memzip.models import LoadedModel
-from memzip.optimize import ChunkFit, VectorSpace, fit_chunks, recipe_layout
+from memzip.vectors.optimize import ChunkFit, VectorSpace, fit_chunks, recipe_layout
 from memzip.options import (CPU_BATCH_SIZE, DEFAULT_MARGIN, EXACT_WINDOW, MODEL_ONLY_CHUNK_TOKENS, SMALL_FILE_STREAMS,
                             SMALL_STREAM_TOKENS, STREAM_TOKENS, CompressOptions)
-from memzip.recipes import Recipe, get_recipe
+from memzip.vectors.recipes import Recipe, get_recipe
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,8 @@ import json
 
 from typer.testing import CliRunner
 
-from memzip.bench import batching_gain, run_bench
-from memzip.samples import bench_chunks, sample_text
+from memzip.research.bench import batching_gain, run_bench
+from memzip.research.samples import bench_chunks, sample_text
 from memzip.cli import app
 
 
@@ -77,7 +77,7 @@ def test_bench_memory_runs_child_processes(tiny_dir, tmp_path):
 
 def test_bench_chunks_have_exactly_the_asked_length_for_any_length(tiny):
     # Regression: chunks were cut "evenly" and then filtered, so some lengths found none at all.
-    from memzip.samples import bench_chunks
+    from memzip.research.samples import bench_chunks
 
     for length in (7, 16, 64, 128):
         chunks = bench_chunks(tiny, "book", 3, length)
@@ -87,7 +87,7 @@ def test_bench_chunks_have_exactly_the_asked_length_for_any_length(tiny):
 def test_bench_chunks_longer_than_the_sample_is_a_usage_error(tiny):
     import pytest
 
-    from memzip.samples import bench_chunks
+    from memzip.research.samples import bench_chunks
     from memzip.errors import UsageError
 
     with pytest.raises(UsageError, match="fewer than a chunk"):
@@ -95,7 +95,7 @@ def test_bench_chunks_longer_than_the_sample_is_a_usage_error(tiny):
 
 
 def test_censored_median():
-    from memzip.bench import censored_median
+    from memzip.research.bench import censored_median
 
     assert censored_median([3, 5, None], 100) == (5, None)
     assert censored_median([3, None, None], 100) == (None, 100)

@@ -10,7 +10,7 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from inputs import INPUTS
-from memzip.engine import compress_bytes, extract_bytes
+from memzip.pipeline import compress_bytes, extract_bytes
 from memzip.exact.model import ENGINE
 from memzip.format.container import decode_archive, encode_archive
 from memzip.models import wrap_model

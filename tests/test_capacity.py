@@ -5,7 +5,7 @@ import math
 
 from typer.testing import CliRunner
 
-from memzip.capacity import decoding_capacity, run_capacity, theoretical_capacity
+from memzip.research.capacity import decoding_capacity, run_capacity, theoretical_capacity
 from memzip.cli import app
 
 

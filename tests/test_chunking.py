@@ -6,8 +6,8 @@ from hypothesis import strategies as st
 
 import pytest
 
-from memzip.chunking import even_chunks, information_chunks, token_costs
-from memzip.engine import compress_bytes, extract_bytes
+from memzip.vectors.chunking import even_chunks, information_chunks, token_costs
+from memzip.pipeline import compress_bytes, extract_bytes
 from memzip.errors import UsageError
 from memzip.models import RegistryEntry
 from memzip.options import CompressOptions

@@ -253,7 +253,7 @@ def test_help_has_examples_and_says_what_the_default_does():
 
 def test_recipe_help_names_every_recipe():
     from memzip.cli import RECIPE_HELP
-    from memzip.recipes import RECIPES
+    from memzip.vectors.recipes import RECIPES
     named = set(re.findall(r"[a-z][a-z-]+", RECIPE_HELP))
     assert set(RECIPES) <= named, set(RECIPES) - named
 

@@ -4,7 +4,7 @@ tokens are inverse, in any batch shape, with or without vectors and layout token
 import pytest
 import torch
 
-from memzip.decoder import chunk_choices, decode_group, greedy_misses, start_embeddings
+from memzip.ranks.decoder import chunk_choices, decode_group, greedy_misses, start_embeddings
 from memzip.layout import Layout
 
 CHUNKS = [[5, 9, 12, 40, 7], [3, 3, 3], [100, 2, 8, 8, 8, 8, 1]]

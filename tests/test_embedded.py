@@ -46,8 +46,8 @@ def test_cli_round_trip_on_the_embedded_model(tmp_path):
 
 def test_optimization_steers_the_real_model(embedded):
     """The real model can be steered: after optimization, greedy decoding misses fewer tokens."""
-    from memzip.samples import bench_chunks
-    from memzip.engine import compress_bytes
+    from memzip.research.samples import bench_chunks
+    from memzip.pipeline import compress_bytes
     from memzip.options import CompressOptions
 
     # 16 tokens of book text: 150 steps of the default recipe lift accuracy well above chance.
@@ -66,10 +66,10 @@ def test_model_only_coding_costs_what_the_model_says_and_beats_xz(embedded):
     """The model alone codes 4 KB of Alice in under half of xz -9's bytes, its residual within 1%
     of the exact model's own cross-entropy (docs/benchmarks.md has the full measurement); the
     archive extracts byte for byte."""
-    from memzip.engine import compress_bytes, extract_bytes
+    from memzip.pipeline import compress_bytes, extract_bytes
     from memzip.format.container import decode_archive, encode_archive
-    from memzip.stats import archive_stats
-    from memzip.samples import sample_text
+    from memzip.format.stats import archive_stats
+    from memzip.research.samples import sample_text
 
     data = sample_text("book").encode()[:4000]
     archive, _ = compress_bytes(data, embedded)
@@ -93,7 +93,7 @@ def test_tokenizer_fingerprint_is_stable_across_loads(embedded):
 def test_every_kind_of_input_round_trips_through_the_embedded_model(name, embedded):
     """Model-only, and vectors with zero optimizer steps (fast: the residual carries the text)."""
     from inputs import INPUTS
-    from memzip.engine import compress_bytes, extract_bytes
+    from memzip.pipeline import compress_bytes, extract_bytes
     from memzip.format.container import decode_archive, encode_archive
     from memzip.options import CompressOptions
 

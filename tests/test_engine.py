@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 
 from inputs import INPUTS
-from memzip.engine import compress_bytes, extract_bytes
+from memzip.pipeline import compress_bytes, extract_bytes
 from memzip.errors import ModelMismatchError, PayloadFormatError, UsageError, VerificationError
 from memzip.exact.model import ENGINE
 from memzip.format.container import decode_archive, encode_archive
 from memzip.options import CompressOptions
-from memzip.ranked import group_digest
+from memzip.ranks.engine import group_digest
 
 # The tiny model is random: storing would beat it on most inputs, so these keep the model's archive.
 MODEL_ONLY = CompressOptions(streams=2, window=16, store_fallback=False)
@@ -268,7 +268,7 @@ def test_the_smaller_of_the_model_and_stored_archives_is_written(tiny):
 
 
 def test_a_sample_that_the_model_codes_badly_stores_a_large_file_early(tiny, monkeypatch):
-    import memzip.engine as engine
+    import memzip.pipeline as engine
 
     monkeypatch.setattr(engine, "SAMPLE_TOKENS", 8)
     events = []

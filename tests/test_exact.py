@@ -469,7 +469,7 @@ def test_build_engine_picks_the_compiled_path_on_a_cpu_and_the_backend_asked_for
 def test_the_controls_catch_float_drift(tiny):
     """transformers' float forward is not bit-stable under the same changes (so the comparisons
     above can fail): whole sequence against cached steps, or batch 1 against batch 4."""
-    from memzip.decoder import _cache_argument, _cache_of
+    from memzip.ranks.decoder import _cache_argument, _cache_of
 
     model = tiny.model
     ids = token_ids(tiny, "Float drifts somewhere. ", 60)[None]
@@ -618,7 +618,7 @@ def embedded_exact():
 
 
 def alice_ids(loaded, n: int) -> torch.Tensor:
-    from memzip.samples import sample_text
+    from memzip.research.samples import sample_text
 
     ids = loaded.tokenizer.backend_tokenizer.encode(sample_text("book"), add_special_tokens=False).ids[:n]
     return torch.tensor([0] + ids)[None]

@@ -73,7 +73,7 @@ def test_extract_never_writes_outside_the_archive_directory(tiny):
     """The stored name is a bare file name; a crafted '../x' is refused by the reader."""
     import json
 
-    from memzip.engine import compress_bytes
+    from memzip.pipeline import compress_bytes
     from memzip.errors import HeaderFormatError
     from memzip.format.header import parse_header
 

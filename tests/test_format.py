@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_the_format_layer_and_the_commands_that_need_no_model_load_no_torch():
-    code = ("import sys, memzip.format.container, memzip.format.residual, memzip.api, memzip.stats, memzip.cli; "
+    code = ("import sys, memzip.format.container, memzip.format.residual, memzip.api, memzip.format.stats, memzip.cli; "
             "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

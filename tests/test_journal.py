@@ -5,10 +5,10 @@ import dataclasses
 import pytest
 from typer.testing import CliRunner
 
-import memzip.ranked
-import memzip.streamed
+import memzip.ranks.engine
+import memzip.exact.engine
 from memzip.cli import app
-from memzip.engine import compress_bytes, job_identity, plan
+from memzip.pipeline import compress_bytes, job_identity, plan
 from memzip.errors import UsageError
 from memzip.format.container import encode_archive
 from memzip.journal import GroupResult, Journal
@@ -19,7 +19,7 @@ OPTIONS = CompressOptions(mem_vectors=1, max_steps=3, chunk_tokens=8, batch_size
 FAST = ["--streams", "4", "--no-store", "--quiet"]
 
 
-def interrupt_unit(monkeypatch, index: int, module=memzip.streamed):
+def interrupt_unit(monkeypatch, index: int, module=memzip.exact.engine):
     """Ctrl-C while unit `index` (the index-th stream or group, from 0) is being compressed, after
     the earlier ones were journaled. Returns the list of units that started."""
     real, started = module.compress_unit, []
@@ -51,8 +51,8 @@ def test_library_resume_gives_identical_archive(tiny, tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("options, module", [
-    (CompressOptions(streams=4, store_fallback=False), memzip.streamed),
-    (CompressOptions(engine="float", chunk_tokens=8, batch_size=2, store_fallback=False), memzip.ranked),
+    (CompressOptions(streams=4, store_fallback=False), memzip.exact.engine),
+    (CompressOptions(engine="float", chunk_tokens=8, batch_size=2, store_fallback=False), memzip.ranks.engine),
 ], ids=["exact-streams", "float-groups"])
 def test_model_only_compression_resumes_too(options, module, tiny, tmp_path, monkeypatch):
     reference, _ = compress_bytes(TEXT, tiny, options)

@@ -1,8 +1,8 @@
 """The tokens around the vectors, from the tokenizer."""
 
 from memzip.layout import Layout, added_bos, document_start, model_only_layout
-from memzip.optimize import recipe_layout
-from memzip.recipes import RECIPES
+from memzip.vectors.optimize import recipe_layout
+from memzip.vectors.recipes import RECIPES
 
 
 def test_a_tokenizer_without_bos_starts_documents_with_endoftext(tiny):

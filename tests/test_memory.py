@@ -4,10 +4,10 @@ import torch
 from transformers import LlamaConfig
 
 from memzip import memory
-from memzip.decoder import _cache_of, start_embeddings
+from memzip.ranks.decoder import _cache_of, start_embeddings
 from memzip.layout import Layout
-from memzip.optimize import VectorSpace, fit_chunks
-from memzip.recipes import get_recipe
+from memzip.vectors.optimize import VectorSpace, fit_chunks
+from memzip.vectors.recipes import get_recipe
 
 
 def test_kv_cache_is_what_the_estimate_says(tiny):
@@ -51,7 +51,7 @@ def test_auto_batch_for_llama_3_1_8b_on_an_80_gb_gpu():
 
 
 def test_cpu_batches_are_the_fixed_defaults(tiny):
-    from memzip.engine import plan
+    from memzip.pipeline import plan
     from memzip.options import CPU_BATCH_SIZE, CompressOptions
 
     assert plan(CompressOptions(engine="float"), tiny).batch_size == CPU_BATCH_SIZE[False] == 32
@@ -72,7 +72,7 @@ def test_stream_batches_fit_memory_and_are_even():
 
 
 def test_extraction_batch_comes_from_memory(tiny):
-    from memzip.streamed import MAX_BATCH, exact_model, planned_batch
+    from memzip.exact.engine import MAX_BATCH, exact_model, planned_batch
 
     model = exact_model(tiny)
     assert planned_batch(model, 3, 64) == 3

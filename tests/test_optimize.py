@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from memzip.layout import Layout
-from memzip.optimize import VectorSpace, _forward, _Inputs, fit_chunks, initial_vectors, recipe_layout
-from memzip.recipes import RECIPES
+from memzip.vectors.optimize import VectorSpace, _forward, _Inputs, fit_chunks, initial_vectors, recipe_layout
+from memzip.vectors.recipes import RECIPES
 
 
 def teacher_forced_loss(tiny, layout, vectors, chunk, skip_first=False):

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from memzip.format import vectors as storage
-from memzip.quantize import code_basis, expand, fake_quantize, stored_vectors
+from memzip.vectors.rounding import code_basis, expand, fake_quantize, stored_vectors
 
 
 @pytest.mark.parametrize("dtype", storage.STORAGE_DTYPES)

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from memzip.errors import ModelOutputError, VerificationError
 from memzip.format.residual import Choices, token_hash
-from memzip.ranking import name_tokens, pick_tokens
+from memzip.ranks.ranking import name_tokens, pick_tokens
 
 
 def name(logits, targets, margin):

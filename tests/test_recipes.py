@@ -5,7 +5,7 @@ from dataclasses import asdict
 import pytest
 
 from memzip.errors import UsageError
-from memzip.recipes import RECIPES, get_recipe
+from memzip.vectors.recipes import RECIPES, get_recipe
 
 
 def test_paper_recipe_is_the_authors():

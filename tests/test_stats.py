@@ -2,10 +2,10 @@
 
 import dataclasses
 
-from memzip.engine import compress_bytes
+from memzip.pipeline import compress_bytes
 from memzip.format.container import encode_archive
 from memzip.options import CompressOptions
-from memzip.stats import archive_stats, baselines
+from memzip.format.stats import archive_stats, baselines
 
 TEXT = b"The quick brown fox jumps over the lazy dog. " * 8
 

@@ -44,11 +44,11 @@ def main() -> None:
     import train  # their train.py
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from memzip.decoder import decode_group, greedy_misses
+    from memzip.ranks.decoder import decode_group, greedy_misses
     from memzip.layout import Layout
     from memzip.models import load_model, resolve_model, weights_directory
     from memzip.options import DEFAULT_MARGIN
-    from memzip.samples import bench_chunks
+    from memzip.research.samples import bench_chunks
 
     torch.set_num_threads(args.threads)
     loaded = load_model(resolve_model("embedded"), device="cpu")

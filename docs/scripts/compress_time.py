@@ -11,10 +11,10 @@ the clock (docs/benchmarks.md §2). Run it from two checkouts alternately to com
 import sys
 import time
 
-from memzip.engine import compress_bytes
+from memzip.pipeline import compress_bytes
 from memzip.models import load_model, resolve_model
 from memzip.options import CompressOptions
-from memzip.streamed import exact_model
+from memzip.exact.engine import exact_model
 
 
 def main(path: str, label: str) -> None:

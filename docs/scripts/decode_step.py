@@ -14,7 +14,7 @@ import torch
 
 from memzip.exact.coding import CodingSettings, Distribution
 from memzip.models import load_model, resolve_model
-from memzip.streamed import exact_model
+from memzip.exact.engine import exact_model
 
 WINDOW, STEPS = 1024, 16
 

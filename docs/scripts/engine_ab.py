@@ -29,7 +29,7 @@ from memzip.exact.coding import CodingSettings, Distribution
 from memzip.exact.compiled import CompiledLlama
 from memzip.exact.products import Choice
 from memzip.models import load_model, resolve_model
-from memzip.streamed import exact_weights, EXACT_SETTINGS
+from memzip.exact.engine import exact_weights, EXACT_SETTINGS
 
 WINDOW, STEPS, ROUNDS = 1024, 6, 4
 

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import torch
 
-from memzip import quantize
-from memzip.bench import bench_chunks
-from memzip.decoder import greedy_decode
+from memzip.vectors import rounding as quantize
+from memzip.research.bench import bench_chunks
+from memzip.ranks.decoder import greedy_decode
 from memzip.models import load_model, resolve_model
-from memzip.optimize import RECIPES, fit_chunks, sink_tokens
+from memzip.vectors.optimize import RECIPES, fit_chunks, sink_tokens
 
 torch.set_num_threads(1)
 length, seed = int(sys.argv[1]), int(sys.argv[2])

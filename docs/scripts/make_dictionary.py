@@ -14,7 +14,7 @@ from pathlib import Path
 
 import memzip
 
-from memzip.engine import compress_bytes
+from memzip.pipeline import compress_bytes
 from memzip.format.container import encode_archive
 from memzip.models import load_model, resolve_model
 from memzip.options import CompressOptions

@@ -1,9 +1,9 @@
 import sys, time, torch
 from memzip.models import resolve_model, load_model
-from memzip.bench import bench_chunks
-from memzip.optimize import RECIPES, fit_chunks, sink_tokens
-from memzip.decoder import greedy_decode
-from memzip import quantize
+from memzip.research.bench import bench_chunks
+from memzip.vectors.optimize import RECIPES, fit_chunks, sink_tokens
+from memzip.ranks.decoder import greedy_decode
+from memzip.vectors import rounding as quantize
 from dataclasses import replace
 torch.set_num_threads(2)
 loaded = load_model(resolve_model("embedded"))

@@ -1,8 +1,8 @@
 import time, cProfile, pstats, io, torch
 from dataclasses import replace
 from transformers import LlamaConfig, LlamaForCausalLM
-from memzip.optimize import RECIPES, fit_chunks
-from memzip.decoder import greedy_decode
+from memzip.vectors.optimize import RECIPES, fit_chunks
+from memzip.ranks.decoder import greedy_decode
 import tests.tiny as tiny
 tok = tiny.tiny_tokenizer()
 cfg = LlamaConfig(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,

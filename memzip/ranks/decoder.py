@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from memzip.format.residual import Choices
 from memzip.layout import Layout
-from memzip.ranking import name_tokens, pick_tokens
+from memzip.ranks.ranking import name_tokens, pick_tokens
 
 
 @dataclass

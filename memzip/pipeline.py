@@ -23,7 +23,9 @@ from typing import Callable
 import numpy as np
 import torch
 
-from memzip import __version__, ranked, streamed
+from memzip import __version__
+from memzip.exact import engine as streamed
+from memzip.ranks import engine as ranked
 from memzip.distributed import SINGLE, World
 from memzip.errors import ModelMismatchError, VerificationError
 from memzip.format import vectors as storage
@@ -32,10 +34,10 @@ from memzip.format.header import DecodeSettings, Header, TextInfo, VectorLayout
 from memzip.journal import GroupResult, Journal
 from memzip.models import LoadedModel
 from memzip.options import CompressOptions, ProgressCallback, ProgressEvent, preparation_reporter
-from memzip.chunking import token_costs
+from memzip.vectors.chunking import token_costs
 from memzip.layout import model_only_layout
 from memzip.planning import ChunkReport, CompressReport, Plan, chunk_spans, model_only_chunk_tokens, plan, units
-from memzip.stats import baselines
+from memzip.format.stats import baselines
 from memzip.textcodec import EncodedText, TextCodec
 
 __all__ = ["compress_bytes", "extract_bytes", "stored_archive", "plan", "job_identity", "model_differences"]

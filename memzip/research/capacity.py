@@ -29,15 +29,15 @@ import statistics
 import torch
 import torch.nn.functional as F
 
-from memzip.decoder import chunk_choices, decode_group, greedy_misses
-from memzip.ranked import fit_and_decode
+from memzip.ranks.decoder import chunk_choices, decode_group, greedy_misses
+from memzip.ranks.engine import fit_and_decode
 from memzip.format import vectors as storage
 from memzip.format.residual import encode_choices
 from memzip.layout import Layout, model_only_layout
-from memzip.optimize import VectorSpace, recipe_layout, scores_first_token
+from memzip.vectors.optimize import VectorSpace, recipe_layout, scores_first_token
 from memzip.options import DEFAULT_MARGIN
-from memzip.recipes import get_recipe
-from memzip.samples import bench_chunks
+from memzip.vectors.recipes import get_recipe
+from memzip.research.samples import bench_chunks
 
 
 def theoretical_capacity(d_model: int, vocab_size: int, bits: int = 16) -> float:

@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 
 from memzip.layout import Layout, added_bos, document_start
-from memzip.quantize import expand, fake_quantize
-from memzip.recipes import Recipe
+from memzip.vectors.rounding import expand, fake_quantize
+from memzip.vectors.recipes import Recipe
 
 def recipe_layout(recipe: Recipe, tokenizer) -> Layout:
     """The tokens around the vectors for this recipe and tokenizer (memzip/layout.py)."""
@@ -94,7 +94,7 @@ def fit_chunks(model, chunks: list[list[int]], recipe: Recipe, space: VectorSpac
     will be stored (the forward pass sees them rounded to `space.storage`)."""
     if not chunks:
         return []
-    from memzip.quantize import code_basis
+    from memzip.vectors.rounding import code_basis
 
     embed = model.get_input_embeddings()
     device, dtype = embed.weight.device, embed.weight.dtype

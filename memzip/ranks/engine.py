@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from memzip import quantize
-from memzip.decoder import GroupDecode, decode_group
+from memzip.vectors import rounding as quantize
+from memzip.ranks.decoder import GroupDecode, decode_group
 from memzip.errors import VerificationError
 from memzip.format.container import Archive
 from memzip.format.header import DecodeSettings, Header
@@ -30,9 +30,9 @@ from memzip.format.residual import decode_choices, encode_choices
 from memzip.journal import GroupResult
 from memzip.layout import Layout
 from memzip.models import LoadedModel
-from memzip.optimize import ChunkFit, VectorSpace
+from memzip.vectors.optimize import ChunkFit, VectorSpace
 from memzip.planning import Plan, cost_without_vectors, fit_and_store
-from memzip.recipes import Recipe
+from memzip.vectors.recipes import Recipe
 
 
 def decode_settings(job: Plan, loaded: LoadedModel) -> DecodeSettings:

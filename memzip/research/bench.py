@@ -23,13 +23,13 @@ from dataclasses import replace
 
 import torch
 
-from memzip.decoder import _cache_argument, _cache_of, decode_group, greedy_misses, start_embeddings
-from memzip.ranked import fit_and_decode
+from memzip.ranks.decoder import _cache_argument, _cache_of, decode_group, greedy_misses, start_embeddings
+from memzip.ranks.engine import fit_and_decode
 from memzip.layout import Layout
-from memzip.optimize import VectorSpace, fit_chunks, initial_vectors, recipe_layout, scores_first_token
+from memzip.vectors.optimize import VectorSpace, fit_chunks, initial_vectors, recipe_layout, scores_first_token
 from memzip.options import DEFAULT_MARGIN
-from memzip.recipes import RECIPES, get_recipe
-from memzip.samples import bench_chunks
+from memzip.vectors.recipes import RECIPES, get_recipe
+from memzip.research.samples import bench_chunks
 
 
 def censored_median(steps: list[int | None], budget: int) -> tuple[float | None, int | None]:
@@ -251,9 +251,9 @@ def bytes_bench(loaded, files: list, grid: list, extract: bool = True, on_row=No
     import dataclasses
     from pathlib import Path
 
-    from memzip.engine import compress_bytes, extract_bytes
+    from memzip.pipeline import compress_bytes, extract_bytes
     from memzip.format.container import decode_archive, encode_archive
-    from memzip.stats import archive_stats
+    from memzip.format.stats import archive_stats
 
     rows = []
     for path in files:
@@ -297,7 +297,7 @@ def chunked_cross_entropy(loaded, data: bytes, chunk: int = 1024) -> dict:
     import torch
 
     from memzip.layout import model_only_layout
-    from memzip.streamed import exact_model
+    from memzip.exact.engine import exact_model
     from memzip.textcodec import TextCodec
 
     tokens = TextCodec(loaded.tokenizer).encode(data).tokens.tolist()
@@ -363,11 +363,11 @@ def speed_bench(loaded, path, options, extract: bool = True, batch_size: int | N
     import resource
     from pathlib import Path
 
-    from memzip.engine import compress_bytes, extract_bytes
+    from memzip.pipeline import compress_bytes, extract_bytes
     from memzip.exact import ExactLlama, products, streams
     from memzip.format.container import decode_archive, encode_archive
     from memzip.planning import plan
-    from memzip.streamed import exact_model, planned_batch
+    from memzip.exact.engine import exact_model, planned_batch
     from memzip.textcodec import TextCodec
 
     data = Path(path).read_bytes()
