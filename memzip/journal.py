@@ -17,37 +17,18 @@ import hashlib
 import json
 import os
 import struct
-from dataclasses import dataclass, field
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
 from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 
+from memzip.engines import UnitResult
 from memzip.errors import OutputWriteError, UsageError
 
 _LENGTH = struct.Struct("<Q")
-MAGIC = "memzip-journal-3"
-
-
-@dataclass
-class GroupResult:
-    """What compression keeps of one unit of work: a group of chunks, or one stream."""
-
-    first: int  # index of the unit's first chunk (or stream)
-    residual: bytes  # float-ranks: the group's coded choices; exact: the chunks' streams back to back
-    digest: bytes  # float-ranks: 8 bytes over the group's tokens; exact: empty
-    misses: list[int]  # per chunk: tokens that were not the model's first choice
-    ce_bits: list[float]  # per chunk: float-ranks: cross-entropy under the decoder; exact: the code's cost, bits
-    ce_without_vectors_bits: list[float] = field(default_factory=list)  # per chunk, same start without vectors
-    packed: np.ndarray | None = None  # stored vectors [n, M, width] (with vectors only)
-    scales: np.ndarray | None = None  # per-vector scales of integer storage [n, M]
-    steps: list[int] = field(default_factory=list)  # optimizer steps per chunk (with vectors)
-    losses: list[float] = field(default_factory=list)
-    accuracies: list[float] = field(default_factory=list)
-    seconds: float = 0.0
-    residual_lengths: list[int] = field(default_factory=list)  # exact: bytes of each chunk's stream
-    model_bits: list[float] = field(default_factory=list)  # exact: the model's own cross-entropy per chunk
+MAGIC = "memzip-journal-4"
 
 
 def journal_path(output: Path, suffix: str = "") -> Path:
@@ -73,7 +54,7 @@ class Journal:
     def exists(self) -> bool:
         return self.path.exists()
 
-    def open(self, identity: dict, require_match: bool = False) -> dict[int, GroupResult]:
+    def open(self, identity: dict, require_match: bool = False) -> dict[int, UnitResult]:
         """Start journaling this job. Returns the groups a journal of the same job already holds
         (none if there is no journal, or it belongs to another job, which is then replaced).
         `require_match`: a journal of another job is an error instead (`--resume`)."""
@@ -88,7 +69,7 @@ class Journal:
         self.saved_units = len(groups)
         return groups
 
-    def _read(self) -> dict[int, GroupResult] | None:
+    def _read(self) -> dict[int, UnitResult] | None:
         """The groups of a journal of this job; None if there is none or it is another job's."""
         try:
             data = self.path.read_bytes()
@@ -102,7 +83,7 @@ class Journal:
                 return None
         except ValueError:
             return None
-        groups: dict[int, GroupResult] = {}
+        groups: dict[int, UnitResult] = {}
         offset = line_end + 1
         while offset + _LENGTH.size <= len(data):
             (length,) = _LENGTH.unpack_from(data, offset)
@@ -124,7 +105,7 @@ class Journal:
             raise OutputWriteError(f"cannot write the journal {self.path}: {exc.strerror}",
                                    hint="The output directory must be writable.") from None
 
-    def append(self, group: GroupResult, tokens: int = 0) -> None:
+    def append(self, group: UnitResult, tokens: int = 0) -> None:
         raw = _encode_group(group)
         try:
             with open(self.path, "ab") as f:
@@ -144,33 +125,42 @@ class Journal:
             pass
 
 
-def _encode_group(group: GroupResult) -> bytes:
-    arrays = {
-        "first": np.asarray([group.first], dtype=np.int64),
-        "residual": np.frombuffer(group.residual, dtype=np.uint8),
-        "digest": np.frombuffer(group.digest, dtype=np.uint8),
-        "misses": np.asarray(group.misses, dtype=np.int64),
-        "ce_bits": np.asarray(group.ce_bits, dtype=np.float64),
-        "ce_without_vectors_bits": np.asarray(group.ce_without_vectors_bits, dtype=np.float64),
-        "steps": np.asarray(group.steps, dtype=np.int64),
-        "losses": np.asarray(group.losses, dtype=np.float64),
-        "accuracies": np.asarray(group.accuracies, dtype=np.float64),
-        "seconds": np.asarray([group.seconds], dtype=np.float64),
-        "residual_lengths": np.asarray(group.residual_lengths, dtype=np.int64),
-        "model_bits": np.asarray(group.model_bits, dtype=np.float64),
-    }
-    for name in ("packed", "scales"):
-        if getattr(group, name) is not None:
-            arrays[name] = np.ascontiguousarray(getattr(group, name))
+# How each field of a UnitResult is kept: as bytes, one number, a list of numbers, or an array
+# (absent when None); the dtype of the numbers.
+_BYTES, _ONE, _LIST, _ARRAY = range(4)
+_FIELDS = {"first": (_ONE, np.int64), "residual": (_BYTES, None), "misses": (_LIST, np.int64),
+           "coded_bits": (_LIST, np.float64), "model_bits": (_LIST, np.float64),
+           "residual_lengths": (_LIST, np.int64), "digest": (_BYTES, None), "seconds": (_ONE, np.float64),
+           "packed": (_ARRAY, None), "scales": (_ARRAY, None), "ce_without_vectors_bits": (_LIST, np.float64),
+           "steps": (_LIST, np.int64), "losses": (_LIST, np.float64), "accuracies": (_LIST, np.float64)}
+assert set(_FIELDS) == {f.name for f in fields(UnitResult)}, "every field of a unit is journaled"
+
+
+def _encode_group(group: UnitResult) -> bytes:
+    arrays = {}
+    for name, (kind, dtype) in _FIELDS.items():
+        value = getattr(group, name)
+        if kind == _BYTES:
+            arrays[name] = np.frombuffer(value, dtype=np.uint8)
+        elif kind == _ONE:
+            arrays[name] = np.asarray([value], dtype=dtype)
+        elif kind == _LIST:
+            arrays[name] = np.asarray(value, dtype=dtype)
+        elif value is not None:
+            arrays[name] = np.ascontiguousarray(value)
     return st_save(arrays)
 
 
-def _decode_group(raw: bytes) -> GroupResult:
+def _decode_group(raw: bytes) -> UnitResult:
     a = st_load(raw)
-    return GroupResult(
-        first=int(a["first"][0]), residual=a["residual"].tobytes(), digest=a["digest"].tobytes(),
-        misses=a["misses"].tolist(), ce_bits=a["ce_bits"].tolist(),
-        ce_without_vectors_bits=a["ce_without_vectors_bits"].tolist(), packed=a.get("packed"), scales=a.get("scales"),
-        steps=a["steps"].tolist(), losses=a["losses"].tolist(), accuracies=a["accuracies"].tolist(),
-        seconds=float(a["seconds"][0]), residual_lengths=a["residual_lengths"].tolist(),
-        model_bits=a["model_bits"].tolist())
+    values = {}
+    for name, (kind, _) in _FIELDS.items():
+        if kind == _BYTES:
+            values[name] = a[name].tobytes()
+        elif kind == _ONE:
+            values[name] = a[name][0].item()
+        elif kind == _LIST:
+            values[name] = a[name].tolist()
+        else:
+            values[name] = a.get(name)
+    return UnitResult(**values)

@@ -1,16 +1,14 @@
 """Compression and extraction of bytes in memory: the pipeline behind memzip.api.
 
     compress:  bytes --TextCodec--> tokens --chunks or streams--> units of work, each compressed
-               by the engine's module and journaled --> payload --> Archive (header + payload);
-               or, where the model would not beat it, the bytes stored as they are
+               by the engine and journaled --> payload --> Archive (header + payload); or, where
+               the model would not beat it, the bytes stored as they are
     extract:   Archive --> check the model's fingerprints --> decode the units --> TextCodec.decode
                --> SHA-256
 
-The engines (memzip/planning.py): `exact-llama-1` in memzip/streamed.py (the default for Llama
-models: exact logits, the model's full probabilities coded) and `float-ranks` in
-memzip/ranked.py (format 2's path, for other models). This module owns what they share: the
-loop over units with its journal, torchrun and progress, the header, the stored fallback, and
-the final verification.
+The engine (`exact-llama-1` or `float-ranks`, memzip/engines.py) is met only through its
+interface; this module owns what they share: the loop over units with its journal, torchrun and
+progress, the header, the stored fallback, and the final verification.
 """
 
 from __future__ import annotations
@@ -24,14 +22,13 @@ import numpy as np
 import torch
 
 from memzip import __version__
-from memzip.exact import engine as streamed
-from memzip.ranks import engine as ranked
 from memzip.distributed import SINGLE, World
+from memzip.engines import Engine, UnitResult, engine_named
 from memzip.errors import ModelMismatchError, VerificationError
 from memzip.format import vectors as storage
 from memzip.format.container import Archive, encode_archive
 from memzip.format.header import DecodeSettings, Header, TextInfo, VectorLayout
-from memzip.journal import GroupResult, Journal
+from memzip.journal import Journal
 from memzip.models import LoadedModel
 from memzip.options import CompressOptions, ProgressCallback, ProgressEvent, preparation_reporter
 from memzip.vectors.chunking import token_costs
@@ -71,10 +68,6 @@ class Progress:
                                         accuracy))
 
 
-def _engine_module(exact: bool):
-    return streamed if exact else ranked
-
-
 # --- compression --------------------------------------------------------------------------------
 
 
@@ -99,12 +92,11 @@ def compress_bytes(data: bytes, loaded: LoadedModel, options: CompressOptions | 
         reason = "empty" if not data else "mostly not UTF-8 text"
         return (stored_archive(data, text, {"stored_because": reason}) if world.is_main else None), _finished(report)
     tokens = encoded.tokens.tolist()
-    if job.exact:  # one-time work on a new machine is announced before the progress bar starts
-        streamed.exact_model(loaded, on_prepare=preparation_reporter(on_progress))
+    engine = engine_named(job.engine)
+    engine.prepare(loaded, on_prepare=preparation_reporter(on_progress))  # before the progress bar
     base = baselines(data) if world.is_main else {}
-    if store_if_smaller and job.exact and not job.options.mem_vectors and len(tokens) > 4 * SAMPLE_TOKENS \
-            and world.is_main:
-        reason = streamed.not_worth_it(loaded, job, tokens[:SAMPLE_TOKENS], len(data), base["zstd_bytes"])
+    if store_if_smaller and len(tokens) > 4 * SAMPLE_TOKENS and world.is_main:
+        reason = engine.not_worth_it(loaded, job, tokens[:SAMPLE_TOKENS], len(data), base["zstd_bytes"])
         if reason:
             return stored_archive(data, text, {"stored_because": reason}, base), _finished(report)
     spans = world.broadcast(chunk_spans(loaded, job, tokens) if world.is_main else None)
@@ -112,14 +104,13 @@ def compress_bytes(data: bytes, loaded: LoadedModel, options: CompressOptions | 
     firsts = units(job, chunks)
     mine = [firsts[g] for g in world.mine(len(firsts))]
     step = job.batch_size or 1
-    engine = _engine_module(job.exact)
 
     finished = journal.open(job_identity(data, loaded, job, world), require_match=resume) if journal else {}
     if journal:
         journal.total_units = len(mine)
         journal.saved_tokens = sum(len(c) for f in mine if f in finished for c in chunks[f:f + step])
     progress = Progress("compress", sum(len(c) for f in mine for c in chunks[f:f + step]), len(tokens), on_progress)
-    results: list[GroupResult] = []
+    results: list[UnitResult] = []
     for first in mine:
         unit = chunks[first:first + step]
         result = finished.get(first)
@@ -143,7 +134,7 @@ def compress_bytes(data: bytes, loaded: LoadedModel, options: CompressOptions | 
                     decode=_decode_settings(job, loaded, engine.decode_settings(job, loaded)),
                     vectors=VectorLayout(mem_vectors=job.options.mem_vectors, dtype=job.options.vector_dtype,
                                          code_dims=job.options.code_dims),
-                    text=text, encode=_encode_info(job, loaded, results, base, tokens))
+                    text=text, encode=_encode_info(job, engine, loaded, results, base, tokens))
     archive = Archive(header, {**engine.payload(job, loaded, chunks, results), **_vector_arrays(job, loaded, results),
                                **_text_arrays(encoded)})
     return (_smaller(archive, data, text) if store_if_smaller else archive), _finished(report)
@@ -166,24 +157,19 @@ def _decode_settings(job: Plan, loaded: LoadedModel, settings: DecodeSettings) -
     return settings
 
 
-def _encode_info(job: Plan, loaded: LoadedModel, results: list[GroupResult], base: dict, tokens: list[int]) -> dict:
+def _encode_info(job: Plan, engine: Engine, loaded: LoadedModel, results: list[UnitResult], base: dict,
+                 tokens: list[int]) -> dict:
     """How the archive was made and what the text costs (informational; `memzip stats` shows it)."""
     info = {"chunk_tokens": job.chunk_tokens, "chunking": "information" if job.nats_per_chunk else "length",
             "nats_per_chunk": job.nats_per_chunk, "seed": job.options.seed,
             "recipe": job.recipe.to_header() if job.recipe else None,
-            "baselines": base}
+            "baselines": base, **engine.statistics(results)}
     misses = [m for r in results for m in r.misses]
     info["misses"], info["chunks_exact"] = sum(misses), sum(m == 0 for m in misses)
-    coded_bits = round(sum(b for r in results for b in r.ce_bits), 1)
-    if job.exact:
-        # the exact model's own cross-entropy (float softmax of its logits), and what the
-        # integer frequencies the coder used would ideally cost
-        info["model_ce_bits"] = round(sum(b for r in results for b in r.model_bits), 1)
-        info["coded_bits"] = coded_bits
     if job.recipe is None:
-        info["model_only_ce_bits"] = info["model_ce_bits"] if job.exact else coded_bits
+        info["model_only_ce_bits"] = round(sum(b for r in results for b in r.model_bits), 1)
     else:
-        info["ce_with_vectors_bits"] = coded_bits
+        info["ce_with_vectors_bits"] = round(sum(b for r in results for b in r.coded_bits), 1)
         info["ce_without_vectors_bits"] = round(sum(b for r in results for b in r.ce_without_vectors_bits), 1)
         info["model_only_ce_bits"] = model_only_ce_bits(loaded, tokens)
     return info
@@ -197,7 +183,7 @@ def model_only_ce_bits(loaded: LoadedModel, tokens: list[int]) -> float:
     return round(sum(token_costs(loaded.model, tokens, list(layout.prefix), window=window)) / np.log(2), 1)
 
 
-def _vector_arrays(job: Plan, loaded: LoadedModel, results: list[GroupResult]) -> dict:
+def _vector_arrays(job: Plan, loaded: LoadedModel, results: list[UnitResult]) -> dict:
     """The stored [mem] vectors of every chunk (and their scales), when there are any."""
     space = job.space
     if not space.mem_vectors:
@@ -264,24 +250,20 @@ def extract_bytes(archive: Archive, loaded: LoadedModel | None, force: bool = Fa
     problems = model_differences(header, loaded)
     if problems and not force:
         raise ModelMismatchError("the model differs from the one this archive was made with: " + "; ".join(problems))
-    exact = header.decode.is_exact
+    engine = engine_named(header.decode.engine)
 
     def hint() -> str:
         if problems:
             return "Forced extraction with a different model failed: " + "; ".join(problems)
-        return streamed.mismatch_hint(header, loaded) if exact else ranked.drift_hint(header, loaded)
+        return engine.failure_hint(header, loaded)
 
     lengths = archive.arrays["chunk_tokens"].tolist()
     mine = world.mine(header.groups)
-    if exact:
-        streamed.exact_model(loaded, streamed.settings_of(header), on_prepare=preparation_reporter(on_progress))
-    step = 1 if exact else header.decode.batch_size
+    engine.prepare(loaded, header, on_prepare=preparation_reporter(on_progress))
+    step = header.decode.batch_size or 1  # chunks per unit: a group (float-ranks), else a stream or chunk
     progress = Progress("extract", sum(sum(lengths[g * step:(g + 1) * step]) for g in mine), header.text.tokens,
                         on_progress)
-    if exact:
-        decoded = streamed.extract_tokens(archive, loaded, mine, progress, batch_size)
-    else:
-        decoded = ranked.extract_tokens(archive, loaded, mine, progress, hint)
+    decoded = engine.extract_units(archive, loaded, mine, progress, batch_size, hint)
     gathered = world.gather(decoded)
     if not world.is_main:
         return None

@@ -2,13 +2,17 @@
 
 Two engines code the text (docs/format.md §4):
 
-- `exact-llama-1` (memzip/streamed.py over memzip/exact/): the integer forward whose logits are
+- `exact-llama-1` (memzip/exact/): the integer forward whose logits are
   the same on every machine, so the archive codes the model's full probabilities. Model-only, the
   file is a few long *streams* decoded side by side, each with a sliding window of context; with
   [mem] vectors, each chunk is a stream of its own, decoded from its vectors.
-- `float-ranks` (memzip/ranked.py): format 2's float forward, naming each token by its rank
+- `float-ranks` (memzip/ranks/): format 2's float forward, naming each token by its rank
   under a margin. The engine for models the exact one does not cover (Gemma 3, Pythia), or when
   asked for with `--engine float`.
+
+How the tokens are cut (`chunk_spans`): exact model-only, into a few long streams; with [mem]
+vectors, into chunks each held by one group of vectors, by length or by information
+(memzip/vectors/chunking.py). And how many chunks go side by side (the section "memory").
 """
 
 from __future__ import annotations
@@ -16,17 +20,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-import numpy as np
 
-from memzip import memory
-from memzip.vectors.chunking import even_chunks, information_chunks, token_costs
+from memzip.vectors.chunking import information_chunks, token_costs
 from memzip.errors import UsageError
 from memzip.exact.weights import ENGINE
-from memzip.format import vectors as storage
 from memzip.format.header import FLOAT_RANKS
 from memzip.layout import Layout, model_only_layout
 from memzip.models import LoadedModel
-from memzip.vectors.optimize import ChunkFit, VectorSpace, fit_chunks, recipe_layout
+from memzip.vectors.optimize import VectorSpace, recipe_layout
 from memzip.options import (CPU_BATCH_SIZE, DEFAULT_MARGIN, EXACT_WINDOW, MODEL_ONLY_CHUNK_TOKENS, SMALL_FILE_STREAMS,
                             SMALL_STREAM_TOKENS, STREAM_TOKENS, CompressOptions)
 from memzip.vectors.recipes import Recipe, get_recipe
@@ -109,31 +110,43 @@ def model_only_chunk_tokens(loaded: LoadedModel, layout: Layout) -> int:
 
 
 def _batch_size(loaded: LoadedModel, options: CompressOptions, positions: int, fitting: bool) -> int:
-    """--batch-size; else on a GPU as many chunks as its free memory holds (memzip/memory.py);
+    """--batch-size; else on a GPU as many chunks as its free memory holds (`auto_batch_size`);
     else the CPU defaults."""
     if options.batch_size:
         return options.batch_size
-    free = memory.free_bytes(loaded.device)
+    free = free_bytes(loaded.device)
     if free is None:
         return CPU_BATCH_SIZE[fitting]
-    shape = memory.Shape.of(loaded.model.config, loaded.dtype.itemsize)
-    return memory.auto_batch_size(shape, positions, fitting, free)
+    shape = MemoryShape.of(loaded.model.config, loaded.dtype.itemsize)
+    return auto_batch_size(shape, positions, fitting, free)
 
 
 def chunk_spans(loaded: LoadedModel, job: Plan, tokens: list[int]) -> list[tuple[int, int]]:
     """Where the chunks (or, exact model-only, the streams) start and end."""
     if job.exact and not job.options.mem_vectors:
-        from memzip.exact.streams import split_streams
-
         count = job.options.streams or default_streams(len(tokens), job.chunk_tokens)
-        lengths = split_streams(len(tokens), max(1, -(-len(tokens) // count)))
-        ends = np.cumsum([0] + lengths).tolist()
-        return list(zip(ends[:-1], ends[1:]))
+        return even_spans(len(tokens), max(1, -(-len(tokens) // count)))
     if job.nats_per_chunk:
         # Chunk length then adapts to the text: at most twice the model's default length.
         costs = token_costs(loaded.model, tokens, list(job.layout.prefix))
         return information_chunks(costs, job.nats_per_chunk, max_tokens=2 * job.chunk_tokens)
-    return even_chunks(len(tokens), job.chunk_tokens)
+    return even_spans(len(tokens), job.chunk_tokens)
+
+
+def even_spans(total: int, longest: int) -> list[tuple[int, int]]:
+    """(start, end) spans of the fewest pieces of at most `longest` that cover `total` tokens, as
+    even as possible, the longer ones first: 100 tokens at 32 give 25+25+25+25, not 32+32+32+4
+    (a tiny last chunk wastes a whole vector; a short stream, a whole stream's start)."""
+    if total == 0:
+        return []
+    count = -(-total // longest)
+    base, extra = divmod(total, count)
+    spans, start = [], 0
+    for i in range(count):
+        end = start + base + (1 if i < extra else 0)
+        spans.append((start, end))
+        start = end
+    return spans
 
 
 def default_streams(tokens: int, stream_tokens: int = STREAM_TOKENS) -> int:
@@ -147,29 +160,6 @@ def units(job: Plan, chunks: list[list[int]]) -> list[int]:
     batch_size chunks, or one stream."""
     step = job.batch_size or 1
     return list(range(0, len(chunks), step))
-
-
-@dataclass
-class StoredFit:
-    """Chunks fitted together and their vectors as stored."""
-
-    fits: list[ChunkFit]
-    packed: np.ndarray  # stored vectors [n, M, width]
-    scales: np.ndarray | None  # per-vector scales of integer storage
-
-
-def fit_and_store(loaded: LoadedModel, chunks: list[list[int]], recipe: Recipe, space: VectorSpace, layout: Layout,
-                  seed: int = 0, on_step=None) -> StoredFit:
-    """Fit [mem] vectors (with the storage rounding in the loop) and round them to storage."""
-    fits = fit_chunks(loaded.model, chunks, recipe, space, layout, seed=seed, on_step=on_step)
-    packed, scales = storage.pack(np.stack([f.vectors.numpy() for f in fits]), space.storage)
-    return StoredFit(fits, packed, scales)
-
-
-def cost_without_vectors(loaded: LoadedModel, layout: Layout, chunks: list[list[int]]) -> list[float]:
-    """What each chunk costs (bits) from the same start without its vectors: what they saved."""
-    start = list(layout.prefix + layout.infix)
-    return [sum(token_costs(loaded.model, chunk, start, window=len(chunk))) / np.log(2) for chunk in chunks]
 
 
 @dataclass
@@ -187,3 +177,97 @@ class CompressReport:
     chunks: list[ChunkReport] = field(default_factory=list)
     seconds: float = 0.0
     started: float = field(default_factory=time.perf_counter)
+
+
+# --- memory: how many chunks side by side ------------------------------------------------------------
+#
+# How many chunks to decode (or fit) side by side: memory planned from the model's shape.
+#
+# On a GPU the batch decides the speed (a small model waits on kernel launches, so 8 chunks cost
+# what 1 does, docs/benchmarks.md §10) and running out of memory loses the run. With no
+# `--batch-size`, memzip estimates what one chunk costs from the model's config and takes as many
+# chunks as fit in a share of the free memory. On a CPU the cores, not the memory, are the limit,
+# and the fixed defaults of memzip/options.py apply.
+#
+# Per chunk of T tokens (start positions included), with L layers, width d, key/value width
+# d_kv, MLP width f, vocabulary V and e bytes per number of the model's dtype:
+#
+# - decoding: the KV cache, 2·L·d_kv·T·e, and float32 rows of logits the choices are computed
+#   from, a few copies of V·4 bytes;
+# - fitting: the activations kept for the backward pass, about L·T·(16·d + 3·f)·e, attention
+#   scores L·heads·T²·e, and the logits with their gradient, T·V·4·3 bytes.
+#
+# The estimate is deliberately generous: tests/test_memory.py counts the KV cache and the tensors
+# autograd keeps in a real forward pass and checks that the estimate covers them.
+
+MAX_AUTO_BATCH = 512
+MEMORY_SHARE = 0.7  # of the free memory the batch may take
+
+
+@dataclass(frozen=True)
+class MemoryShape:
+    layers: int
+    width: int
+    kv_width: int
+    mlp_width: int
+    heads: int
+    vocab: int
+    bytes_per_number: int
+
+    @classmethod
+    def of(cls, config, bytes_per_number: int) -> "MemoryShape":
+        config = getattr(config, "text_config", None) or config
+        width, heads = config.hidden_size, config.num_attention_heads
+        head_dim = getattr(config, "head_dim", None) or width // heads
+        kv_heads = getattr(config, "num_key_value_heads", None) or heads
+        return cls(config.num_hidden_layers, width, kv_heads * head_dim,
+                   getattr(config, "intermediate_size", None) or 4 * width, heads, config.vocab_size,
+                   bytes_per_number)
+
+
+def chunk_bytes(shape: MemoryShape, tokens: int, fitting: bool) -> int:
+    """Memory one chunk of `tokens` positions needs on top of the model's weights."""
+    e = shape.bytes_per_number
+    decoding = 2 * shape.layers * shape.kv_width * tokens * e + 6 * shape.vocab * 4
+    if not fitting:
+        return decoding
+    activations = shape.layers * tokens * (16 * shape.width + 3 * shape.mlp_width) * e
+    attention = shape.layers * shape.heads * tokens * tokens * e
+    logits = tokens * shape.vocab * 4 * 3
+    return max(decoding, activations + attention + logits)
+
+
+def free_bytes(device) -> int | None:
+    """Free memory on a CUDA device (None elsewhere: the fixed defaults apply)."""
+    if getattr(device, "type", "cpu") != "cuda":
+        return None
+    import torch
+
+    free, _ = torch.cuda.mem_get_info(device)
+    return free
+
+
+def host_available_bytes() -> int | None:
+    """Memory the operating system says is available now (Linux, macOS); None where unknown."""
+    import os
+
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def stream_batch(streams: int, per_stream: int, free: int | None, cap: int = MAX_AUTO_BATCH) -> int:
+    """How many of `streams` to decode side by side: as many as fit in MEMORY_SHARE of `free`
+    bytes (up to `cap`), then evened out, so that 40 streams under a cap of 32 run as 2 x 20
+    rather than 32 and then a slow tail of 8."""
+    if streams <= 0:
+        return 1
+    fit = cap if free is None else max(1, min(cap, int(MEMORY_SHARE * free) // max(per_stream, 1)))
+    rounds = -(-streams // fit)
+    return -(-streams // rounds)
+
+
+def auto_batch_size(shape: MemoryShape, tokens: int, fitting: bool, free: int) -> int:
+    """As many chunks as fit in MEMORY_SHARE of `free` bytes, 1 to MAX_AUTO_BATCH."""
+    return max(1, min(MAX_AUTO_BATCH, int(MEMORY_SHARE * free) // chunk_bytes(shape, tokens, fitting)))

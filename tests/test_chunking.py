@@ -6,20 +6,11 @@ from hypothesis import strategies as st
 
 import pytest
 
-from memzip.vectors.chunking import even_chunks, information_chunks, token_costs
+from memzip.vectors.chunking import information_chunks, token_costs
 from memzip.pipeline import compress_bytes, extract_bytes
 from memzip.errors import UsageError
 from memzip.models import RegistryEntry
 from memzip.options import CompressOptions
-
-
-@given(st.integers(0, 500), st.integers(1, 64))
-def test_even_chunks_cover_everything_evenly(total, size):
-    spans = even_chunks(total, size)
-    assert [b for _, b in spans][-1:] == ([total] if total else [])
-    assert all(a2 == b1 for (_, b1), (a2, _) in zip(spans, spans[1:]))
-    lengths = [b - a for a, b in spans]
-    assert all(1 <= n <= size for n in lengths) and (not lengths or max(lengths) - min(lengths) <= 1)
 
 
 @given(st.lists(st.floats(0, 20), max_size=300), st.floats(1, 100), st.integers(1, 50))

@@ -23,7 +23,7 @@ from memzip.exact.integer import (check_exact, exponent, pow2, quantize, quantiz
                                   correctly_rounded_sqrt, sqrt_float32, sqrt_float64_cpu)
 from memzip.exact.model import ExactLlama, _rope
 from memzip.exact.products import Choice
-from memzip.exact.streams import compress_stream, extract_streams, split_streams
+from memzip.exact.streams import compress_stream, extract_streams
 from memzip.exact.weights import ExactWeights, Shape, quantize_row, unsupported_reason
 from memzip.models import embedded_gguf_path
 
@@ -579,11 +579,6 @@ def test_a_stream_codes_and_decodes_with_the_model_s_frequencies(kind):
     assert encoder.misses == int((targets != logits.argmax(dim=1)).sum())
     if kind == "distribution":
         assert 8 * len(data) <= encoder.bits + 16  # within two bytes of the ideal cost
-
-
-def test_streams_are_split_evenly():
-    assert split_streams(0, 10) == [] and split_streams(10, 10) == [10]
-    assert split_streams(25, 10) == [9, 8, 8]
 
 
 def test_an_archive_made_one_way_extracts_any_other_way(tiny, reference, compiled):

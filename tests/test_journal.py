@@ -11,7 +11,8 @@ from memzip.cli import app
 from memzip.pipeline import compress_bytes, job_identity, plan
 from memzip.errors import UsageError
 from memzip.format.container import encode_archive
-from memzip.journal import GroupResult, Journal
+from memzip.engines import UnitResult
+from memzip.journal import Journal
 from memzip.options import CompressOptions
 
 TEXT = b"One chunk after another, the book goes into vectors. " * 4
@@ -19,18 +20,18 @@ OPTIONS = CompressOptions(mem_vectors=1, max_steps=3, chunk_tokens=8, batch_size
 FAST = ["--streams", "4", "--no-store", "--quiet"]
 
 
-def interrupt_unit(monkeypatch, index: int, module=memzip.exact.engine):
+def interrupt_unit(monkeypatch, index: int, engine=memzip.exact.engine.ExactEngine):
     """Ctrl-C while unit `index` (the index-th stream or group, from 0) is being compressed, after
     the earlier ones were journaled. Returns the list of units that started."""
-    real, started = module.compress_unit, []
+    real, started = engine.compress_unit, []
 
-    def compress_unit(loaded, job, first, unit, progress):
+    def compress_unit(self, loaded, job, first, unit, progress):
         started.append(first)
         if len(started) == index + 1:
             raise KeyboardInterrupt
-        return real(loaded, job, first, unit, progress)
+        return real(self, loaded, job, first, unit, progress)
 
-    monkeypatch.setattr(module, "compress_unit", compress_unit)
+    monkeypatch.setattr(engine, "compress_unit", compress_unit)
     return started
 
 
@@ -51,8 +52,8 @@ def test_library_resume_gives_identical_archive(tiny, tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("options, module", [
-    (CompressOptions(streams=4, store_fallback=False), memzip.exact.engine),
-    (CompressOptions(engine="float", chunk_tokens=8, batch_size=2, store_fallback=False), memzip.ranks.engine),
+    (CompressOptions(streams=4, store_fallback=False), memzip.exact.engine.ExactEngine),
+    (CompressOptions(engine="float", chunk_tokens=8, batch_size=2, store_fallback=False), memzip.ranks.engine.RanksEngine),
 ], ids=["exact-streams", "float-groups"])
 def test_model_only_compression_resumes_too(options, module, tiny, tmp_path, monkeypatch):
     reference, _ = compress_bytes(TEXT, tiny, options)
@@ -115,9 +116,10 @@ def test_journal_of_another_job_is_replaced_or_refused(tiny, tmp_path):
 def test_a_group_record_round_trips(tmp_path):
     import numpy as np
 
-    group = GroupResult(first=4, residual=b"\x01\x02", digest=b"12345678", misses=[0, 3], ce_bits=[1.5, 2.0],
-                        ce_without_vectors_bits=[3.0, 4.0], packed=np.ones((2, 1, 3), np.float16),
-                        scales=None, steps=[5, 6], losses=[0.1, 0.2], accuracies=[1.0, 0.5], seconds=1.25)
+    group = UnitResult(first=4, residual=b"\x01\x02", misses=[0, 3], coded_bits=[1.5, 2.0], model_bits=[1.25, 2.5],
+                       residual_lengths=[1, 1], digest=b"12345678", ce_without_vectors_bits=[3.0, 4.0],
+                       packed=np.ones((2, 1, 3), np.float16), scales=None, steps=[5, 6], losses=[0.1, 0.2],
+                       accuracies=[1.0, 0.5], seconds=1.25)
     journal = Journal(tmp_path / "j")
     journal.open({"job": 1})
     journal.append(group)

@@ -24,7 +24,7 @@ import torch
 
 from memzip.exact import kernels, products
 from memzip.exact.integer import pow2, quantize_with
-from memzip.exact.model import F32, F64, Context, ExactLlama, Queries, _per_key_head
+from memzip.exact.model import F32, Context, ExactLlama, Queries, _per_key_head
 from memzip.exact.products import FEW_ROWS, Choice, IntegerWeight
 from memzip.exact.weights import ExactWeights, LayerWeights
 

@@ -1,4 +1,5 @@
-"""The exact engine's side of compression: streams coded with the model's own probabilities.
+"""The exact engine (`exact-llama-1`) as the pipeline meets it: streams coded with the model's
+own probabilities (`ExactEngine`, memzip/engines.py's interface).
 
 - Model-only (the default): the file's tokens are cut into a few long streams (memzip/planning.py
   `chunk_spans`), each decoded from the document-start token with a sliding window of context
@@ -6,11 +7,12 @@
   (memzip/exact/coding.py). Compression runs whole blocks of positions per forward; extraction
   decodes streams side by side, any number at a time.
 - With [mem] vectors: every chunk is a stream of its own, decoded from its layout tokens and its
-  vectors (fitted in float by memzip/optimize.py, then entered as exact float64 rows), and coded
+  vectors (fitted in float by memzip/vectors/, then entered as exact float64 rows), and coded
   `greedy`: a flag per token says whether it is the model's first choice; only misses cost more.
 
-memzip/engine.py runs the loop (journal, torchrun, progress); this module compresses one unit,
-builds the payload and extracts.
+memzip/pipeline.py runs the loop (journal, torchrun, progress); this module compresses one unit,
+builds the payload and extracts. The engine itself (its rounded weights, the reference or
+compiled forward, the measured product backends) is built once per process (`exact_model`).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import time
 import numpy as np
 import torch
 
-from memzip import memory
+from memzip.engines import UnitResult
 from memzip.exact.coding import CodingSettings, Distribution
 from memzip.exact.integer import quantize
 from memzip.exact import build_engine
@@ -33,17 +35,17 @@ from memzip.exact.streams import compress_stream, extract_streams
 from memzip.format import vectors as storage
 from memzip.format.container import Archive
 from memzip.format.header import DecodeSettings, Header
-from memzip.journal import GroupResult
 from memzip.layout import Layout
 from memzip.models import LoadedModel
-from memzip.planning import Plan, cost_without_vectors, fit_and_store
+from memzip.planning import Plan, free_bytes, host_available_bytes, stream_batch
+from memzip.vectors.fitting import cost_without_vectors, fit_and_store
 
 EXACT_SETTINGS = ExactSettings()
 CODING_SETTINGS = CodingSettings()
 # Streams decoded side by side at most, when memory allows (~25 MB of int16 keys and values each
 # for the embedded model): on 2 CPU cores a decoding step's cost per stream levels off well below
 # this (docs/scripts/engine_ab.py, docs/benchmarks.md §2).
-MAX_BATCH = 32
+MAX_STREAMS_AT_ONCE = 32
 
 
 def exact_model(loaded: LoadedModel, settings: ExactSettings = EXACT_SETTINGS, on_prepare=None) -> ExactLlama:
@@ -93,55 +95,6 @@ def coding_kind(mem_vectors: int) -> str:
     return "greedy" if mem_vectors else "distribution"
 
 
-def decode_settings(job: Plan, loaded: LoadedModel) -> DecodeSettings:
-    return DecodeSettings(engine=ENGINE, batch_size=None, margin=None, window=job.window,
-                          exact=EXACT_SETTINGS.to_header(),
-                          coding=CODING_SETTINGS.to_header(coding_kind(job.options.mem_vectors)))
-
-
-def _layout_rows(model: ExactLlama, ids) -> torch.Tensor:
-    return model.embed(torch.tensor(list(ids), dtype=torch.long))
-
-
-def compress_unit(loaded: LoadedModel, job: Plan, first: int, chunks: list[list[int]], progress) -> GroupResult:
-    """A stream (model-only) or a group of chunks fitted together (vectors), coded."""
-    started = time.perf_counter()
-    model = exact_model(loaded)
-    distribution = Distribution(CODING_SETTINGS, model.shape.vocab, model.device)
-    kind = coding_kind(job.options.mem_vectors)
-    prefix, infix = _layout_rows(model, job.layout.prefix), _layout_rows(model, job.layout.infix)
-    if job.recipe is None:
-        starts, extra = [prefix] * len(chunks), {}
-    else:
-        fitted = fit_and_store(loaded, chunks, job.recipe, job.space, job.layout, seed=job.options.seed + first,
-                               on_step=progress.step)
-        vectors = exact_vectors(fitted.packed, fitted.scales, job.space.storage, job.space.code_dims, loaded.d_model)
-        starts = [torch.cat([prefix, vectors[i].to(model.device), infix]) for i in range(len(chunks))]
-        extra = dict(ce_without_vectors_bits=cost_without_vectors(loaded, job.layout, chunks), packed=fitted.packed,
-                     scales=fitted.scales, steps=[f.steps for f in fitted.fits], losses=[f.loss for f in fitted.fits],
-                     accuracies=[f.accuracy for f in fitted.fits])
-    coded = [compress_stream(model, distribution, start, chunk, job.window, kind, on_tokens=progress.tokens)
-             for start, chunk in zip(starts, chunks)]
-    return GroupResult(first, b"".join(c.residual for c in coded), b"", [c.misses for c in coded],
-                       [c.coded_bits for c in coded], seconds=time.perf_counter() - started,
-                       residual_lengths=[len(c.residual) for c in coded], model_bits=[c.model_bits for c in coded],
-                       **extra)
-
-
-def not_worth_it(loaded: LoadedModel, job: Plan, sample: list[int], file_bytes: int, zstd_bytes: int) -> str | None:
-    """Why a sample of the text says the model will not beat zstd -19 on the file (None if it
-    may): the model's bits per byte on the sample, against zstd's on the whole file."""
-    model = exact_model(loaded)
-    distribution = Distribution(CODING_SETTINGS, model.shape.vocab, model.device)
-    coded = compress_stream(model, distribution, _layout_rows(model, job.layout.prefix), sample, job.window)
-    sample_bytes = len(loaded.tokenizer.backend_tokenizer.decode(sample, skip_special_tokens=False).encode())
-    model_bpb, zstd_bpb = 8 * len(coded.residual) / max(1, sample_bytes), 8 * zstd_bytes / max(1, file_bytes)
-    if model_bpb >= zstd_bpb:
-        return (f"the model needed {model_bpb:.2f} bits/byte on a sample of {len(sample)} tokens, "
-                f"zstd -19 {zstd_bpb:.2f} on the whole file")
-    return None
-
-
 def exact_vectors(stored: np.ndarray, scales: np.ndarray | None, dtype: str, code_dims: int | None,
                   d_model: int) -> torch.Tensor:
     """The stored vectors as the exact engine's float64 input rows [C, M, d], computed the same
@@ -158,60 +111,125 @@ def exact_vectors(stored: np.ndarray, scales: np.ndarray | None, dtype: str, cod
     return (q @ signs) * scale * float(abs(basis[0, 0]))
 
 
-def payload(job: Plan, loaded: LoadedModel, chunks: list[list[int]], results: list[GroupResult]) -> dict:
-    """One residual stream per chunk (or stream), back to back."""
-    lengths = [n for r in results for n in r.residual_lengths]
-    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
-    offsets[1:] = np.cumsum(lengths)
-    return {
-        "chunk_tokens": np.asarray([len(c) for c in chunks], dtype=np.int32),
-        "residual": np.frombuffer(b"".join(r.residual for r in results), dtype=np.uint8),
-        "residual_offsets": offsets,
-    }
-
-
-def extract_tokens(archive: Archive, loaded: LoadedModel, mine: list[int], progress,
-                   batch_size: int | None = None) -> dict[int, list[list[int]]]:
-    """Decode the streams (or chunks) `mine`, `batch_size` side by side: {index: [its tokens]}."""
-    header = archive.header
-    decode = header.decode
-    model = exact_model(loaded, settings_of(header))
-    distribution = Distribution(CodingSettings(**{k: v for k, v in decode.coding.items() if k != "kind"}),
-                                model.shape.vocab, model.device)
-    lengths = archive.arrays["chunk_tokens"].tolist()
-    offsets = archive.arrays["residual_offsets"].tolist()
-    residual = archive.arrays["residual"].tobytes()
-    layout = Layout(tuple(decode.prefix_tokens), tuple(decode.infix_tokens))
-    prefix, infix = _layout_rows(model, layout.prefix), _layout_rows(model, layout.infix)
-    vectors = None
-    if header.vectors.mem_vectors:
-        v = header.vectors
-        vectors = exact_vectors(archive.arrays["vectors"], archive.arrays.get("vector_scales"), v.dtype, v.code_dims,
-                                header.model.d_model)
-    batch = batch_size or planned_batch(model, len(mine), decode.window)
-    out: dict[int, list[list[int]]] = {}
-    for a in range(0, len(mine), batch):
-        part = mine[a:a + batch]
-        if vectors is None:
-            starts = prefix[None].expand(len(part), -1, -1)
-        else:
-            starts = torch.stack([torch.cat([prefix, vectors[i].to(model.device), infix]) for i in part])
-        decoded = extract_streams(model, distribution, starts, [residual[offsets[i]:offsets[i + 1]] for i in part],
-                                  [lengths[i] for i in part], decode.window, decode.coding["kind"],
-                                  on_tokens=progress.tokens)
-        out.update({i: [tokens] for i, tokens in zip(part, decoded)})
-    return out
-
-
 def planned_batch(model: ExactLlama, streams: int, window: int) -> int:
     """Streams side by side from the memory each one holds: its keys and values for the window
     and a forward's room, and a few rows of logits."""
     shape = model.shape
     per_stream = Context.bytes_per_slot(shape, model.layout) * (window + 64) + shape.vocab * 4 * 8
-    free = memory.free_bytes(model.device) or memory.host_available_bytes()
-    return memory.stream_batch(streams, per_stream, free, MAX_BATCH)
+    free = free_bytes(model.device) or host_available_bytes()
+    return stream_batch(streams, per_stream, free, MAX_STREAMS_AT_ONCE)
 
 
-def mismatch_hint(header: Header, loaded: LoadedModel) -> str:
-    return ("The exact engine decodes the same on every machine, so this archive is damaged or was made "
-            "by another memzip version with the same model; please report it (MEMZIP_DEBUG=1).")
+def _layout_rows(model: ExactLlama, ids) -> torch.Tensor:
+    return model.embed(torch.tensor(list(ids), dtype=torch.long))
+
+
+class ExactEngine:
+    """`exact-llama-1` for the pipeline (memzip/engines.py)."""
+
+    name = ENGINE
+
+    def prepare(self, loaded: LoadedModel, header: Header | None = None, on_prepare=None) -> None:
+        exact_model(loaded, EXACT_SETTINGS if header is None else settings_of(header), on_prepare=on_prepare)
+
+    def decode_settings(self, job: Plan, loaded: LoadedModel) -> DecodeSettings:
+        return DecodeSettings(engine=ENGINE, batch_size=None, margin=None, window=job.window,
+                              exact=EXACT_SETTINGS.to_header(),
+                              coding=CODING_SETTINGS.to_header(coding_kind(job.options.mem_vectors)))
+
+    def not_worth_it(self, loaded: LoadedModel, job: Plan, sample: list[int], file_bytes: int,
+                     zstd_bytes: int) -> str | None:
+        """The model's bits per byte on a sample of the text (model-only coding), against zstd's
+        on the whole file."""
+        if job.options.mem_vectors:
+            return None
+        model = exact_model(loaded)
+        distribution = Distribution(CODING_SETTINGS, model.shape.vocab, model.device)
+        coded = compress_stream(model, distribution, _layout_rows(model, job.layout.prefix), sample, job.window)
+        sample_bytes = len(loaded.tokenizer.backend_tokenizer.decode(sample, skip_special_tokens=False).encode())
+        model_bpb, zstd_bpb = 8 * len(coded.residual) / max(1, sample_bytes), 8 * zstd_bytes / max(1, file_bytes)
+        if model_bpb >= zstd_bpb:
+            return (f"the model needed {model_bpb:.2f} bits/byte on a sample of {len(sample)} tokens, "
+                    f"zstd -19 {zstd_bpb:.2f} on the whole file")
+        return None
+
+    def compress_unit(self, loaded: LoadedModel, job: Plan, first: int, chunks: list[list[int]],
+                      progress) -> UnitResult:
+        """A stream (model-only) or a group of chunks fitted together (vectors), each coded as a
+        stream of its own."""
+        started = time.perf_counter()
+        model = exact_model(loaded)
+        distribution = Distribution(CODING_SETTINGS, model.shape.vocab, model.device)
+        kind = coding_kind(job.options.mem_vectors)
+        prefix, infix = _layout_rows(model, job.layout.prefix), _layout_rows(model, job.layout.infix)
+        if job.recipe is None:
+            starts, extra = [prefix] * len(chunks), {}
+        else:
+            fitted = fit_and_store(loaded, chunks, job.recipe, job.space, job.layout, seed=job.options.seed + first,
+                                   on_step=progress.step)
+            vectors = exact_vectors(fitted.packed, fitted.scales, job.space.storage, job.space.code_dims,
+                                    loaded.d_model)
+            starts = [torch.cat([prefix, vectors[i].to(model.device), infix]) for i in range(len(chunks))]
+            extra = dict(ce_without_vectors_bits=cost_without_vectors(loaded, job.layout, chunks), packed=fitted.packed,
+                         scales=fitted.scales, steps=[f.steps for f in fitted.fits],
+                         losses=[f.loss for f in fitted.fits], accuracies=[f.accuracy for f in fitted.fits])
+        coded = [compress_stream(model, distribution, start, chunk, job.window, kind, on_tokens=progress.tokens)
+                 for start, chunk in zip(starts, chunks)]
+        return UnitResult(first, b"".join(c.residual for c in coded), [c.misses for c in coded],
+                          [c.coded_bits for c in coded], [c.model_bits for c in coded],
+                          residual_lengths=[len(c.residual) for c in coded], seconds=time.perf_counter() - started,
+                          **extra)
+
+    def payload(self, job: Plan, loaded: LoadedModel, chunks: list[list[int]], results: list[UnitResult]) -> dict:
+        """One residual stream per chunk (or stream), back to back."""
+        lengths = [n for r in results for n in r.residual_lengths]
+        offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+        offsets[1:] = np.cumsum(lengths)
+        return {
+            "chunk_tokens": np.asarray([len(c) for c in chunks], dtype=np.int32),
+            "residual": np.frombuffer(b"".join(r.residual for r in results), dtype=np.uint8),
+            "residual_offsets": offsets,
+        }
+
+    def statistics(self, results: list[UnitResult]) -> dict:
+        """The exact model's own cross-entropy (float softmax of its logits) and what the integer
+        frequencies the coder used would ideally cost."""
+        return {"model_ce_bits": round(sum(b for r in results for b in r.model_bits), 1),
+                "coded_bits": round(sum(b for r in results for b in r.coded_bits), 1)}
+
+    def extract_units(self, archive: Archive, loaded: LoadedModel, units: list[int], progress,
+                      batch_size: int | None = None, hint=None) -> dict[int, list[list[int]]]:
+        """Decode the streams (or chunks) `units`, `batch_size` side by side (default: planned from
+        memory; any batch decodes the same)."""
+        header = archive.header
+        decode = header.decode
+        model = exact_model(loaded, settings_of(header))
+        distribution = Distribution(CodingSettings(**{k: v for k, v in decode.coding.items() if k != "kind"}),
+                                    model.shape.vocab, model.device)
+        lengths = archive.arrays["chunk_tokens"].tolist()
+        offsets = archive.arrays["residual_offsets"].tolist()
+        residual = archive.arrays["residual"].tobytes()
+        layout = Layout(tuple(decode.prefix_tokens), tuple(decode.infix_tokens))
+        prefix, infix = _layout_rows(model, layout.prefix), _layout_rows(model, layout.infix)
+        vectors = None
+        if header.vectors.mem_vectors:
+            v = header.vectors
+            vectors = exact_vectors(archive.arrays["vectors"], archive.arrays.get("vector_scales"), v.dtype,
+                                    v.code_dims, header.model.d_model)
+        batch = batch_size or planned_batch(model, len(units), decode.window)
+        out: dict[int, list[list[int]]] = {}
+        for a in range(0, len(units), batch):
+            part = units[a:a + batch]
+            if vectors is None:
+                starts = prefix[None].expand(len(part), -1, -1)
+            else:
+                starts = torch.stack([torch.cat([prefix, vectors[i].to(model.device), infix]) for i in part])
+            decoded = extract_streams(model, distribution, starts,
+                                      [residual[offsets[i]:offsets[i + 1]] for i in part], [lengths[i] for i in part],
+                                      decode.window, decode.coding["kind"], on_tokens=progress.tokens)
+            out.update({i: [tokens] for i, tokens in zip(part, decoded)})
+        return out
+
+    def failure_hint(self, header: Header, loaded: LoadedModel) -> str:
+        return ("The exact engine decodes the same on every machine, so this archive is damaged or was made "
+                "by another memzip version with the same model; please report it (MEMZIP_DEBUG=1).")

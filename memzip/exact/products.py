@@ -404,7 +404,7 @@ def measure(shapes: dict[str, tuple[int, int, int]], attention: tuple[int, int, 
         best = max(rates[role].values())
         candidates = [b for b in candidates if rates[role][b] * 8 >= best]
         roles[role] = max(rates[role], key=rates[role].get)
-        del weight  # the float copies made for timing
+
     rates["attention"] = _measure_attention(*attention, device, seconds)
     return Choice(roles, max(rates["attention"], key=rates["attention"].get), "measured", rates)
 

@@ -67,16 +67,6 @@ def _timed(part: str):
     setattr(_timings, part, getattr(_timings, part) + time.perf_counter() - began)
 
 
-def split_streams(tokens: int, stream_tokens: int) -> list[int]:
-    """Lengths of the fewest streams of at most `stream_tokens` that cover `tokens`, as equal as
-    possible (the longer ones first)."""
-    if tokens == 0:
-        return []
-    count = -(-tokens // stream_tokens)
-    base, extra = divmod(tokens, count)
-    return [base + (1 if i < extra else 0) for i in range(count)]
-
-
 @dataclass
 class CodedStream:
     residual: bytes

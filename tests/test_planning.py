@@ -1,9 +1,14 @@
-"""The batch planner's estimate covers what a real forward pass keeps, and is not absurdly loose."""
+"""Planning: how tokens are cut (even spans, streams), and how many chunks go side by side
+(memory planned from the model's shape).
+
+The batch planner's estimate covers what a real forward pass keeps, and is not absurdly loose."""
 
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 from transformers import LlamaConfig
 
-from memzip import memory
+from memzip import planning as memory
 from memzip.ranks.decoder import _cache_of, start_embeddings
 from memzip.layout import Layout
 from memzip.vectors.optimize import VectorSpace, fit_chunks
@@ -11,7 +16,7 @@ from memzip.vectors.recipes import get_recipe
 
 
 def test_kv_cache_is_what_the_estimate_says(tiny):
-    shape = memory.Shape.of(tiny.model.config, 4)
+    shape = memory.MemoryShape.of(tiny.model.config, 4)
     with torch.no_grad():
         output = tiny.model(inputs_embeds=start_embeddings(tiny.model, 3, Layout(prefix=(0,)), None), use_cache=True)
         output = tiny.model(input_ids=torch.tensor([[5], [6], [7]]), use_cache=True, cache=_cache_of(output))
@@ -31,7 +36,7 @@ def test_fitting_estimate_covers_the_tensors_autograd_keeps(tiny):
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         fit_chunks(tiny.model, [list(range(3, 3 + tokens))], get_recipe("default", 1), VectorSpace(), Layout(prefix=(0,)))
     kept = sum(saved.values())
-    estimate = memory.chunk_bytes(memory.Shape.of(tiny.model.config, 4), tokens + 2, fitting=True)
+    estimate = memory.chunk_bytes(memory.MemoryShape.of(tiny.model.config, 4), tokens + 2, fitting=True)
     assert kept <= estimate <= 8 * kept
 
 
@@ -39,7 +44,7 @@ def test_auto_batch_for_llama_3_1_8b_on_an_80_gb_gpu():
     """Llama-3.1-8B's published shape in bfloat16: weights 16 GB, 64 GB free."""
     config = LlamaConfig(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
                          num_key_value_heads=8, vocab_size=128256)
-    shape = memory.Shape.of(config, 2)
+    shape = memory.MemoryShape.of(config, 2)
     assert shape.kv_width == 1024
     free = 64 * 2**30
     decode = memory.auto_batch_size(shape, 1024, fitting=False, free=free)
@@ -72,8 +77,25 @@ def test_stream_batches_fit_memory_and_are_even():
 
 
 def test_extraction_batch_comes_from_memory(tiny):
-    from memzip.exact.engine import MAX_BATCH, exact_model, planned_batch
+    from memzip.exact.engine import MAX_STREAMS_AT_ONCE, exact_model, planned_batch
 
     model = exact_model(tiny)
     assert planned_batch(model, 3, 64) == 3
-    assert planned_batch(model, MAX_BATCH + 2, 64) == (MAX_BATCH + 2) // 2
+    assert planned_batch(model, MAX_STREAMS_AT_ONCE + 2, 64) == (MAX_STREAMS_AT_ONCE + 2) // 2
+
+
+@given(st.integers(0, 500), st.integers(1, 64))
+def test_even_spans_cover_everything_evenly(total, longest):
+    spans = memory.even_spans(total, longest)
+    assert [b for _, b in spans][-1:] == ([total] if total else [])
+    assert all(a2 == b1 for (_, b1), (a2, _) in zip(spans, spans[1:]))
+    lengths = [b - a for a, b in spans]
+    assert all(1 <= n <= longest for n in lengths) and (not lengths or max(lengths) - min(lengths) <= 1)
+    assert lengths == sorted(lengths, reverse=True)  # the longer ones first
+    assert memory.even_spans(25, 10) == [(0, 9), (9, 17), (17, 25)]
+
+
+def test_small_files_get_a_few_streams_and_large_ones_streams_of_bounded_length():
+    assert memory.default_streams(0) == 1 and memory.default_streams(1000) == 1
+    assert memory.default_streams(5000) == 4  # up to SMALL_FILE_STREAMS of at least SMALL_STREAM_TOKENS
+    assert memory.default_streams(12288 * 10 + 1) == 11
