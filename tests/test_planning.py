@@ -77,7 +77,8 @@ def test_stream_batches_fit_memory_and_are_even():
 
 
 def test_extraction_batch_comes_from_memory(tiny):
-    from memzip.exact.engine import MAX_STREAMS_AT_ONCE, exact_model, planned_batch
+    from memzip.exact.engine import exact_model, planned_batch
+    from memzip.options import MAX_STREAMS_AT_ONCE
 
     model = exact_model(tiny)
     assert planned_batch(model, 3, 64) == 3

@@ -36,7 +36,6 @@ from memzip.exact import kernels, tables
 from memzip.format.arithmetic import AdaptiveModel, ArithmeticDecoder, ArithmeticEncoder, max_total
 
 REGISTER_BITS = 64
-CODING_KINDS = ("distribution", "greedy")
 
 
 @dataclass(frozen=True)

@@ -37,15 +37,12 @@ from memzip.format.container import Archive
 from memzip.format.header import DecodeSettings, Header
 from memzip.layout import Layout
 from memzip.models import LoadedModel
+from memzip.options import MAX_STREAMS_AT_ONCE
 from memzip.planning import Plan, free_bytes, host_available_bytes, stream_batch
 from memzip.vectors.fitting import cost_without_vectors, fit_and_store
 
 EXACT_SETTINGS = ExactSettings()
 CODING_SETTINGS = CodingSettings()
-# Streams decoded side by side at most, when memory allows (~25 MB of int16 keys and values each
-# for the embedded model): on 2 CPU cores a decoding step's cost per stream levels off well below
-# this (docs/scripts/engine_ab.py, docs/benchmarks.md §2).
-MAX_STREAMS_AT_ONCE = 32
 
 
 def exact_model(loaded: LoadedModel, settings: ExactSettings = EXACT_SETTINGS, on_prepare=None) -> ExactLlama:

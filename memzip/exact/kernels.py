@@ -636,9 +636,9 @@ if numba is not None:
         return out
 
     @_compiled_serial
-    def _step_layers(rows, weights, sizes, two_slices, scales, settings, limits, cos, sin, key_inverse,
-                     value_inverse, value_scale, head_step, keys, values, streams, slots, sink_keys, sink_values,
-                     first, count, table, sigmoid):
+    def _step_layers(rows, model, cos, sin, keys, values, streams, slots, sink_keys, sink_values, first, count):
+        (weights, sizes, two_slices, scales, settings, limits, key_inverse, value_inverse, value_scale, head_step,
+         table, sigmoid) = model  # StepArrays.model
         qkv, out, gate_up, down = weights  # [layers, rows, n_in] int8 slices of each weight
         n_qkv, n_out, n_gate_up, n_down, heads, ffn, middle = sizes
         qkv_scale, out_scale, gate_up_scale, down_scale = scales
@@ -679,9 +679,7 @@ def step_layers(rows: np.ndarray, step: "StepArrays", cos: np.ndarray, sin: np.n
                 sink_values: np.ndarray, first: int, count: int) -> None:
     """Every layer of a decoding step, rows [m, d] float32 updated in place: model._compiled_step's
     kernel calls made from compiled code (see above); `step` holds the model's arrays."""
-    _step_layers(rows, step.weights, step.sizes, step.two_slices, step.scales, step.settings, step.limits, cos, sin,
-                 step.key_inverse, step.value_inverse, step.value_scale, step.head_step, keys, values, streams, slots,
-                 sink_keys, sink_values, first, count, step.table, step.sigmoid)
+    _step_layers(rows, step.model, cos, sin, keys, values, streams, slots, sink_keys, sink_values, first, count)
 
 
 class StepArrays:
@@ -706,6 +704,9 @@ class StepArrays:
         self.limits = (inverse_d, eps, np.float32(2 ** (settings.key_bits - 1) - 1),
                        np.float32(2 ** (settings.value_bits - 1) - 1), np.float32(2.0 ** settings.silu_grid_bits))
         self.table, self.sigmoid = table, sigmoid
+        # one argument for step_layers, unpacked there in this order
+        self.model = (self.weights, self.sizes, self.two_slices, self.scales, self.settings, self.limits,
+                      self.key_inverse, self.value_inverse, self.value_scale, self.head_step, self.table, self.sigmoid)
 
 
 def normalize_rows(h: np.ndarray, bits: int, inverse_d: np.float32, eps: np.float32):

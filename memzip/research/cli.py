@@ -21,6 +21,8 @@ import typer
 from memzip.cli import (BatchOpt, DeviceOpt, DtypeOpt, JsonOpt, ModelOpt, QuietOpt, RecipeOpt, _emit_json, _say,
                         app, reports_errors)
 from memzip.errors import UsageError
+from memzip.models import DEFAULT_MODEL
+from memzip.options import EXACT_WINDOW
 from memzip.vectors.recipes import get_recipe
 
 RESEARCH = "Research (measurements, not archiving)"
@@ -29,7 +31,7 @@ RESEARCH = "Research (measurements, not archiving)"
 @app.command(rich_help_panel=RESEARCH)
 @reports_errors
 def bench(
-    model: ModelOpt = "embedded",
+    model: ModelOpt = DEFAULT_MODEL,
     quick: Annotated[bool, typer.Option("--quick", help="A few minutes on 2 CPU cores: 2 chunks of 12 tokens per text set, 150 steps.")] = False,
     texts: Annotated[str, typer.Option("--texts", help="Text sets, comma-separated: book, random.")] = "book,random",
     recipes: Annotated[str, typer.Option("--recipes", help="Recipes to compare, comma-separated (see compress --recipe); paper,paper-sink,paper-sink-lr,default changes one thing at a time.")] = "paper,default",
@@ -84,7 +86,7 @@ def bench(
 @app.command(rich_help_panel=RESEARCH)
 @reports_errors
 def capacity(
-    model: ModelOpt = "embedded",
+    model: ModelOpt = DEFAULT_MODEL,
     texts: Annotated[str, typer.Option("--texts", help="book, random, or both comma-separated.")] = "book,random",
     quick: Annotated[bool, typer.Option("--quick", help="Minutes on 2 CPU cores: lengths 8,16,32, 2 samples, 1 vector, 200 steps.")] = False,
     lengths: Annotated[str, typer.Option("--lengths", help="Chunk lengths in tokens per vector, comma-separated (k vectors: k times as long).")] = "16,32,64,96,128",
@@ -164,9 +166,9 @@ def capacity(
 @reports_errors
 def bench_bytes(
     files: Annotated[list[Path], typer.Argument(help="Files to compress, extract and verify.", show_default=False)],
-    model: ModelOpt = "embedded",
+    model: ModelOpt = DEFAULT_MODEL,
     engines: Annotated[str, typer.Option("--engines", help="Engines to try, comma-separated: exact, float.")] = "exact",
-    windows: Annotated[str, typer.Option("--windows", help="Exact engine: windows to try, comma-separated (default 1024).")] = "",
+    windows: Annotated[str, typer.Option("--windows", help=f"Exact engine: windows to try, comma-separated (default {EXACT_WINDOW}).")] = "",
     streams: Annotated[str, typer.Option("--streams", help="Exact engine: stream counts to try, comma-separated (default: by length).")] = "",
     chunk_tokens: Annotated[str, typer.Option("--chunk-tokens", help="Chunk lengths to try, comma-separated (default: the mode's).")] = "",
     margins: Annotated[str, typer.Option("--margins", help="Float engine: margins to try, comma-separated (default: the dtype's).")] = "",
@@ -230,8 +232,8 @@ def bench_bytes(
 @reports_errors
 def bench_speed(
     file: Annotated[Path, typer.Argument(help="The file to compress and extract.", show_default=False)],
-    model: ModelOpt = "embedded",
-    window: Annotated[Optional[int], typer.Option("--window", help="Exact engine window (default 1024).")] = None,
+    model: ModelOpt = DEFAULT_MODEL,
+    window: Annotated[Optional[int], typer.Option("--window", help=f"Exact engine window (default {EXACT_WINDOW}).")] = None,
     streams: Annotated[Optional[int], typer.Option("--streams", help="Streams (default: by length).")] = None,
     batch_size: BatchOpt = None,
     extract: Annotated[bool, typer.Option("--extract/--no-extract", help="Also extract and time it.")] = True,
@@ -288,7 +290,7 @@ def bench_speed(
 @reports_errors
 def bench_memory(
     files: Annotated[list[Path], typer.Argument(help="Files to compress and extract, smallest first (the baseline).")],
-    model: ModelOpt = "embedded",
+    model: ModelOpt = DEFAULT_MODEL,
     max_steps: Annotated[int, typer.Option("--max-steps", help="Steps per chunk (0 measures the pipeline without optimization).")] = 0,
     batch_size: Annotated[int, typer.Option("--batch-size")] = 64,
     chunk_tokens: Annotated[Optional[int], typer.Option("--chunk-tokens", help="Cut chunks by length (skips the information pass, which is slow on CPU).")] = None,
