@@ -24,7 +24,7 @@ from memzip.exact.integer import (check_exact, exponent, pow2, quantize, quantiz
 from memzip.exact.model import ExactLlama, _rope
 from memzip.exact.products import Choice
 from memzip.exact.streams import compress_stream, extract_streams
-from memzip.exact.weights import ExactWeights, Shape, quantize_row, unsupported_reason
+from memzip.exact.weights import ExactWeights, Shape, unsupported_reason, weight_integers
 from memzip.models import embedded_gguf_path
 
 BACKENDS = products.available("cpu")
@@ -168,9 +168,9 @@ def test_settings_that_would_overflow_an_exact_sum_are_refused():
 
 
 def test_weight_rows_fit_their_bits():
-    q, scale = quantize_row(torch.tensor([[1.0, -1.0, 0.999]], dtype=torch.float64), 8)
+    q, scale = weight_integers(torch.tensor([[1.0, -1.0, 0.999]], dtype=torch.float64), 8)
     assert q.abs().max() <= 127 and torch.equal(scale, pow2(exponent(scale) - 1, torch.float64))
-    q, _ = quantize_row(torch.tensor([[0.99999, 0.5]], dtype=torch.float64), 8)
+    q, _ = weight_integers(torch.tensor([[0.99999, 0.5]], dtype=torch.float64), 8)
     assert q[0, 0] == 127  # rounding would reach 128, which int8 cannot hold
 
 

@@ -170,47 +170,42 @@ class CompiledLlama(ExactLlama):
         through torch._int_mm, or one float64 GEMM. The same integers, one rounded division."""
         shape = self.shape
         heads, kv, hd = shape.heads, shape.kv_heads, shape.head_dim
-        group, window = heads // kv, context.window
+        group = heads // kv
         batch = queries.q_int.shape[0]
-        lo_all = max(1, start - window + 1)
-        base = slice(lo_all - context.first, start + t - context.first)
-        keys_t = context.keys_f32(index, base).transpose(-1, -2)  # [B, kv, hd, n]
+        slots, blocks = self._query_blocks(start, t, group, context)
+        keys_t = context.keys_f32(index, slots).transpose(-1, -2)  # [B, kv, hd, n]
         sink_values = context.sink_values[index].to(torch.int64).numpy()
         value_scale = self._layer_arrays[index].value_scale
         in_slices = self.choice.attention == "int8"
         if in_slices:
-            values = kernels.value_slices(context.values[index].numpy(), base.start, base.stop - base.start)
+            values = kernels.value_slices(context.values[index].numpy(), slots.start, slots.stop - slots.start)
         else:
-            values = context.values_f64(index, base)  # [B, kv, n, hd]
+            values = context.values_f64(index, slots)  # [B, kv, n, hd]
         out = torch.empty(batch, kv, t * group, hd, dtype=F32)
-        for first in range(0, t, self.query_block):
-            last = min(t, first + self.query_block)
-            rows = slice(first * group, last * group)
+        for block in blocks:
+            rows = block.rows
             sink = self._sink_scores(queries, rows)
-            lo, hi = max(1, start + first - window + 1), start + last
-            if hi <= lo:  # position 0 alone sees only itself
+            if block.keys is None:  # position 0 alone sees only itself
                 sink_value = context.sink_values[index][:, :, None, :].to(F32)
-                out[:, :, rows] = sink_value.expand(-1, -1, (last - first) * group, -1) \
+                out[:, :, rows] = sink_value.expand(-1, -1, rows.stop - rows.start, -1) \
                     * layer.value_scale[None, :, None, :]
                 continue
-            part = slice(lo - lo_all, hi - lo_all)
-            scores = queries.q_int[:, :, rows] @ keys_t[:, :, :, part]  # exact
+            scores = queries.q_int[:, :, rows] @ keys_t[:, :, :, block.keys]  # exact
             weights, sink_weight, total = kernels.block_weights(
                 scores.numpy(), queries.step[:, :, rows, 0].contiguous().numpy(), sink[..., 0].contiguous().numpy(),
-                start + first, group, lo, window, self._kernel_table, in_slices)
+                start + block.first, group, block.lo, context.window, self._kernel_table, in_slices)
             if in_slices:
-                n, keys = weights.shape[3], part.stop - part.start
+                n, keys = weights.shape[3], block.keys.stop - block.keys.start
                 sums = np.empty((batch, kv, kernels.WEIGHT_SLICES * n, 2 * hd), np.int32)
                 for b in range(batch):
                     for h in range(kv):
-                        value_rows = np.ascontiguousarray(values[b, h, :, :, part]).reshape(2 * hd, keys)
+                        value_rows = np.ascontiguousarray(values[b, h, :, :, block.keys]).reshape(2 * hd, keys)
                         sums[b, h] = products.int8_matmul(weights[b, h].reshape(-1, keys), value_rows)
-                out[:, :, rows] = torch.from_numpy(kernels.block_outputs(sums, sink_weight, sink_values, total,
-                                                                         value_scale))
+                outputs = kernels.block_outputs(sums, sink_weight, sink_values, total, value_scale)
             else:
-                numerator = (torch.from_numpy(weights) @ values[:, :, part]).numpy()  # exact: below 2^53
-                out[:, :, rows] = torch.from_numpy(kernels.exact_block_outputs(numerator, sink_weight, sink_values,
-                                                                               total, value_scale))
+                numerator = (torch.from_numpy(weights) @ values[:, :, block.keys]).numpy()  # exact: below 2^53
+                outputs = kernels.block_outputs(None, sink_weight, sink_values, total, value_scale, exact=numerator)
+            out[:, :, rows] = torch.from_numpy(outputs)
         return out.reshape(batch, kv, t, group, hd).permute(0, 2, 1, 3, 4).reshape(batch, t, heads * hd)
 
     def _out_and_mlp(self, index: int, layer: LayerWeights, h: torch.Tensor, attended: torch.Tensor) -> torch.Tensor:

@@ -254,8 +254,11 @@ if numba is not None:
                     slices[b, h, 1, c, j] = low
 
     @_compiled
-    def _block_outputs(products, sink_weights, sink_values, totals, value_scale, out):
+    def _block_outputs(products, exact, sink_weights, sink_values, totals, value_scale, out):
+        """`products`: int32 sums of the weights' and values' int8 slices [B, kv, 3 rows, 2 hd]; or,
+        where it is empty, `exact`: float64 GEMM sums [B, kv, rows, hd] (integers below 2^53)."""
         streams, kv_heads, rows, head_dim = out.shape
+        in_slices = products.shape[0] > 0
         for task in numba.prange(streams * kv_heads * rows):
             b = task // (kv_heads * rows)
             h = (task // rows) % kv_heads
@@ -263,24 +266,13 @@ if numba is not None:
             total = np.float64(totals[b, h, r])
             for c in range(head_dim):
                 numerator = sink_weights[b, h, r] * sink_values[b, h, c]
-                for s in range(WEIGHT_SLICES):  # weight slice s times value slice t, at 2^(8 (s + 1 - t))
-                    numerator += (np.int64(products[b, h, s * rows + r, c]) << (8 * s + 8)) \
-                        + (np.int64(products[b, h, s * rows + r, head_dim + c]) << (8 * s))
+                if in_slices:
+                    for s in range(WEIGHT_SLICES):  # weight slice s times value slice t, at 2^(8 (s + 1 - t))
+                        numerator += (np.int64(products[b, h, s * rows + r, c]) << (8 * s + 8)) \
+                            + (np.int64(products[b, h, s * rows + r, head_dim + c]) << (8 * s))
+                else:
+                    numerator += np.int64(exact[b, h, r, c])  # converted exactly
                 quotient = np.float64(numerator) / total  # exact integers below 2^53, one rounding
-                out[b, h, r, c] = _f32(np.float32(quotient) * value_scale[h, c])
-
-
-    @_compiled
-    def _exact_block_outputs(numerator, sink_weights, sink_values, totals, value_scale, out):
-        streams, kv_heads, rows, head_dim = out.shape
-        for task in numba.prange(streams * kv_heads * rows):
-            b = task // (kv_heads * rows)
-            h = (task // rows) % kv_heads
-            r = task % rows
-            total = np.float64(totals[b, h, r])
-            for c in range(head_dim):  # float64 GEMM sums of integers below 2^53: exact, converted exactly
-                whole = np.int64(numerator[b, h, r, c]) + sink_weights[b, h, r] * sink_values[b, h, c]
-                quotient = np.float64(whole) / total  # one rounding
                 out[b, h, r, c] = _f32(np.float32(quotient) * value_scale[h, c])
 
 
@@ -315,23 +307,21 @@ def value_slices(values_t: np.ndarray, first: int, count: int) -> np.ndarray:
     return slices
 
 
-def block_outputs(products: np.ndarray, sink_weights: np.ndarray, sink_values: np.ndarray, totals: np.ndarray,
-                  value_scale: np.ndarray) -> np.ndarray:
+def block_outputs(products: np.ndarray | None, sink_weights: np.ndarray, sink_values: np.ndarray, totals: np.ndarray,
+                  value_scale: np.ndarray, exact: np.ndarray | None = None) -> np.ndarray:
     """Attention's output rows of a query block: (weights @ values + sink weight * sink value) /
-    total, times the values' scales, as _block_attention's torch calls compute them, from the
-    int32 products [B, kv, 3 rows, 2 hd] of the weight slices [s0; s1; s2] and the value slices
-    [high, low]; sink_values [B, kv, hd] int64. Returns [B, kv, rows, hd] float32."""
-    streams, kv_heads, rows3, head_dim2 = products.shape
-    out = np.empty((streams, kv_heads, rows3 // WEIGHT_SLICES, head_dim2 // 2), np.float32)
-    _block_outputs(products, sink_weights, sink_values, totals, value_scale, out)
-    return out
-
-
-def exact_block_outputs(numerator: np.ndarray, sink_weights: np.ndarray, sink_values: np.ndarray,
-                        totals: np.ndarray, value_scale: np.ndarray) -> np.ndarray:
-    """block_outputs from the float64 GEMM's exact sums weights @ values [B, kv, rows, hd]."""
-    out = np.empty(numerator.shape, np.float32)
-    _exact_block_outputs(numerator, sink_weights, sink_values, totals, value_scale, out)
+    total, times the values' scales, as the reference's _attention computes them, from the int32
+    products [B, kv, 3 rows, 2 hd] of the weight slices [s0; s1; s2] and the value slices
+    [high, low], or (`products` None) from the `exact` sums [B, kv, rows, hd] of a float64 GEMM;
+    sink_values [B, kv, hd] int64. Returns [B, kv, rows, hd] float32."""
+    if products is None:
+        out = np.empty(exact.shape, np.float32)
+        products = np.empty((0, 0, 0, 0), np.int32)
+    else:
+        streams, kv_heads, rows3, head_dim2 = products.shape
+        out = np.empty((streams, kv_heads, rows3 // WEIGHT_SLICES, head_dim2 // 2), np.float32)
+        exact = np.empty((0, 0, 0, 0), np.float64)
+    _block_outputs(products, exact, sink_weights, sink_values, totals, value_scale, out)
     return out
 
 

@@ -36,6 +36,8 @@ stays within 0.1% of the float32 model's (docs/benchmarks.md).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from memzip.exact import products, tables
@@ -162,6 +164,17 @@ class Queries:
         return cls(*(torch.cat([getattr(q, n) for q in parts], dim=2) for n in ("q_int", "step", "sink_keys")))
 
 
+@dataclass
+class QueryBlock:
+    """Positions first..first+positions-1 of a block of new positions, as attention takes them."""
+
+    rows: slice  # their query rows (position, query head of the group)
+    first: int
+    positions: int
+    lo: int  # the first key position any of them sees after the sink
+    keys: slice | None  # those keys among the block's context slots; None: position 0, which sees only the sink
+
+
 class ExactLlama:
     """The exact forward of a Llama model, in torch (the reference). Build it with
     memzip.exact.build_engine, which picks memzip/exact/compiled.py's faster path where it runs."""
@@ -274,32 +287,41 @@ class ExactLlama:
         head_dim of terms stay below 2^24); p @ v (20-bit weights) in float64."""
         shape = self.shape
         heads, kv, hd = shape.heads, shape.kv_heads, shape.head_dim
-        group, window = heads // kv, context.window
+        group = heads // kv
         batch = queries.q_int.shape[0]
-        lo_all = max(1, start - window + 1)
-        base = slice(lo_all - context.first, start + t - context.first)
-        keys_t = context.keys_f32(index, base).transpose(-1, -2)  # [B, kv, hd, n]: BLAS reads q @ k^T fastest so
-        values = context.values_f64(index, base)  # [B, kv, n, hd]
+        slots, blocks = self._query_blocks(start, t, group, context)
+        keys_t = context.keys_f32(index, slots).transpose(-1, -2)  # [B, kv, hd, n]: BLAS reads q @ k^T fastest so
+        values = context.values_f64(index, slots)  # [B, kv, n, hd]
         sink_value = context.sink_values[index][:, :, None, :].to(F64)
         out = torch.empty(batch, kv, t * group, hd, dtype=F32, device=self.device)
-        for first in range(0, t, self.query_block):
-            last = min(t, first + self.query_block)
-            rows = slice(first * group, last * group)
+        for block in blocks:
+            rows = block.rows
             sink = self._sink_scores(queries, rows)
-            lo, hi = max(1, start + first - window + 1), start + last
-            if hi <= lo:  # position 0 alone sees only itself
-                out[:, :, rows] = sink_value.expand(-1, -1, (last - first) * group, -1).to(F32)
+            if block.keys is None:  # position 0 alone sees only itself
+                out[:, :, rows] = sink_value.expand(-1, -1, rows.stop - rows.start, -1).to(F32)
                 continue
-            part = slice(lo - lo_all, hi - lo_all)
-            scores = (queries.q_int[:, :, rows] @ keys_t[:, :, :, part]).mul_(queries.step[:, :, rows])  # exact
-            _mask_outside_windows(scores, start + first, last - first, group, lo, window)
+            scores = (queries.q_int[:, :, rows] @ keys_t[:, :, :, block.keys]).mul_(queries.step[:, :, rows])  # exact
+            _mask_outside_windows(scores, start + block.first, block.positions, group, block.lo, context.window)
             weights, sink_weight = self._weights(scores, sink)
             weights, sink_weight = weights.to(F64), sink_weight.to(F64)  # exact: integers below 2^53
             total = weights.sum(dim=-1, keepdim=True, dtype=F64) + sink_weight
-            numerator = weights @ values[:, :, part] + sink_weight * sink_value
+            numerator = weights @ values[:, :, block.keys] + sink_weight * sink_value
             out[:, :, rows] = (numerator / total).to(F32)
         out = out * layer.value_scale[None, :, None, :]
         return out.reshape(batch, kv, t, group, hd).permute(0, 2, 1, 3, 4).reshape(batch, t, heads * hd)
+
+    def _query_blocks(self, start: int, t: int, group: int, context: Context) -> tuple[slice, list["QueryBlock"]]:
+        """The context slots the t positions from `start` see (besides the sink), and their query
+        blocks of at most `query_block` positions with the keys each block sees among those slots."""
+        window = context.window
+        lo_all = max(1, start - window + 1)
+        blocks = []
+        for first in range(0, t, self.query_block):
+            last = min(t, first + self.query_block)
+            lo, hi = max(1, start + first - window + 1), start + last
+            keys = slice(lo - lo_all, hi - lo_all) if hi > lo else None
+            blocks.append(QueryBlock(slice(first * group, last * group), first, last - first, lo, keys))
+        return slice(lo_all - context.first, start + t - context.first), blocks
 
     def _sink_scores(self, queries: Queries, rows: slice) -> torch.Tensor:
         """q_int . sink_key per row, in buckets: an integer sum below 2^24 (exact in float32), times

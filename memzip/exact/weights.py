@@ -173,7 +173,7 @@ class ExactWeights:
         inverse_sqrt_head_dim = float(1 / tables.decimal_sqrt(shape.head_dim))
 
         def weight(matrix: torch.Tensor, bits: int = w) -> IntegerWeight:
-            q, scale = quantize_row(matrix, bits)
+            q, scale = weight_integers(matrix, bits)
             return IntegerWeight.of(q, scale, bits, a)
 
         layers = []
@@ -185,7 +185,7 @@ class ExactWeights:
             # 1/sqrt(head_dim) (rounded once, from its decimal value) joins the query rows
             query = f64(p + "self_attn.q_proj.weight") * inverse_sqrt_head_dim
             qkv = torch.cat([query] + [f64(p + f"self_attn.{n}_proj.weight") for n in "kv"]) * norm1
-            q_int, q_scale = quantize_row(qkv, w)
+            q_int, q_scale = weight_integers(qkv, w)
             key_scale, value_scale = _static_scales(shape, settings, q_int, q_scale)
             layers.append(LayerWeights(
                 IntegerWeight.of(q_int, q_scale, w, a),
@@ -258,7 +258,7 @@ class ExactWeights:
         return cls(shape, settings, tensors["embedding"], layers, head, stacked)
 
 
-def quantize_row(matrix: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
+def weight_integers(matrix: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Weights as integers in +-(2^(bits-1) - 1) with a power-of-two scale per output row (an
     8-bit row then fits int8: the rare 128 that rounding reaches is clamped)."""
     q, scale = quantize(matrix, bits, dim=1)

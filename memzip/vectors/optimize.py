@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from memzip.layout import Layout, added_bos, document_start
-from memzip.vectors.rounding import expand, fake_quantize
+from memzip.vectors.rounding import expand, as_stored
 from memzip.vectors.recipes import Recipe
 
 def recipe_layout(recipe: Recipe, tokenizer) -> Layout:
@@ -210,7 +210,7 @@ def _forward(model, inputs: _Inputs, recipe: Recipe, params, active, step: int =
     """Teacher-forced forward for the active chunks: per-chunk objective (what is minimized),
     mean cross-entropy, accuracy and smallest lead, over the scored tokens (during a curriculum,
     over the part of each chunk scored so far)."""
-    mem = expand(fake_quantize(torch.stack([params[i] for i in active]), inputs.storage), inputs.basis).to(inputs.dtype)
+    mem = expand(as_stored(torch.stack([params[i] for i in active]), inputs.storage), inputs.basis).to(inputs.dtype)
     n = len(active)
     prefix, infix = (e[None].expand(n, -1, -1) for e in inputs.layout_embeds)
     embeds = torch.cat([prefix, mem, infix, inputs.token_embeds[active]], dim=1)

@@ -1,7 +1,7 @@
 """The optimizer's view of vector storage: the rounding of memzip/format/vectors.py, in torch,
 with a gradient.
 
-The optimizer sees the stored values, not the float32 ones (`fake_quantize`): its forward pass
+The optimizer sees the stored values, not the float32 ones (`as_stored`): its forward pass
 uses what storage will keep, and its gradient passes straight through the rounding. So a chunk
 is judged by the same vectors that extraction will read, and low precisions that would fail if
 rounded after the fact still decode (quantization-aware training).
@@ -20,7 +20,7 @@ import torch
 from memzip.format import vectors as storage
 
 
-def fake_quantize(vectors: torch.Tensor, dtype: str) -> torch.Tensor:
+def as_stored(vectors: torch.Tensor, dtype: str) -> torch.Tensor:
     """The stored values of float32 `vectors` (as `storage.pack` rounds them), with a
     straight-through gradient."""
     if dtype == "float32":

@@ -1,11 +1,11 @@
-"""The optimizer sees exactly what storage keeps: fake_quantize agrees with format.vectors.pack."""
+"""The optimizer sees exactly what storage keeps: as_stored agrees with format.vectors.pack."""
 
 import numpy as np
 import pytest
 import torch
 
 from memzip.format import vectors as storage
-from memzip.vectors.rounding import code_basis, expand, fake_quantize, stored_vectors
+from memzip.vectors.rounding import code_basis, expand, as_stored, stored_vectors
 
 
 @pytest.mark.parametrize("dtype", storage.STORAGE_DTYPES)
@@ -13,12 +13,12 @@ def test_fake_quantize_is_what_storage_keeps(dtype):
     vectors = torch.randn(3, 2, 40, generator=torch.Generator().manual_seed(1)) * 0.1
     packed, scales = storage.pack(vectors.numpy(), dtype)
     kept = stored_vectors(packed, scales, dtype, None, 40)
-    assert torch.allclose(fake_quantize(vectors, dtype), kept, rtol=0, atol=1e-7)
+    assert torch.allclose(as_stored(vectors, dtype), kept, rtol=0, atol=1e-7)
 
 
 def test_the_gradient_passes_straight_through():
     vectors = torch.randn(1, 1, 16, requires_grad=True)
-    (fake_quantize(vectors, "int4") * torch.arange(16.0)).sum().backward()
+    (as_stored(vectors, "int4") * torch.arange(16.0)).sum().backward()
     assert torch.equal(vectors.grad[0, 0], torch.arange(16.0))
 
 
