@@ -1,6 +1,16 @@
 """The memzip library: what each command does, callable from Python. The CLI is a thin layer over
 these functions; progress reaches the caller through a plain callback (`ProgressEvent`).
 
+Bytes in memory, as gzip, lzma and zstandard offer them (also as `memzip.compress` and
+`memzip.decompress`):
+
+    blob = memzip.compress(data)                      # the embedded model; archive bytes
+    memzip.decompress(blob) == data                   # the model the archive names, verified
+    model = memzip.Model("embedded")                  # load once, for many calls
+    model.compress(data, mem_vectors=1); model.decompress(blob)
+
+Files:
+
     from memzip.api import CompressOptions, compress_file, extract_file, test_archive, archive_report
     compress_file("book.txt")                                   # -> book.txt.memz, the model codes it
     compress_file("book.txt", "v.memz", CompressOptions(mem_vectors=1))   # [mem] vectors
@@ -31,8 +41,9 @@ from memzip.format.stats import archive_stats
 # memzip.pipeline and memzip.models.load_model bring torch and transformers (seconds to import);
 # they are imported by the functions that run a model, so `stats` and `info` never load them.
 
-__all__ = ["CompressOptions", "ProgressEvent", "Models", "compress_file", "extract_file", "test_archive",
-           "archive_report", "archive_header", "available_models", "SUFFIX", "compressed_name", "extracted_name"]
+__all__ = ["CompressOptions", "ProgressEvent", "Model", "Models", "compress", "decompress", "compress_file",
+           "extract_file", "test_archive", "archive_report", "archive_header", "available_models", "SUFFIX",
+           "compressed_name", "extracted_name"]
 
 SUFFIX = ".memz"
 
@@ -52,6 +63,75 @@ class Models:
             self._loaded[key] = load_model(location, device=rank_device(current_world(device), device), dtype=dtype,
                                            on_prepare=preparation_reporter(on_progress))
         return self._loaded[key]
+
+
+class Model:
+    """A model handle for `compress` and `decompress` on bytes: loaded on first use, then kept.
+
+    `name`: an alias (`memzip models`), hub id, model directory or .gguf file; or a LoadedModel
+    already in memory (memzip.models.wrap_model)."""
+
+    def __init__(self, name=DEFAULT_MODEL, device: str = "auto", dtype: str = "auto"):
+        self._loaded = None if isinstance(name, str) else name
+        self.name, self.device, self.dtype = name if isinstance(name, str) else name.identity.name, device, dtype
+
+    @property
+    def loaded(self):
+        if self._loaded is None:
+            from memzip.models import load_model
+
+            self._loaded = load_model(resolve_model(self.name), device=self.device, dtype=self.dtype)
+        return self._loaded
+
+    def compress(self, data: bytes, options: CompressOptions | None = None, **settings) -> bytes:
+        """The archive of `data` (the same bytes `memzip compress` writes for a file of no name,
+        mode or time). `settings` are CompressOptions fields: mem_vectors=1, streams=8, ..."""
+        from memzip.pipeline import compress_bytes
+
+        options = options or CompressOptions(**settings)
+        options.check()
+        archive, _ = compress_bytes(bytes(data), self.loaded, options)
+        return encode_archive(archive)
+
+    def decompress(self, blob: bytes, force: bool = False) -> bytes:
+        """The original bytes of an archive, verified against its SHA-256."""
+        from memzip.pipeline import extract_bytes
+
+        archive = decode_archive(bytes(blob))
+        loaded = None if archive.header.mode == "stored" else self.loaded
+        return extract_bytes(archive, loaded, force=force)
+
+
+_MODELS: dict = {}  # the handles `compress` and `decompress` made, by model name
+
+
+def compress(data: bytes, model=DEFAULT_MODEL, **settings) -> bytes:
+    """Compress bytes to a .memz archive (bytes) with `model` (a name, a Model, or a LoadedModel),
+    loaded once per process. `settings`: CompressOptions fields (mem_vectors, streams, window, ...)."""
+    return _model(model).compress(data, **settings)
+
+
+def decompress(blob: bytes, model=None) -> bytes:
+    """The original bytes of a .memz archive, verified; the model is the one the archive names
+    (its fingerprints are checked) unless `model` gives another."""
+    if model is None:
+        header = decode_archive(bytes(blob)).header
+        if header.mode == "stored":  # no model needed
+            from memzip.pipeline import extract_bytes
+
+            return extract_bytes(decode_archive(bytes(blob)), None)
+        model = _archive_model(header).name
+    return _model(model).decompress(blob)
+
+
+def _model(model) -> Model:
+    if isinstance(model, Model):
+        return model
+    if not isinstance(model, str):  # a LoadedModel
+        return Model(model)
+    if model not in _MODELS:
+        _MODELS[model] = Model(model)
+    return _MODELS[model]
 
 
 def compressed_name(source: str) -> Path:

@@ -91,3 +91,22 @@ def test_nothing_is_overwritten_and_bad_inputs_are_refused(book, tiny_dir, tmp_p
         compress_file(str(book), tmp_path / "new.memz", model=str(tiny_dir), resume=True)
     with pytest.raises(UsageError, match="--mem-vectors"):
         compress_file(str(book), tmp_path / "new.memz", CompressOptions(mem_vectors=-1), model=str(tiny_dir))
+
+
+def test_bytes_in_and_out_as_gzip_and_lzma_offer_them(tiny):
+    """memzip.compress / memzip.decompress at the package's top level, with a model handle that
+    loads once; the archive is the file pipeline's (no name, mode or time recorded)."""
+    import memzip
+    from memzip.format.container import decode_archive
+
+    data = b"Bytes in memory, as gzip.compress takes them. \xff\xfe" * 3
+    model = memzip.Model(tiny)
+    blob = model.compress(data, streams=2, store_fallback=False)
+    assert decode_archive(blob).header.mode == "model"  # the model's archive, not stored bytes
+    assert decode_archive(blob).header.text.name is None and decode_archive(blob).header.text.chunks == 2
+    assert model.decompress(blob) == data == memzip.decompress(blob, model=model)
+    assert memzip.compress(data, model=tiny, streams=2, store_fallback=False) == blob  # deterministic
+    stored = memzip.compress(b"", model=tiny)  # an empty input is stored: no model needed to read it
+    assert memzip.decompress(stored) == b""
+    with pytest.raises(UsageError):
+        model.compress(data, streams=0)
