@@ -37,6 +37,7 @@ def test_world_shares_groups_round_robin():
     assert World(0, 2).journal_suffix() == ".rank0-of-2" and World().journal_suffix() == ""
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args", [ARGS, FLOAT_ARGS], ids=["exact", "float"])
 def test_two_processes_write_the_archive_one_process_writes(args, tiny_dir, tmp_path):
     source = tmp_path / "t.txt"
@@ -61,6 +62,7 @@ def test_vectors_fitted_by_two_processes_extract_exactly(tiny_dir, tmp_path):
     assert (tmp_path / "back.txt").read_bytes() == TEXT
 
 
+@pytest.mark.slow
 def test_a_rank_without_a_group_waits_and_rank_0_still_writes(tiny_dir, tmp_path):
     """One chunk, two processes: rank 1 has nothing to do and must neither fail nor hang."""
     source = tmp_path / "short.txt"

@@ -22,6 +22,7 @@ from memzip.format.residual import HASH_BITS, Choices, decode_choices, encode_ch
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow  # starts a fresh interpreter
 def test_the_format_layer_and_the_commands_that_need_no_model_load_no_torch():
     code = ("import sys, memzip.format.container, memzip.format.residual, memzip.api, memzip.format.stats, memzip.cli; "
             "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))")

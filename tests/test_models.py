@@ -103,6 +103,7 @@ print("transformers" in sys.modules)
 """
 
 
+@pytest.mark.slow
 def test_a_warm_run_of_the_exact_engine_does_not_import_transformers(tiny_dir, tmp_path):
     """The second compression with a model (its card and rounded weights cached) runs without
     importing transformers (seconds of start-up); the first says what it prepares, once."""

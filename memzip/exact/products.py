@@ -400,7 +400,7 @@ def measure(shapes: dict[str, tuple[int, int, int]], attention: tuple[int, int, 
                 def run(b=b):
                     matmul(weight, rows_here, b)
                     torch.cuda.synchronize() if device.type == "cuda" else None
-            rates[role][b] = round(ops / _timed(run, seconds) / 1e9, 1)
+            rates[role][b] = _gop(ops, _timed(run, seconds))
         best = max(rates[role].values())
         candidates = [b for b in candidates if rates[role][b] * 8 >= best]
         roles[role] = max(rates[role], key=rates[role].get)
@@ -418,12 +418,17 @@ def _measure_attention(rows: int, keys: int, head_dim: int, device, seconds: flo
     if device.type == "cpu" and "int8" in available(device):
         weights = torch.randint(-128, 128, (3 * rows, keys), generator=generator, dtype=torch.int8).numpy()
         values = torch.randint(-128, 128, (2 * head_dim, keys), generator=generator, dtype=torch.int8).numpy()
-        out["int8"] = round(ops / _timed(lambda: int8_matmul(weights, values), seconds) / 1e9, 1)
+        out["int8"] = _gop(ops, _timed(lambda: int8_matmul(weights, values), seconds))
     if "float64" in available(device):
         weights64 = torch.randint(0, 2 ** 20, (rows, keys), generator=generator).to(device, torch.float64)
         values64 = torch.randint(-2047, 2048, (keys, head_dim), generator=generator).to(device, torch.float64)
-        out["float64"] = round(ops / _timed(lambda: weights64 @ values64, seconds) / 1e9, 1)
+        out["float64"] = _gop(ops, _timed(lambda: weights64 @ values64, seconds))
     return out or {"float64": 0.0}
+
+
+def _gop(ops: int, seconds: float) -> float:
+    """GOP/s to three significant digits (a tiny shape's rate stays above zero)."""
+    return float(f"{ops / seconds / 1e9:.3g}")
 
 
 def _timed(run, seconds: float) -> float:
