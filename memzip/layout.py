@@ -5,7 +5,7 @@
 - memzip's recipes put the model's *document-start* token in the prefix. Transformers park
   attention on position 0 (an "attention sink") and read little from its value, so a [mem]
   vector sitting there is hard to use; with a real token in that place the vector is an
-  ordinary position (docs/benchmarks.md §6 and §11 measured the difference).
+  ordinary position (docs/benchmarks.md §4 and docs/history.md §11 measured the difference).
 - The authors' code (hidden_capacity) puts nothing before the vectors, and for tokenizers that
   add a BOS token it puts the BOS right after them (the infix).
 - Without vectors (model-only coding) the document-start token alone starts every chunk, as at

@@ -229,7 +229,7 @@ def _resolve_hub(name, hub_id, revision, allow_download, entry) -> ModelLocation
 class LoadedModel:
     """A model ready for memzip: its tokenizer, identity (what archives record), device and dtype,
     and the transformers model itself, loaded on first use (`model`): the exact engine runs from
-    its own cached integer weights (memzip/streamed.py), so compressing or extracting with it
+    its own cached integer weights (memzip/exact/engine.py), so compressing or extracting with it
     never imports transformers once the model has been prepared on this machine."""
 
     def __init__(self, model, tokenizer, identity: ModelIdentity, device, dtype, entry: RegistryEntry | None = None,

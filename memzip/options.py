@@ -14,11 +14,11 @@ from memzip.vectors.recipes import get_recipe
 
 # Choices tolerate logits that differ by less than margin / 2 from the compressing machine's.
 # float32: 15x the largest difference measured between ways of computing the same logits on one
-# CPU (6.6e-4, docs/benchmarks.md §9); half precisions round logits far more coarsely.
+# CPU (6.6e-4, docs/history.md §9); half precisions round logits far more coarsely.
 DEFAULT_MARGIN = {"float32": 0.01, "bfloat16": 0.5, "float16": 0.25}
 # Tokens per chunk in model-only mode: each chunk is predicted from its own earlier tokens, so
 # longer chunks code better (20 KB of alice29 at margin 0.01: 1.97 bits/byte at 512, 1.87 at
-# 1024) but give fewer chunks to decode side by side (docs/benchmarks.md §4).
+# 1024) but give fewer chunks to decode side by side (docs/history.md §4).
 MODEL_ONLY_CHUNK_TOKENS = 1024
 CHUNKINGS = ("auto", "information", "length")
 # Chunks side by side on a CPU, where cores are the limit: {fitting vectors: 8, model-only: 32}.
@@ -54,12 +54,12 @@ class CompressOptions:
     # paper's finding: a vector holds a fixed amount of information), "length" by token count,
     # "auto" = information unless chunk_tokens is given (and the model is in the registry).
     chunking: str = "auto"
-    recipe: str = "default"  # how vectors are optimized (memzip/optimize.py)
+    recipe: str = "default"  # how vectors are optimized (memzip/vectors/optimize.py)
     max_steps: int | None = None  # overrides the recipe's step budget per chunk
     seed: int = 0
     vector_dtype: str = "float16"  # storage of the vectors (memzip/format/vectors.py)
     code_dims: int | None = None  # store vectors as codes of this many numbers in a random subspace
-    batch_size: int | None = None  # chunks decoded (and fitted) together; None: planned (memzip/memory.py)
+    batch_size: int | None = None  # chunks decoded (and fitted) together; None: planned (memzip/planning.py)
     margin: float | None = None  # float engine: drift tolerance of the choices; None: DEFAULT_MARGIN of the dtype
     engine: str = "auto"  # auto (exact wherever it covers the model), exact, float
     window: int | None = None  # exact engine: positions attention sees besides the sink (EXACT_WINDOW)

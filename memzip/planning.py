@@ -184,7 +184,7 @@ class CompressReport:
 # How many chunks to decode (or fit) side by side: memory planned from the model's shape.
 #
 # On a GPU the batch decides the speed (a small model waits on kernel launches, so 8 chunks cost
-# what 1 does, docs/benchmarks.md §10) and running out of memory loses the run. With no
+# what 1 does, docs/history.md §10) and running out of memory loses the run. With no
 # `--batch-size`, memzip estimates what one chunk costs from the model's config and takes as many
 # chunks as fit in a share of the free memory. On a CPU the cores, not the memory, are the limit,
 # and the fixed defaults of memzip/options.py apply.
@@ -197,7 +197,7 @@ class CompressReport:
 # - fitting: the activations kept for the backward pass, about L·T·(16·d + 3·f)·e, attention
 #   scores L·heads·T²·e, and the logits with their gradient, T·V·4·3 bytes.
 #
-# The estimate is deliberately generous: tests/test_memory.py counts the KV cache and the tensors
+# The estimate is deliberately generous: tests/test_planning.py counts the KV cache and the tensors
 # autograd keeps in a real forward pass and checks that the estimate covers them.
 
 MAX_AUTO_BATCH = 512

@@ -1,4 +1,4 @@
-"""Choices name a token so that another machine's rounding cannot change it (memzip/ranking.py,
+"""Choices name a token so that another machine's rounding cannot change it (memzip/ranks/ranking.py,
 docs/format.md §5.1): whatever the logits, the token comes back when every logit moved by less
 than half the margin, and ties or crowds of near-equal logits cost hash bits, never correctness."""
 

@@ -65,7 +65,7 @@ class DecodeSettings:
     # exact engines decode any batch the same, and record None.
     batch_size: int | None = 8
     # float-ranks: choices tolerate logits that differ from the compressor's by less than
-    # margin / 2 (memzip/ranking.py); None for the exact engines, which need no margin.
+    # margin / 2 (memzip/ranks/ranking.py); None for the exact engines, which need no margin.
     margin: float | None = 0.01
     prefix_tokens: list[int] = field(default_factory=list)  # fed before the [mem] vectors
     infix_tokens: list[int] = field(default_factory=list)  # fed after them, before the text

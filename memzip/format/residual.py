@@ -2,7 +2,7 @@
 
 Decoding is greedy decoding steered by the archive. At every step the decoder is told which
 token to take, as three integers that compression computed from the model's logits
-(memzip/ranking.py says how they are chosen and resolved):
+(memzip/ranks/ranking.py says how they are chosen and resolved):
 
 - rank r: how many tokens had a larger logit than the chosen one (0: the model's top choice);
 - bits b: 0 when no other token's logit was within twice the archive's margin of the chosen

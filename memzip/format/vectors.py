@@ -11,7 +11,7 @@ A vector is fitted in float32 and stored in one of these dtypes:
 A vector can also be stored as a shorter *code* z of `code_dims` numbers: the vector is z @ B with
 B the fixed random sign matrix of `basis`, defined bit for bit here and in the spec.
 
-The optimizer's view of the same rounding (with a gradient) is memzip/quantize.py, which uses
+The optimizer's view of the same rounding (with a gradient) is memzip/vectors/rounding.py, which uses
 these tables.
 """
 

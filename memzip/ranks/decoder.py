@@ -4,7 +4,7 @@ Every chunk is decoded from its start (the layout's fixed tokens around the chun
 vectors, if it has any) with the model's KV cache, one token per step, a group of chunks at a
 time. At each step:
 
-- compression knows the true token and *names* it (memzip/ranking.py), producing the choices
+- compression knows the true token and *names* it (memzip/ranks/ranking.py), producing the choices
   the archive stores;
 - extraction reads those choices and *picks* the token they name.
 

@@ -9,7 +9,7 @@ with its own parameter and its own optimizer state, and a chunk leaves the batch
 is done. The loss is the *sum* of per-chunk mean losses, so every chunk gets exactly the
 gradient it would get alone; batching changes the speed, not the method.
 
-A `Recipe` (memzip/recipes.py) says how to fit.
+A `Recipe` (memzip/vectors/recipes.py) says how to fit.
 """
 
 from __future__ import annotations
@@ -217,7 +217,7 @@ def _forward(model, inputs: _Inputs, recipe: Recipe, params, active, step: int =
     longest = inputs.ids.shape[1]
     # The position before each text token predicts it. Exactly those positions are asked for,
     # so the logits come out contiguous and cross_entropy reads them in place (a transposed view
-    # made it copy them: 11.3 GB -> 7.2 GB peak for 256 chunks of 64 tokens, docs/benchmarks.md §8).
+    # made it copy them: 11.3 GB -> 7.2 GB peak for 256 chunks of 64 tokens, docs/history.md §8).
     positions = torch.arange(embeds.shape[1] - longest - 1, embeds.shape[1] - 1, device=embeds.device)
     logits = model(inputs_embeds=embeds, logits_to_keep=positions).logits.float()
     target, valid = inputs.ids[active], inputs.scored[active]

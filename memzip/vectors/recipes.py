@@ -1,4 +1,4 @@
-"""Recipes: how [mem] vectors are fitted (memzip/optimize.py runs them). Plain settings, no torch.
+"""Recipes: how [mem] vectors are fitted (memzip/vectors/optimize.py runs them). Plain settings, no torch.
 
 `paper` is the authors' code (hidden_capacity) as it runs: their layout and scored tokens,
 optimizer and stopping rule. `default` is memzip's. The others differ from one of those two in
@@ -70,7 +70,7 @@ RECIPES: dict[str, Recipe] = {
     # saved after the update that follows each gain.
     "paper": Recipe("paper", lr=1e-2, betas=(0.9, 0.9), weight_decay=0.01, max_steps=5000, patience=2000,
                     margin=0.0, layout="authors", keep_after_update=True),
-    # memzip's: the sink layout is what makes the difference (docs/benchmarks.md §6, §11); with it
+    # memzip's: the sink layout is what makes the difference (docs/benchmarks.md §4, docs/history.md §11); with it
     # the highest learning rate tried (3e-1, betas 0.9/0.99) was the fastest; a margin of 1 logit
     # so that greedy decoding agrees with the teacher-forced result.
     "default": Recipe("default", lr=3e-1, betas=(0.9, 0.99), weight_decay=0.0, max_steps=400,
