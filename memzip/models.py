@@ -325,10 +325,8 @@ def load_model(location: ModelLocation, device: str = "auto", dtype: str = "floa
     if dtype not in DTYPES:
         raise UsageError(f"unknown dtype {dtype!r}", hint="Use auto, float32, bfloat16 or float16.")
     torch_device = pick_device(device)
-    if torch_device.type == "cpu":  # a first run here: the exact engine's kernels compile meanwhile
-        from memzip.exact.compiled import compile_in_background
-
-        compile_in_background()
+    if location.source == "gguf" and not (_dequantized_target(location) / "model.safetensors").is_file():
+        _compile_meanwhile(torch_device)  # the conversion ahead takes ~15-30 s
     weights_dir = weights_directory(location, on_prepare)
     if dtype == "auto":
         dtype = choose_dtype(torch_device, _config_parameters(weights_dir))
@@ -341,6 +339,7 @@ def load_model(location: ModelLocation, device: str = "auto", dtype: str = "floa
     if card is not None:
         identity, tokenizer, details = card
         return LoadedModel(None, tokenizer, identity, torch_device, torch_dtype, location.entry, details, load)
+    _compile_meanwhile(torch_device)  # transformers' load and the fingerprint ahead take seconds
     model, tokenizer = _load_transformers(location, weights_dir, torch_dtype, torch_device)
     identity = ModelIdentity(
         name=location.name,
@@ -357,6 +356,16 @@ def load_model(location: ModelLocation, device: str = "auto", dtype: str = "floa
     loaded = LoadedModel(model, tokenizer, identity, torch_device, torch_dtype, location.entry)
     _write_card(location, weights_dir, dtype, torch_device, loaded)
     return loaded
+
+
+def _compile_meanwhile(device) -> None:
+    """A model's first load on this machine is seconds of one-time work; on a CPU, the exact
+    engine's kernels compile meanwhile in another process, if they never were here (not under
+    torchrun, whose processes already have the cores)."""
+    if device.type == "cpu" and int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        from memzip.exact.compiled import compile_in_background
+
+        compile_in_background()
 
 
 def _load_transformers(location: ModelLocation, weights_dir: Path, torch_dtype, torch_device):
@@ -482,12 +491,18 @@ def weights_directory(location: ModelLocation, on_prepare=None) -> Path:
     return _dequantized_cache(location, on_prepare) if location.source == "gguf" else location.path
 
 
-def _dequantized_cache(location: ModelLocation, on_prepare=None) -> Path:
-    """Load a GGUF once, write it as safetensors + tokenizer files, return that directory."""
+def _dequantized_target(location: ModelLocation) -> Path:
+    """Where a GGUF file's float weights are cached (keyed by its path, size and time)."""
     gguf = location.path
     stat = gguf.stat()
     key = hashlib.sha256(f"{gguf}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
-    target = cache_dir() / "gguf" / f"{gguf.stem}-{key}"
+    return cache_dir() / "gguf" / f"{gguf.stem}-{key}"
+
+
+def _dequantized_cache(location: ModelLocation, on_prepare=None) -> Path:
+    """Load a GGUF once, write it as safetensors + tokenizer files, return that directory."""
+    gguf = location.path
+    target = _dequantized_target(location)
     if (target / "model.safetensors").is_file():
         return target
     import torch
