@@ -243,6 +243,11 @@ class LoadedModel:
         self.details = details if details is not None else _model_details(model)
 
     @property
+    def model_loaded(self) -> bool:
+        """Whether the transformers model is in memory (a warm run of the exact engine never needs it)."""
+        return self._model is not None
+
+    @property
     def model(self):
         """The transformers model, frozen, in eval mode (loaded now if it was not)."""
         if self._model is None:

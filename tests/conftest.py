@@ -42,3 +42,31 @@ def tiny_bos():
     from tiny import tiny_model
 
     return tiny_model(bos=True)
+
+
+# --- the exact engine on the tiny model (tests/test_exact.py and the files beside it) -------------
+
+@pytest.fixture(scope="session")
+def weights(tiny):
+    """The tiny model's weights rounded for the exact engine."""
+    from memzip.exact.weights import ExactWeights
+
+    return ExactWeights.from_transformers(tiny.model)
+
+
+@pytest.fixture(scope="session")
+def reference(weights):
+    """The torch reference, its products in float64 (the definition every other way is checked against)."""
+    from memzip.exact.model import ExactLlama
+    from memzip.exact.products import Choice
+
+    return ExactLlama(weights, "cpu", Choice.forced("float64", "cpu"))
+
+
+@pytest.fixture(scope="session")
+def compiled(weights):
+    """The compiled CPU path, its block products by int8 GEMMs."""
+    from memzip.exact.compiled import CompiledLlama
+    from memzip.exact.products import Choice
+
+    return CompiledLlama(weights, "cpu", Choice.forced("int8", "cpu"))

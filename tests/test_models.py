@@ -76,9 +76,9 @@ def test_a_model_loaded_once_comes_back_from_its_card_without_transformers(tiny_
     monkeypatch.setenv("MEMZIP_CACHE", str(tmp_path))
     location = resolve_model(str(tiny_dir))
     first = load_model(location, device="cpu")
-    assert first._model is not None
+    assert first.model_loaded
     again = load_model(location, device="cpu")
-    assert again._model is None  # from the card
+    assert not again.model_loaded  # from the card
     assert again.identity == first.identity and again.details == first.details
     assert again.exact_unsupported is None and again.details["attn_implementation"]
     text = "Ünïcödé 🎉 and the quick brown fox"
@@ -88,7 +88,7 @@ def test_a_model_loaded_once_comes_back_from_its_card_without_transformers(tiny_
     assert tokenizer_fingerprint(again.tokenizer) == again.identity.tokenizer_sha256
     assert weights_fingerprint(again.model) == again.identity.weights_sha256  # loaded now, on first use
     (tiny_dir / "config.json").touch()  # the model's files changed: a new card
-    assert load_model(location, device="cpu")._model is not None
+    assert load_model(location, device="cpu").model_loaded
 
 
 _WARM_RUN = """
