@@ -155,17 +155,27 @@ def test_another_model_is_refused_then_forced_fails_verification(options, tiny):
         extract_bytes(archive, other, force=True)
 
 
+def residual_parts(archive) -> list[bytes]:
+    """The residual's streams (exact) or groups (float-ranks), as bytes."""
+    offsets, residual = archive.arrays["residual_offsets"].tolist(), archive.arrays["residual"].tobytes()
+    return [residual[a:b] for a, b in zip(offsets, offsets[1:])]
+
+
+def with_residual(archive, parts: list[bytes]):
+    """The archive with its residual made of these parts, the offsets following them."""
+    arrays = dict(archive.arrays)
+    arrays["residual"] = np.frombuffer(b"".join(parts), np.uint8)
+    arrays["residual_offsets"] = np.cumsum([0] + [len(p) for p in parts]).astype(np.int64)
+    return dataclasses.replace(archive, arrays=arrays)
+
+
 def test_a_stream_swapped_for_another_fails_verification(tiny):
     data = INPUTS["special_token_text"] + INPUTS["emoji_multilingual"]
     archive, _ = compress_bytes(data, tiny, dataclasses.replace(MODEL_ONLY, streams=2))
-    arrays = dict(archive.arrays)
-    offsets = arrays["residual_offsets"]
-    first, second = arrays["residual"][offsets[0]:offsets[1]], arrays["residual"][offsets[1]:offsets[2]]
-    assert first.tobytes() != second.tobytes()
-    arrays["residual"] = np.concatenate([second, first])
-    arrays["residual_offsets"] = np.array([0, len(second), len(second) + len(first)], np.int64)
+    first, second = residual_parts(archive)
+    assert first != second
     with pytest.raises(VerificationError, match="SHA-256"):
-        extract_bytes(dataclasses.replace(archive, arrays=arrays), tiny)
+        extract_bytes(with_residual(archive, [second, first]), tiny)
 
 
 @pytest.mark.parametrize("engine", ["exact", "float"])
@@ -227,15 +237,11 @@ def test_the_default_margin_follows_the_model_dtype(tiny):
 def test_a_residual_from_another_group_fails_the_group_digest(tiny):
     data = INPUTS["special_token_text"] + INPUTS["emoji_multilingual"]
     archive, _ = compress_bytes(data, tiny, dataclasses.replace(FLOAT, batch_size=1))
-    arrays = dict(archive.arrays)
-    offsets = arrays["residual_offsets"]
+    parts = residual_parts(archive)
+    assert parts[0] != parts[1]
     # group 0's stream replaced by group 1's: valid choices that name other tokens
-    first, second = arrays["residual"][offsets[0]:offsets[1]], arrays["residual"][offsets[1]:offsets[2]]
-    assert first.tobytes() != second.tobytes()
-    arrays["residual"] = np.concatenate([second, second, arrays["residual"][offsets[2]:]])
-    arrays["residual_offsets"] = offsets + (len(second) - len(first)) * (np.arange(len(offsets)) > 0)
     with pytest.raises((VerificationError, PayloadFormatError)):
-        extract_bytes(dataclasses.replace(archive, arrays=arrays), tiny)
+        extract_bytes(with_residual(archive, [parts[1]] + parts[1:]), tiny)
 
 
 def test_group_digest_is_sha256_of_int32_tokens():
