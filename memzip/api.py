@@ -188,7 +188,11 @@ def compress_file(source: str, target: Path | None = None, options: CompressOpti
     loaded = (models or Models()).get(resolve_model(model), device, dtype, on_progress)
     permissions, mtime_ns = file_metadata(source)
     try:
-        archive, report = compress_bytes(data, loaded, options, name=_safe_name(source), permissions=permissions,
+        # the name is recorded only where the archive's own name would not give it back (gzip -n)
+        name = _safe_name(source)
+        if name is not None and target is not None and target.name == name + SUFFIX:
+            name = None
+        archive, report = compress_bytes(data, loaded, options, name=name, permissions=permissions,
                                          mtime_ns=mtime_ns, journal=journal, resume=resume, on_progress=on_progress,
                                          world=world)
     except KeyboardInterrupt:
@@ -255,7 +259,10 @@ def extract_file(source: Path | str, target: Path | None = None, *, to_stdout: b
         write_stdout(data)
     elif write:
         write_output(target, data, force)
-        restore_metadata(target, header.text.permissions, header.text.mtime_ns)
+        permissions = header.text.permissions
+        if permissions is None and str(source) != STDIO:  # format 5: the archive's own, which compress set (gzip's way)
+            permissions = Path(source).stat().st_mode & 0o7777
+        restore_metadata(target, permissions, header.text.mtime_ns)
     world.finish()
     return {"input": str(source), "output": str(target) if write and not to_stdout else None, "bytes": len(data),
             "sha256": header.text.sha256, "verified": True, "mode": header.mode, "seconds": round(seconds, 2),

@@ -98,6 +98,10 @@ def reports_errors(command):
     def wrapper(*args, **kwargs):
         try:
             return command(*args, **kwargs)
+        except BrokenPipeError:  # the reader of stdout left (`memzip info x.memz | head`): nothing to say
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())  # so that Python's exit flush does not complain again
+            raise typer.Exit(141) from None
         except KeyboardInterrupt:
             err.print("memzip: interrupted; nothing was written under the output name", markup=False)
             raise typer.Exit(130) from None
@@ -224,6 +228,7 @@ def compress(
     code_dims: Annotated[Optional[int], typer.Option("--code-dims", help="Store each vector as a code of this many numbers in a fixed random subspace.")] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", help=f"Chunks fitted together with vectors (default {CPU_BATCH_SIZE[True]} on a CPU), or decoded together by the float engine (default {CPU_BATCH_SIZE[False]}; on a GPU: from its memory).")] = None,
     store: Annotated[bool, typer.Option("--store/--no-store", help="Store the bytes as they are where that is smaller than the model's archive (default); --no-store always writes the model's.")] = True,
+    check: Annotated[str, typer.Option("--check", help="How extraction verifies the original: digest (the first 8 bytes of its SHA-256, the default) or sha256 (all 32).")] = "digest",
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
     force: ForceOpt = False,
@@ -256,7 +261,7 @@ def compress(
     options = CompressOptions(mem_vectors=mem_vectors, chunk_tokens=chunk_tokens, chunking=chunking, recipe=recipe,
                               max_steps=max_steps, seed=seed, vector_dtype=vector_dtype, code_dims=code_dims,
                               batch_size=batch_size, margin=margin, engine=engine, window=window, streams=streams,
-                              store_fallback=store)
+                              store_fallback=store, checksum=check)
     options.check()
     models = Models()
 
@@ -385,21 +390,30 @@ def stats(archive: ArchiveArg, json_out: JsonOpt = False):
             f", {report['tokens']} tokens in {report['chunks']} " + ("chunk" if report["vectors"] or report["engine"] == "float-ranks" else "stream")
             + ("" if report["chunks"] == 1 else "s")
             if report["mode"] != "stored" else "")),
-        (".memz", f"{report['memz_bytes']} bytes  x{report['byte_ratio']}  {bpb(report['bits_per_byte'])}"),
-        ("zstd -19", f"{report['zstd_bytes']} bytes  x{report['zstd_ratio']}  {bpb(report['zstd_bits_per_byte'])}"),
-        ("xz -9", f"{report['xz_bytes']} bytes  x{report['xz_ratio']}  {bpb(report['xz_bits_per_byte'])}"),
+        (".memz", f"{report['memz_bytes']} bytes  x{report['byte_ratio']}  {bpb(report['bits_per_byte'])}"
+                  + f"  (format {report['format_version']})"),
     ]
+    if report["zstd_bytes"] is not None:
+        rows += [
+            ("zstd -19", f"{report['zstd_bytes']} bytes  x{report['zstd_ratio']}  {bpb(report['zstd_bits_per_byte'])}"),
+            ("xz -9", f"{report['xz_bytes']} bytes  x{report['xz_ratio']}  {bpb(report['xz_bits_per_byte'])}"),
+        ]
+    else:
+        rows.append(("zstd -19, xz -9", "not recorded: format 5 keeps only what decoding needs (memzip compress "
+                                        "--json prints them)"))
     if report["mode"] != "stored":
         if report["model_ce_bits_per_byte"] is not None:
             rows.append(("model's cross-entropy", f"{bpb(report['model_ce_bits_per_byte'])} (the exact model on this "
                                                   "text as coded; the residual's floor)"))
-        rows.append(("model-only ideal", f"{bpb(report['model_only_ideal_bits_per_byte'])} (its cross-entropy "
-                                         "without vectors)"))
+        if report["model_only_ideal_bits_per_byte"] is not None:
+            rows.append(("model-only ideal", f"{bpb(report['model_only_ideal_bits_per_byte'])} (its cross-entropy "
+                                             "without vectors)"))
         rows.append(("bytes", f"header {sizes['header']}, payload {sizes['payload']} (residual {sizes['residual_raw']}"
                               + (f", vectors {sizes['vectors_raw']}" if report["vectors"] else "")
                               + f"), framing {sizes['framing']}"))
-        rows.append(("first choices", f"{report['tokens'] - (report['corrections'] or 0)} of {report['tokens']} "
-                                      f"tokens were the model's first choice"))
+        if report["corrections"] is not None:
+            rows.append(("first choices", f"{report['tokens'] - report['corrections']} of {report['tokens']} "
+                                          f"tokens were the model's first choice"))
     if report["vectors"]:
         rows += [
             ("vectors", f"{report['vectors']} ({report['mem_vectors_per_chunk']} per chunk, {report['vector_dtype']}"
@@ -429,11 +443,13 @@ def info(archive: ArchiveArg, json_out: JsonOpt = False):
         _emit_json(header)
         return
     for section, values in header.items():
-        if isinstance(values, dict):
-            typer.echo(f"{section}:")
-            for key, value in values.items():
-                typer.echo(f"  {key}: {value}")
-        else:
+        if isinstance(values, dict):  # what the file records (format 5 leaves out what it derives)
+            shown = {k: v for k, v in values.items() if v not in ("", None, 0) or k in ("mem_vectors", "bytes")}
+            if shown:
+                typer.echo(f"{section}:")
+                for key, value in shown.items():
+                    typer.echo(f"  {key}: {value}")
+        elif values not in ("", None):
             typer.echo(f"{section}: {values}")
 
 

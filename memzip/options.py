@@ -42,6 +42,7 @@ SMALL_STREAM_TOKENS = 1024
 # stream levels off well below this (docs/benchmarks.md §2).
 MAX_STREAMS_AT_ONCE = 32
 MAX_STREAMS = 1 << 16
+CHECKS = ("digest", "sha256")
 
 
 @dataclass
@@ -67,6 +68,9 @@ class CompressOptions:
     # Store the bytes as they are where that is smaller than the model's archive (or where a
     # sample shows the model will not beat zstd); False always writes the model's archive.
     store_fallback: bool = True
+    # How extraction checks the original: "digest" (the first 8 bytes of its SHA-256, as xz's
+    # CRC64 and zstd's XXH64 are 8 bytes) or "sha256" (all 32)
+    checksum: str = "digest"
 
     def check(self) -> None:
         """Refuse impossible options before any model is loaded."""
@@ -89,6 +93,8 @@ class CompressOptions:
             raise UsageError(f"unknown engine {self.engine!r}", hint="Use " + ", ".join(ENGINES) + ".")
         if self.window is not None and not 16 <= self.window <= MAX_WINDOW:
             raise UsageError(f"--window must be between 16 and {MAX_WINDOW}")
+        if self.checksum not in CHECKS:
+            raise UsageError(f"unknown --check {self.checksum!r}", hint="Use " + " or ".join(CHECKS) + ".")
         if self.streams is not None and not 1 <= self.streams <= MAX_STREAMS:
             raise UsageError(f"--streams must be between 1 and {MAX_STREAMS}")
         get_recipe(self.recipe, self.max_steps)  # unknown recipe or negative steps

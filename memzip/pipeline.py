@@ -85,8 +85,9 @@ def compress_bytes(data: bytes, loaded: LoadedModel, options: CompressOptions | 
     job = plan(options or CompressOptions(), loaded)
     store_if_smaller = job.options.store_fallback
     on_progress = on_progress or _silent
-    text = TextInfo(bytes=len(data), sha256=hashlib.sha256(data).hexdigest(), tokens=0, chunks=0, name=name,
-                    permissions=permissions, mtime_ns=mtime_ns)
+    digest = hashlib.sha256(data).hexdigest()  # whole with --check sha256, else its first 8 bytes
+    text = TextInfo(bytes=len(data), sha256=digest if job.options.checksum == "sha256" else digest[:16], tokens=0,
+                    chunks=0, name=name, permissions=permissions, mtime_ns=mtime_ns)
     encoded = TextCodec(loaded.tokenizer).encode(data)
     if store_if_smaller and (encoded.escape_bytes.size > ESCAPED_SHARE_TO_STORE * len(data) or not data):
         reason = "empty" if not data else "mostly not UTF-8 text"
@@ -275,7 +276,8 @@ def extract_bytes(archive: Archive, loaded: LoadedModel | None, force: bool = Fa
 
 
 def _verified(data: bytes, header: Header, hint: Callable[[], str]) -> bytes:
-    if len(data) != header.text.bytes or hashlib.sha256(data).hexdigest() != header.text.sha256:
+    recorded = header.text.sha256  # the whole SHA-256, or its first 8 bytes (format 5's default)
+    if len(data) != header.text.bytes or hashlib.sha256(data).hexdigest()[:len(recorded)] != recorded:
         raise VerificationError("the extracted text does not match the archive's SHA-256", hint=hint())
     return data
 
@@ -284,6 +286,14 @@ def model_differences(header: Header, loaded: LoadedModel) -> list[str]:
     """What differs between the archive's recorded model and decode settings and the loaded model."""
     recorded, current = header.model, loaded.identity
     problems = []
+    if recorded.fingerprint64 and not recorded.weights_sha256:  # format 5: one 64-bit fingerprint of both
+        from memzip.format.compact import model_fingerprint
+
+        if model_fingerprint(current).hex() != recorded.fingerprint64:
+            problems.append(f"model fingerprint {model_fingerprint(current).hex()} != recorded {recorded.fingerprint64}")
+        if loaded.dtype_name != header.decode.dtype:
+            problems.append(f"dtype {loaded.dtype_name} != recorded {header.decode.dtype}")
+        return problems
     if recorded.weights_sha256 != current.weights_sha256:
         problems.append(f"weights fingerprint {current.weights_sha256[:12]} != recorded {recorded.weights_sha256[:12]}")
     if recorded.tokenizer_sha256 != current.tokenizer_sha256:

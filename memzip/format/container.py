@@ -30,13 +30,15 @@ from memzip.errors import (
     TruncatedArchiveError,
     UnsupportedVersionError,
 )
+from memzip.format import compact
 from memzip.format import vectors as storage
 from memzip.format.dictionary import ZSTD_DICTIONARY, ZSTD_DICTIONARY_V3
 from memzip.format.header import MAX_CHUNK_TOKENS, Header, parse_header
 
-MAGIC = b"\x89MEMZ\r\n\x1a"
-FORMAT_VERSION = 4  # what this memzip writes
-READABLE_VERSIONS = (2, 3, 4)
+MAGIC = b"\x89MEMZ\r\n\x1a"  # versions 2-4; version 5 starts with compact.MAGIC
+FORMAT_VERSION = 5  # what this memzip writes
+READABLE_VERSIONS = (2, 3, 4, 5)
+PREAMBLE_VERSIONS = (2, 3, 4)  # the versions that start with MAGIC and a 24-byte preamble
 # 24 bytes in every version: magic, version, flags, header_length, then
 PREAMBLE = struct.Struct("<8sHHIQ")  # versions 2-3: payload_length
 PREAMBLE_V4 = struct.Struct("<8sHHIII")  # version 4: tensors_length, streams_length
@@ -60,6 +62,8 @@ TEXT_TENSORS = {
 _DICTS = {2: zstandard.ZstdCompressionDict(ZSTD_DICTIONARY, dict_type=zstandard.DICT_TYPE_RAWCONTENT),
           3: zstandard.ZstdCompressionDict(ZSTD_DICTIONARY_V3, dict_type=zstandard.DICT_TYPE_RAWCONTENT)}
 _DICTS[4] = _DICTS[3]  # version 4 changed the layout, not what its header frame holds
+_DICTS[5] = _DICTS[3]  # version 5's settings and tensors frames: the same JSON and safetensors
+_DICTS[None] = None  # format 5's stored bytes: zstd without a dictionary
 
 
 @dataclass
@@ -90,13 +94,24 @@ def _tensor(arrays: dict[str, np.ndarray], name: str) -> np.ndarray:
 # --- writing ----------------------------------------------------------------------------------
 
 
-def encode_archive(archive: Archive) -> bytes:
-    """Serialize an archive (format version 4). The arrays are checked against the header first,
-    so a writer bug cannot produce a file the reader would refuse. Empty text-codec tensors are
-    left out."""
+def encode_archive(archive: Archive, version: int = FORMAT_VERSION) -> bytes:
+    """Serialize an archive (format version 5; 4 for tests of what older memzips wrote). The
+    arrays are checked against the header first, so a writer bug cannot produce a file the reader
+    would refuse. Empty text-codec tensors are left out."""
     arrays = {name: np.ascontiguousarray(a) for name, a in archive.arrays.items()
               if not (name in TEXT_TENSORS and a.size == 0)}
     check_arrays(archive.header, arrays)
+    if version == compact.VERSION:
+        tensors = {name: a for name, a in arrays.items() if name not in STREAM_ARRAYS + ("stored",)}
+        raw_tensors = st_save(tensors) if tensors else b""
+        if len(raw_tensors) > MAX_PAYLOAD_BYTES:
+            raise HeaderTooLargeError(f"payload of {len(raw_tensors)} bytes exceeds the format limit of 1 GiB",
+                                      hint="Split the input into smaller files.")
+        data, header_end = compact.encode(Archive(archive.header, arrays), raw_tensors, _DICTS[version])
+        framing = len(compact.MAGIC) + 1 + 2  # magic, version, the header's check
+        archive.stored_header_bytes, archive.stored_payload_bytes, archive.framing_bytes = (
+            header_end - framing, len(data) - header_end, framing)
+        return data
     raw_header = archive.header.to_json()
     if len(raw_header) > MAX_HEADER_BYTES:
         raise HeaderTooLargeError(f"header of {len(raw_header)} bytes exceeds the 1 MiB limit")
@@ -106,16 +121,16 @@ def encode_archive(archive: Archive) -> bytes:
     if len(raw_tensors) > MAX_PAYLOAD_BYTES or len(streams) > MAX_PAYLOAD_BYTES:
         raise HeaderTooLargeError(f"payload of {max(len(raw_tensors), len(streams))} bytes exceeds the format "
                                   "limit of 1 GiB", hint="Split the input into smaller files.")
-    compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL, dict_data=_DICTS[FORMAT_VERSION], write_checksum=False,
+    compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL, dict_data=_DICTS[version], write_checksum=False,
                                           write_content_size=True, write_dict_id=False)
     header = compressor.compress(raw_header)
     tensor_frame = compressor.compress(raw_tensors) if raw_tensors else b""
-    body = PREAMBLE_V4.pack(MAGIC, FORMAT_VERSION, 0, len(header), len(tensor_frame), len(streams)) \
+    body = PREAMBLE_V4.pack(MAGIC, version, 0, len(header), len(tensor_frame), len(streams)) \
         + header + tensor_frame + streams
     archive.stored_header_bytes = len(header)
     archive.stored_payload_bytes = len(tensor_frame) + len(streams)
-    archive.framing_bytes = PREAMBLE_V4.size + TRAILER_SIZES[FORMAT_VERSION]
-    return body + _trailer(body, FORMAT_VERSION)
+    archive.framing_bytes = PREAMBLE_V4.size + TRAILER_SIZES[version]
+    return body + _trailer(body, version)
 
 
 def _trailer(body: bytes, version: int) -> bytes:
@@ -151,6 +166,8 @@ def _varint(x: int) -> bytes:
 
 def decode_archive(data: bytes) -> Archive:
     """Parse and validate a whole .memz file (docs/format.md §1, reading order steps 1-9)."""
+    if data[:len(compact.MAGIC)] == compact.MAGIC:
+        return _decode_v5(data)
     version, header_length, sections = _check_preamble(data)
     end = PREAMBLE.size + header_length + sum(sections)
     trailer = TRAILER_SIZES[version]
@@ -175,6 +192,21 @@ def decode_archive(data: bytes) -> Archive:
             arrays.update(_read_stream_section(data[at + tensors_length:end], header))
     check_arrays(header, arrays)
     return Archive(header, arrays, header_length, sum(sections), PREAMBLE.size + trailer)
+
+
+def _decode_v5(data: bytes) -> Archive:
+    if len(data) < len(compact.MAGIC) + 1:
+        raise TruncatedArchiveError("archive is truncated inside its preamble")
+    if data[len(compact.MAGIC)] != compact.VERSION:
+        raise UnsupportedVersionError(f"archive format version {data[len(compact.MAGIC)]} is not supported: this memzip "
+                                      f"reads versions {', '.join(map(str, READABLE_VERSIONS))}")
+    header, arrays, sizes, tensors = compact.decode(data, _decompress, compact.VERSION)
+    header.format_version = compact.VERSION
+    if tensors is not None:
+        arrays.update(_tensors(tensors))
+    check_arrays(header, arrays)
+    return Archive(header, arrays, sizes["header"] - len(compact.MAGIC) - 3, sizes["payload"],
+                   len(compact.MAGIC) + 3)
 
 
 def _tensors(raw: bytes) -> dict[str, np.ndarray]:
@@ -235,6 +267,8 @@ class _Varints:
 def read_archive(path: Path) -> Archive:
     with open(path, "rb") as f:
         head = f.read(PREAMBLE.size)
+        if head[:len(compact.MAGIC)] == compact.MAGIC:  # no lengths up front: the whole file, bounded
+            return decode_archive(head + f.read(2 * MAX_PAYLOAD_BYTES + MAX_HEADER_BYTES))
         version, header_length, sections = _check_preamble(head, whole_file=False)
         # Bounded by the limits just checked, plus one byte to detect trailing data.
         rest = f.read(header_length + sum(sections) + TRAILER_SIZES[version] + 1)
@@ -246,6 +280,8 @@ def read_header(path: Path) -> Header:
     for `memzip info`."""
     with open(path, "rb") as f:
         head = f.read(PREAMBLE.size)
+        if head[:len(compact.MAGIC)] == compact.MAGIC:
+            return read_archive(path).header
         version, header_length, _ = _check_preamble(head, whole_file=False)
         frame = f.read(header_length)
     if len(frame) < header_length:
@@ -257,13 +293,13 @@ def _check_preamble(data: bytes, whole_file: bool = True) -> tuple[int, int, tup
     """(version, header length, the lengths of the sections after the header: the payload in
     versions 2-3, the tensors and the stream section in version 4)."""
     if data[:len(MAGIC)] != MAGIC:
-        if len(data) < len(MAGIC) and MAGIC.startswith(data):  # b"" too: a prefix of the magic
+        if len(data) < len(MAGIC) and (MAGIC.startswith(data) or compact.MAGIC.startswith(data)):  # b"" too
             raise TruncatedArchiveError("file is too short to be a .memz archive")
         raise NotAnArchiveError("not a .memz archive (wrong magic bytes)")
     if len(data) < PREAMBLE.size:
         raise TruncatedArchiveError("archive is truncated inside its preamble")
     _, version, flags, header_length, payload_length = PREAMBLE.unpack_from(data)  # v4: its two halves
-    if version not in READABLE_VERSIONS:
+    if version not in PREAMBLE_VERSIONS:
         older = ("; it was written by memzip 0.1, whose archives store corrections instead of the "
                  "residual stream") if version == 1 else ""
         raise UnsupportedVersionError(
@@ -289,7 +325,9 @@ def _check_preamble(data: bytes, whole_file: bool = True) -> tuple[int, int, tup
 
 
 def _parse_header_frame(frame: bytes, version: int) -> Header:
-    return parse_header(_decompress(frame, MAX_HEADER_BYTES, "header", HeaderFormatError, version), version)
+    header = parse_header(_decompress(frame, MAX_HEADER_BYTES, "header", HeaderFormatError, version), version)
+    header.format_version = version
+    return header
 
 
 def _decompress(frame: bytes, limit: int, what: str, error: type[ContainerError], version: int) -> bytes:
@@ -303,7 +341,9 @@ def _decompress(frame: bytes, limit: int, what: str, error: type[ContainerError]
         raise error(f"{what} zstd frame must declare its size, at most {limit} bytes (declares {size})")
     try:
         # decompressobj stops at the end of the first frame, which lets us see trailing bytes.
-        obj = zstandard.ZstdDecompressor(dict_data=_DICTS[version]).decompressobj()
+        decompressor = zstandard.ZstdDecompressor() if _DICTS[version] is None else \
+            zstandard.ZstdDecompressor(dict_data=_DICTS[version])
+        obj = decompressor.decompressobj()
         raw = obj.decompress(frame)
         leftover, done = obj.unused_data, obj.eof
     except zstandard.ZstdError as exc:

@@ -51,8 +51,10 @@ class ModelIdentity:
     architecture: str
     d_model: int
     vocab_size: int
-    weights_sha256: str
+    weights_sha256: str  # format 5 with the default settings: "" (its fingerprint64 stands for both)
     tokenizer_sha256: str
+    # format 5: the first 8 bytes of SHA-256 over the two fingerprints above (memzip/format/compact.py)
+    fingerprint64: str | None = None
 
 
 @dataclass
@@ -67,7 +69,8 @@ class DecodeSettings:
     # float-ranks: choices tolerate logits that differ from the compressor's by less than
     # margin / 2 (memzip/ranks/ranking.py); None for the exact engines, which need no margin.
     margin: float | None = 0.01
-    prefix_tokens: list[int] = field(default_factory=list)  # fed before the [mem] vectors
+    # fed before the [mem] vectors; None (format 5, profile 1): the model's document-start token
+    prefix_tokens: list[int] | None = field(default_factory=list)
     infix_tokens: list[int] = field(default_factory=list)  # fed after them, before the text
     # Where the archive was made (informational: other hardware is checked by the digests).
     device: str = "cpu"
@@ -77,6 +80,9 @@ class DecodeSettings:
     window: int | None = None  # exact: positions attention sees besides the first (the sink)
     exact: dict | None = None  # exact: the engine's bit widths (memzip/exact/model.ExactSettings)
     coding: dict | None = None  # exact: how logits become frequencies (memzip/exact/coding.py) and "kind"
+    # format 5: 1 when these are profile 1's settings (memzip/format/compact.py PROFILE_1) and the
+    # streams start at the model's document-start token, which format 5 then writes as no bytes
+    profile: int | None = None
 
     @property
     def is_exact(self) -> bool:
@@ -98,7 +104,7 @@ class VectorLayout:
 @dataclass
 class TextInfo:
     bytes: int
-    sha256: str
+    sha256: str  # of the original, hex: whole (64 digits), or its first 8 bytes (16; format 5's default)
     tokens: int
     chunks: int  # float-ranks: chunks; exact engines: streams (or chunks, with vectors)
     name: str | None = None  # base name of the original file, restored by default on extract
@@ -117,9 +123,18 @@ class Header:
     # `memzip info` and `memzip stats` show it, decoding never reads it.
     encode: dict[str, Any] = field(default_factory=dict)
     mode: str = "model"
+    format_version: int = field(default=0, compare=False)  # of the file it was read from (0: not read); not written
 
     def to_json(self) -> bytes:
-        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"), allow_nan=False).encode("utf-8")
+        fields = asdict(self)
+        del fields["format_version"]
+        # format 5's fields exist only in its binary header: a JSON header (formats 2-4) keeps the
+        # exact bytes earlier memzip versions wrote and read
+        if fields["model"] is not None and fields["model"]["fingerprint64"] is None:
+            del fields["model"]["fingerprint64"]
+        if fields["decode"] is not None and fields["decode"]["profile"] is None:
+            del fields["decode"]["profile"]
+        return json.dumps(fields, sort_keys=True, separators=(",", ":"), allow_nan=False).encode("utf-8")
 
     @property
     def groups(self) -> int:

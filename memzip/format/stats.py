@@ -51,6 +51,7 @@ def archive_stats(archive: Archive, memz_bytes: int, path: Path | None = None) -
         "mode": "stored" if stored else "mem-vectors" if layout.mem_vectors else "model-only",
         "engine": None if stored else header.decode.engine,
         "stored_because": encode.get("stored_because"),
+        "format_version": header.format_version or None,
         "original_bytes": original,
         "memz_bytes": memz_bytes,
         "zstd_bytes": base.get("zstd_bytes"),
@@ -93,10 +94,11 @@ def archive_stats(archive: Archive, memz_bytes: int, path: Path | None = None) -
         "escaped_bytes": 0 if stored else int(archive.array("escape_bytes").shape[0]),
         "patched_lines": int(archive.array("patch_ops")[:, 1].sum()) if archive.array("patch_ops").size else 0,
     }
-    if vectors and "ce_without_vectors_bits" in encode and "ce_with_vectors_bits" in encode:
-        saved = encode["ce_without_vectors_bits"] - encode["ce_with_vectors_bits"]
-        report["saved_bits_per_vector"] = round(saved / vectors, 1)  # cross-entropy a vector removed
-        report["stored_bits_per_vector"] = 8 * per_vector  # what it costs
+    if vectors:
+        report["stored_bits_per_vector"] = 8 * per_vector  # what a vector costs
+        if "ce_without_vectors_bits" in encode and "ce_with_vectors_bits" in encode:
+            saved = encode["ce_without_vectors_bits"] - encode["ce_with_vectors_bits"]
+            report["saved_bits_per_vector"] = round(saved / vectors, 1)  # cross-entropy a vector removed
     return report
 
 

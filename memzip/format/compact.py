@@ -1,0 +1,367 @@
+"""Format 5: the compact container (docs/format.md §1). The header is a few varints and fixed
+fields instead of a zstd frame of JSON, so a small file pays ~30 bytes of overhead where format 4
+paid ~180: the model is the default one or a name, plus a 64-bit fingerprint; the decoding
+settings are a profile number (profile 1: the defaults, no bytes at all) or, when they differ,
+the JSON of format 4's `model`, `decode` and `vectors`; the original is checked by the first 8
+bytes of its SHA-256 (all 32 with `--check sha256`); its name is kept only where it differs from
+the archive's; its modification time in whole seconds. A CRC-16 closes the header; the residual
+(or the stored bytes) runs to the end of the file.
+
+This module turns an `Archive` into that layout and back; the arrays, and their checks, are
+those of memzip/format/container.py.
+"""
+
+from __future__ import annotations
+
+import binascii
+import hashlib
+import json
+import os
+import struct
+
+import numpy as np
+import zstandard
+
+from memzip.errors import (ChecksumMismatchError, HeaderFormatError, PayloadFormatError, TrailingDataError,
+                           TruncatedArchiveError, UnsupportedVersionError)
+from memzip.format.header import (CODING_KINDS, EXACT_ENGINES, MAX_CHUNK_TOKENS, MAX_CHUNKS, DecodeSettings, Header,
+                                  ModelIdentity, TextInfo, VectorLayout, parse_header)
+
+MAGIC = b"\x89mz"  # 3 bytes: a high-bit byte (7-bit transports), "mz"
+VERSION = 5
+
+# flags, a varint; a reader MUST refuse bits it does not know
+MODEL = 1 << 0  # the model coded the text (else the bytes are stored)
+SETTINGS = 1 << 1  # a profile number follows (else profile 1)
+SHA256 = 1 << 2  # the check is the whole SHA-256 of the original (else its first 8 bytes)
+NAME = 1 << 3  # the original's file name follows
+MTIME = 1 << 4  # its modification time follows
+TENSORS = 1 << 5  # a tensors frame follows (vectors, text fixes, float-ranks digests)
+NAMED = 1 << 6  # model: the model is named (else the default model); stored: the bytes are raw (else zstd)
+RAW = NAMED
+KNOWN_FLAGS = MODEL | SETTINGS | SHA256 | NAME | MTIME | TENSORS | NAMED
+
+DEFAULT_MODEL = "embedded"
+# Profile 1, the defaults: the exact engine with these settings, the text coded with the model's
+# whole distribution, attention over the sink and 1,024 positions, each stream starting at the
+# model's document-start token (memzip/layout.py), no [mem] vectors. tests/test_format.py checks
+# that memzip's defaults are these.
+PROFILE_1 = {
+    "engine": "exact-llama-1",
+    "exact": {"weight_bits": 12, "narrow_weight_bits": 8, "activation_bits": 15, "query_bits": 8, "key_bits": 12,
+              "value_bits": 12, "attention_weight_bits": 20, "attention_grid_bits": 8, "silu_grid_bits": 11,
+              "silu_limit": 16},
+    "coding": {"value_bits": 28, "grid_bits": 10, "kind": "distribution"},
+    "window": 1024,
+}
+PROFILES = (0, 1)  # 0: the settings are JSON in the header
+
+MAX_NAME = 4096  # bytes of a model name (an alias, hub id or path) or a file name
+MAX_SETTINGS_BYTES = 1 << 20
+MAX_TENSOR_BYTES = 1 << 30
+MAX_TEXT_BYTES = 1 << 50
+_ZSTD_LEVEL = 19
+
+
+def model_fingerprint(identity: ModelIdentity) -> bytes:
+    """The model's 64-bit fingerprint: the first 8 bytes of SHA-256 over its two SHA-256 fingerprints
+    (weights, tokenizer; docs/format.md §4.3) as 128 hex digits."""
+    if identity.fingerprint64:
+        return bytes.fromhex(identity.fingerprint64)
+    return hashlib.sha256((identity.weights_sha256 + identity.tokenizer_sha256).encode()).digest()[:8]
+
+
+def model_reference(identity: ModelIdentity) -> str:
+    """What format 5 names a model by: what `-m` resolves wherever the archive goes. A registry
+    alias as it is; a hub model by id and the revision it was read at; a local directory or GGUF
+    file by its absolute path (the user's -m may have been relative to another directory)."""
+    if identity.source == "hub" and identity.hub_id and "/" in identity.name:  # a hub id, not an alias
+        return f"{identity.hub_id}@{identity.revision}" if identity.revision else identity.hub_id
+    if identity.source in ("dir", "gguf") and identity.file and os.path.isabs(identity.file):
+        return identity.file
+    return identity.name
+
+
+# --- writing ----------------------------------------------------------------------------------------
+
+
+def encode(archive, tensors_raw: bytes, dictionary) -> tuple[bytes, int]:
+    """Format 5's bytes of `archive` (arrays already checked), its tensors (safetensors, or b"")
+    compressed with `dictionary` into the tensors frame; and where the header ends (after its
+    check), which is where the residual or the stored bytes begin."""
+    header, arrays = archive.header, archive.arrays
+    stored = header.mode == "stored"
+    flags = 0 if stored else MODEL
+    fields = bytearray()
+    if not stored:
+        decode, model = header.decode, header.model
+        profile = 1 if _is_profile_1(header) else 0
+        if profile != 1:
+            flags |= SETTINGS
+            fields += _varint(profile)
+            identity = {k: v for k, v in _asdict(model).items() if k != "fingerprint64"}  # written on its own
+            settings = {"model": identity, "decode": _asdict(decode), "vectors": _asdict(header.vectors)}
+            if header.vectors.mem_vectors:
+                # what the vectors bought (`memzip stats`): bytes that matter little beside theirs
+                settings["encode"] = header.encode
+            settings = json.dumps(settings, sort_keys=True, separators=(",", ":")).encode()
+            frame = _compressor(dictionary).compress(settings)
+            fields += _varint(len(frame)) + frame
+        elif model.name != DEFAULT_MODEL:
+            flags |= NAMED
+            fields += _string(model_reference(model))
+        fields += model_fingerprint(model)
+    check = bytes.fromhex(header.text.sha256)
+    if len(check) == 32:
+        flags |= SHA256
+    fields += check + _varint(header.text.bytes)
+    if header.text.name is not None:
+        flags |= NAME
+        fields += _string(header.text.name)
+    if header.text.mtime_ns is not None and 0 <= header.text.mtime_ns // 10 ** 9 < 1 << 32:
+        flags |= MTIME
+        fields += struct.pack("<I", header.text.mtime_ns // 10 ** 9)
+    if tensors_raw:
+        flags |= TENSORS
+        frame = _compressor(dictionary).compress(tensors_raw)
+        fields += _varint(len(frame)) + frame
+    if stored:
+        data = arrays["stored"].tobytes()
+        packed = zstandard.ZstdCompressor(level=_ZSTD_LEVEL, write_checksum=False, write_content_size=True,
+                                          write_dict_id=False).compress(data)
+        if len(packed) >= len(data):
+            flags |= RAW
+            packed = data
+        body = b""
+    else:
+        body = _streams(arrays, header.groups)
+        packed = arrays["residual"].tobytes()
+    head = MAGIC + bytes([VERSION]) + _varint(flags) + bytes(fields) + body
+    head += struct.pack("<H", binascii.crc_hqx(head, 0xFFFF))
+    return head + packed, len(head)
+
+
+def _is_profile_1(header: Header) -> bool:
+    decode = header.decode
+    return (decode.profile == 1 and header.vectors.mem_vectors == 0 and decode.engine == PROFILE_1["engine"]
+            and decode.exact == PROFILE_1["exact"] and decode.coding == PROFILE_1["coding"]
+            and decode.window == PROFILE_1["window"] and not decode.infix_tokens and decode.dtype == "float32")
+
+
+def _streams(arrays, groups: int) -> bytes:
+    """Chunks: 2C, then the total tokens when the chunks are even (divmod of the total, the longer
+    first); else 2C + 1 and format 4's runs. Then the first G - 1 residual streams' lengths."""
+    tokens, offsets = arrays["chunk_tokens"].tolist(), arrays["residual_offsets"].tolist()
+    total, count = sum(tokens), len(tokens)
+    if count and tokens == _even(total, count):
+        out = _varint(2 * count) + _varint(total)
+    else:
+        runs: list[list[int]] = []
+        for n in tokens:
+            if runs and runs[-1][1] == n:
+                runs[-1][0] += 1
+            else:
+                runs.append([1, n])
+        out = _varint(2 * count + 1) + _varint(len(runs)) + b"".join(_varint(c) + _varint(n) for c, n in runs)
+    lengths = [b - a for a, b in zip(offsets, offsets[1:])]
+    return out + b"".join(_varint(n) for n in lengths[:-1])
+
+
+def _even(total: int, count: int) -> list[int]:
+    base, extra = divmod(total, count)
+    return [base + (1 if i < extra else 0) for i in range(count)]
+
+
+def _compressor(dictionary):
+    return zstandard.ZstdCompressor(level=_ZSTD_LEVEL, dict_data=dictionary, write_checksum=False,
+                                    write_content_size=True, write_dict_id=False)
+
+
+def _asdict(obj) -> dict:
+    from dataclasses import asdict
+
+    return asdict(obj)
+
+
+def _string(text: str) -> bytes:
+    raw = text.encode("utf-8")
+    return _varint(len(raw)) + raw
+
+
+def _varint(x: int) -> bytes:
+    out = bytearray()
+    while x >= 0x80:
+        out.append(x & 0x7F | 0x80)
+        x >>= 7
+    out.append(x)
+    return bytes(out)
+
+
+# --- reading ----------------------------------------------------------------------------------------
+
+
+class Reader:
+    """Fields read one by one from the front of a format-5 file, each bounded before use; running
+    out of bytes is a truncated archive."""
+
+    def __init__(self, data: bytes, position: int = 0):
+        self.data, self.position = data, position
+
+    def take(self, n: int, what: str) -> bytes:
+        if self.position + n > len(self.data):
+            raise TruncatedArchiveError(f"archive is truncated inside its {what}")
+        out = self.data[self.position:self.position + n]
+        self.position += n
+        return out
+
+    def varint(self, limit: int, what: str, error=HeaderFormatError) -> int:
+        value, shift = 0, 0
+        while True:
+            byte = self.take(1, what)[0]
+            value |= (byte & 0x7F) << shift
+            if byte < 0x80:
+                break
+            shift += 7
+            if shift > 63:
+                raise error(f"header field {what} is an overlong integer")
+        if value > limit:
+            raise error(f"header field {what} is {value}, more than {limit}")
+        return value
+
+    def string(self, what: str) -> str:
+        raw = self.take(self.varint(MAX_NAME, what), what)
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise HeaderFormatError(f"header field {what} is not UTF-8") from None
+
+
+def decode(data: bytes, decompress, dictionary_version: int) -> tuple[Header, dict, dict, bytes | None]:
+    """(header, arrays but the tensors', the tensors frame's raw bytes or None) of format-5 bytes;
+    `decompress(frame, limit, what, error, version)` reads a zstd frame as container.py does."""
+    read = Reader(data, len(MAGIC) + 1)
+    flags = read.varint(1 << 62, "flags")
+    if flags & ~KNOWN_FLAGS:
+        raise UnsupportedVersionError(f"archive uses feature flags {flags & ~KNOWN_FLAGS:#x} this memzip does not know")
+    stored = not flags & MODEL
+    model = decode_settings = vectors = None
+    encode_info = {}
+    if not stored:
+        if flags & SETTINGS:
+            profile = read.varint(max(PROFILES), "profile")
+            if profile != 0:
+                raise HeaderFormatError("header field profile 1 is the default and is not written")
+            frame = read.take(read.varint(MAX_SETTINGS_BYTES, "settings"), "settings")
+            raw = decompress(frame, MAX_SETTINGS_BYTES, "settings", HeaderFormatError, dictionary_version)
+            model, decode_settings, vectors, encode_info = _settings(raw)
+            fingerprint = read.take(8, "model fingerprint").hex()
+        else:
+            name = read.string("model name") if flags & NAMED else DEFAULT_MODEL
+            fingerprint = read.take(8, "model fingerprint").hex()
+            model = ModelIdentity(name=name, source="", hub_id=None, revision=None, file=None, architecture="",
+                                  d_model=0, vocab_size=0, weights_sha256="", tokenizer_sha256="")
+            decode_settings = DecodeSettings(dtype="float32", attn_implementation="", batch_size=None, margin=None,
+                                             prefix_tokens=None, infix_tokens=[], device="", engine=PROFILE_1["engine"],
+                                             window=PROFILE_1["window"], exact=dict(PROFILE_1["exact"]),
+                                             coding=dict(PROFILE_1["coding"]), profile=1)
+            vectors = VectorLayout()
+        model.fingerprint64 = fingerprint
+    check = read.take(32 if flags & SHA256 else 8, "check").hex()
+    text_bytes = read.varint(MAX_TEXT_BYTES, "text bytes")
+    name = read.string("file name") if flags & NAME else None
+    mtime = struct.unpack("<I", read.take(4, "mtime"))[0] * 10 ** 9 if flags & MTIME else None
+    tensors_frame = None
+    if flags & TENSORS:
+        tensors_frame = read.take(read.varint(MAX_TENSOR_BYTES, "tensors frame"), "tensors frame")
+    arrays, chunks, tokens = {}, 0, 0
+    if not stored:
+        groups_per = decode_settings.batch_size or 1
+        tokens_per_chunk, lengths = _read_streams(read, groups_per)
+        chunks, tokens = len(tokens_per_chunk), sum(tokens_per_chunk)
+        arrays["chunk_tokens"] = np.asarray(tokens_per_chunk, np.int32)
+    header_end = read.position
+    crc = struct.unpack("<H", read.take(2, "header check"))[0]
+    if crc != binascii.crc_hqx(data[:header_end], 0xFFFF):
+        raise ChecksumMismatchError("archive header checksum mismatch: its bytes were altered")
+    tensors = None  # decompressed only once the check has passed: damage is named as damage
+    if tensors_frame is not None:
+        tensors = decompress(tensors_frame, MAX_TENSOR_BYTES, "tensors", PayloadFormatError, dictionary_version)
+    rest = data[read.position:]
+    if stored:
+        if flags & RAW:
+            if len(rest) != text_bytes:
+                raise (TruncatedArchiveError if len(rest) < text_bytes else TrailingDataError)(
+                    f"stored bytes: {len(rest)} where the header says {text_bytes}")
+            arrays["stored"] = np.frombuffer(rest, np.uint8).copy()
+        else:
+            raw = decompress(rest, min(text_bytes, MAX_TENSOR_BYTES), "stored bytes", PayloadFormatError, None)
+            if len(raw) != text_bytes:
+                raise PayloadFormatError(f"stored bytes decompress to {len(raw)}, the header says {text_bytes}")
+            arrays["stored"] = np.frombuffer(raw, np.uint8).copy()
+    else:
+        if sum(lengths) > len(rest):
+            raise TruncatedArchiveError(f"residual streams of {sum(lengths)} bytes and more, {len(rest)} in the file")
+        if chunks:
+            lengths.append(len(rest) - sum(lengths))  # the last stream runs to the end of the file
+        elif rest:
+            raise TrailingDataError(f"{len(rest)} unexpected bytes after the header of an archive of no tokens")
+        arrays["residual_offsets"] = np.cumsum([0] + lengths, dtype=np.int64)
+        arrays["residual"] = np.frombuffer(rest, np.uint8).copy()
+    text = TextInfo(bytes=text_bytes, sha256=check, tokens=tokens, chunks=chunks, name=_file_name(name),
+                    permissions=None, mtime_ns=mtime)
+    header = Header(memzip_version="", model=model, decode=decode_settings, vectors=vectors or VectorLayout(),
+                    text=text, encode=encode_info, mode="stored" if stored else "model")
+    return header, arrays, {"header": header_end + 2, "payload": len(data) - header_end - 2}, tensors
+
+
+def _settings(raw: bytes):
+    """format 4's model, decode, vectors and (with vectors) encode objects, parsed and checked as
+    format 4 parses them."""
+    try:
+        obj = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise HeaderFormatError(f"header settings are not valid UTF-8 JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise HeaderFormatError("header settings must be a JSON object")
+    text = {"bytes": 0, "sha256": "0" * 64, "tokens": 0, "chunks": 0}
+    full = {"memzip_version": "", "mode": "model", "encode": {}, "text": text, **obj}
+    header = parse_header(json.dumps(full).encode(), 4)
+    return header.model, header.decode, header.vectors, header.encode
+
+
+def _read_streams(read: Reader, groups_per: int) -> tuple[list[int], list[int]]:
+    value = read.varint(2 * MAX_CHUNKS + 1, "chunks", PayloadFormatError)
+    count, explicit = value // 2, value % 2
+    if not explicit:
+        total = read.varint(MAX_CHUNKS * MAX_CHUNK_TOKENS, "tokens", PayloadFormatError)
+        if count == 0 and total:
+            raise PayloadFormatError("tokens without chunks")
+        tokens = _even(total, count) if count else []
+        if tokens and (tokens[-1] < 1 or tokens[0] > MAX_CHUNK_TOKENS):
+            raise PayloadFormatError("chunks of 0 or more than 2^20 tokens")
+    else:
+        runs = read.varint(count, "runs of chunk lengths", PayloadFormatError)
+        tokens = []
+        for _ in range(runs):
+            repeat = read.varint(count - len(tokens), "a run's chunk count", PayloadFormatError)
+            length = read.varint(MAX_CHUNK_TOKENS, "a chunk's token count", PayloadFormatError)
+            if repeat < 1 or length < 1:
+                raise PayloadFormatError("an empty run, or chunks of no tokens")
+            tokens += [length] * repeat
+        if len(tokens) != count:
+            raise PayloadFormatError(f"runs of chunk lengths add up to {len(tokens)} chunks, not {count}")
+    groups = -(-count // groups_per)
+    lengths = [read.varint(MAX_TENSOR_BYTES, "a residual stream's length", PayloadFormatError)
+               for _ in range(max(groups - 1, 0))]
+    return tokens, lengths
+
+
+def _file_name(name: str | None) -> str | None:
+    if name is None:
+        return None
+    if not name or len(name.encode()) > 255 or name in (".", "..") or any(c in name for c in "/\\\0"):
+        raise HeaderFormatError("header field file name must be a plain file name")
+    return name
+
+
+__all__ = ["MAGIC", "VERSION", "PROFILE_1", "encode", "decode", "model_fingerprint", "CODING_KINDS", "EXACT_ENGINES"]

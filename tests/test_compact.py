@@ -1,0 +1,202 @@
+"""Format 5, the compact container (docs/format.md §1): its bytes as the spec lays them out, the
+profile that makes memzip's defaults cost no bytes, the flags a reader must refuse, and damage
+anywhere in the header named as damage."""
+
+from __future__ import annotations
+
+import binascii
+import dataclasses
+import hashlib
+import os
+import struct
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from memzip.errors import ChecksumMismatchError, ContainerError, TruncatedArchiveError, UnsupportedVersionError
+from memzip.format import compact
+from memzip.format.container import Archive, decode_archive, encode_archive
+from memzip.format.header import DecodeSettings, ModelIdentity, VectorLayout
+from test_container import assert_archives_equal
+from test_header import make_header
+
+FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FINGERPRINT = bytes.fromhex("0123456789abcdef")
+
+
+def default_archive(tokens=(4, 4), residual=b"\x13\x37\x42", offsets=(0, 2, 3), **text) -> Archive:
+    """A model-only archive at memzip's default settings (profile 1) of the default model: one
+    residual stream per chunk."""
+    header = make_header(**{"sha256": hashlib.sha256(b"original").hexdigest()[:16], "chunks": len(tokens),
+                            "tokens": sum(tokens), **text})
+    header.memzip_version, header.encode = "", {}
+    # the default model as a reader knows it: its name and fingerprint, nothing else written
+    header.model = ModelIdentity(name="embedded", source="", hub_id=None, revision=None, file=None, architecture="",
+                                 d_model=0, vocab_size=0, weights_sha256="", tokenizer_sha256="",
+                                 fingerprint64=FINGERPRINT.hex())
+    header.decode = DecodeSettings(dtype="float32", attn_implementation="", batch_size=None, margin=None,
+                                   prefix_tokens=None, infix_tokens=[], device="", engine=compact.PROFILE_1["engine"],
+                                   window=compact.PROFILE_1["window"], exact=dict(compact.PROFILE_1["exact"]),
+                                   coding=dict(compact.PROFILE_1["coding"]), profile=1)
+    header.vectors = VectorLayout()
+    arrays = {"chunk_tokens": np.array(tokens, np.int32), "residual_offsets": np.array(offsets, np.int64),
+              "residual": np.frombuffer(residual, np.uint8).copy()}
+    return Archive(header, arrays)
+
+
+def stored_archive(data: bytes) -> Archive:
+    header = make_header(bytes=len(data), sha256=hashlib.sha256(data).hexdigest()[:16], tokens=0, chunks=0)
+    header.mode, header.model, header.decode = "stored", None, None
+    return Archive(header, {"stored": np.frombuffer(data, np.uint8).copy()})
+
+
+def with_crc(head: bytes) -> bytes:
+    return head + struct.pack("<H", binascii.crc_hqx(head, 0xFFFF))
+
+
+GOOD = encode_archive(default_archive())
+
+
+# --- the layout --------------------------------------------------------------------------------
+
+
+def test_a_default_archive_is_what_the_spec_lays_out():
+    check = hashlib.sha256(b"original").digest()[:8]
+    # magic, version, flags (MODEL), fingerprint, check, 12 bytes, 2 chunks as 2C = 4 and 8 tokens
+    # (4 + 4: even), the first stream's length 2, the CRC-16 of all that; the residual to the end
+    head = b"\x89mz\x05" + bytes([compact.MODEL]) + FINGERPRINT + check + bytes([12, 4, 8, 2])
+    assert GOOD == with_crc(head) + b"\x13\x37\x42"
+    decoded = decode_archive(GOOD)
+    assert_archives_equal(decoded, default_archive())
+    assert (decoded.stored_header_bytes, decoded.stored_payload_bytes, decoded.framing_bytes) == (
+        len(head) - 4, 3, 6)
+
+
+def test_the_overhead_of_a_default_archive_is_at_most_32_bytes():
+    # an empty file: no chunks; a named original and its time are the most a default archive adds
+    empty = default_archive(tokens=(), residual=b"", offsets=(0,), bytes=0, sha256=hashlib.sha256(b"").hexdigest()[:16])
+    assert len(encode_archive(empty)) <= 32
+    assert_archives_equal(decode_archive(encode_archive(empty)), empty)
+
+
+def test_uneven_chunks_are_written_as_runs_and_the_even_ones_as_a_total():
+    even = default_archive(tokens=(4, 4, 3), residual=b"abc", offsets=(0, 1, 2, 3))
+    uneven = default_archive(tokens=(3, 4, 4), residual=b"abc", offsets=(0, 1, 2, 3))
+    assert b"\x06\x0b\x01\x01" in encode_archive(even)  # 2C = 6, 11 tokens, lengths 1 and 1
+    assert b"\x07\x02\x01\x03\x02\x04\x01\x01" in encode_archive(uneven)  # 2C + 1, 2 runs: 1 x 3, 2 x 4
+    for archive in (even, uneven):
+        assert_archives_equal(decode_archive(encode_archive(archive)), archive)
+
+
+def test_settings_other_than_the_defaults_are_written_and_read_back():
+    archive = default_archive()
+    archive.header.model = dataclasses.replace(make_header().model, fingerprint64=FINGERPRINT.hex())
+    archive.header.decode.window = 2048
+    archive.header.decode.profile, archive.header.decode.prefix_tokens = None, [0]
+    data = encode_archive(archive)
+    assert data[4] & compact.SETTINGS and len(data) > len(GOOD)
+    decoded = decode_archive(data).header
+    assert decoded.decode.window == 2048 and decoded.decode.profile is None
+    assert decoded.model.weights_sha256 == archive.header.model.weights_sha256  # the full identity
+
+
+def test_a_named_model_the_whole_check_the_name_and_the_time():
+    archive = default_archive(name="book.txt", mtime_ns=1_700_000_000 * 10 ** 9,
+                              sha256=hashlib.sha256(b"original").hexdigest())
+    archive.header.model = dataclasses.replace(archive.header.model, name="org/model", hub_id="org/model")
+    data = encode_archive(archive)
+    flags = data[4]
+    assert flags == compact.MODEL | compact.NAMED | compact.SHA256 | compact.NAME | compact.MTIME
+    header = decode_archive(data).header
+    assert (header.model.name, header.text.name, header.text.mtime_ns) == (
+        "org/model", "book.txt", 1_700_000_000 * 10 ** 9)
+    assert header.text.sha256 == hashlib.sha256(b"original").hexdigest()
+
+
+@pytest.mark.parametrize("data, raw", [(bytes(300), False), (os.urandom(300), True), (b"", True)])
+def test_stored_bytes_are_zstd_unless_that_grows_them(data, raw):
+    encoded = encode_archive(stored_archive(data))
+    assert bool(encoded[4] & compact.RAW) == raw and not encoded[4] & compact.MODEL
+    if raw:
+        assert encoded.endswith(data) and len(encoded) <= len(data) + 32
+    back = decode_archive(encoded)
+    assert back.arrays["stored"].tobytes() == data
+
+
+def test_profile_1_is_what_memzip_writes_by_default():
+    from memzip.exact.engine import CODING_SETTINGS, EXACT_SETTINGS, coding_kind
+    from memzip.options import CompressOptions
+    from memzip.options import EXACT_WINDOW
+
+    options = CompressOptions()
+    assert (options.window, options.mem_vectors) == (None, 0)
+    assert EXACT_WINDOW == compact.PROFILE_1["window"]
+    assert EXACT_SETTINGS.to_header() == compact.PROFILE_1["exact"]
+    assert CODING_SETTINGS.to_header(coding_kind(0)) == compact.PROFILE_1["coding"]
+
+
+# --- what a reader refuses ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("flag", [1 << 7, 1 << 20])
+def test_unknown_flags_are_refused(flag):
+    from memzip.format.compact import _varint
+
+    data = with_crc(b"\x89mz\x05" + _varint(compact.MODEL | flag) + GOOD[5:-5]) + GOOD[-3:]
+    with pytest.raises(UnsupportedVersionError, match="feature flags"):
+        decode_archive(data)
+
+
+def test_other_versions_of_the_compact_magic_are_refused():
+    with pytest.raises(UnsupportedVersionError, match="version 6"):
+        decode_archive(b"\x89mz\x06" + GOOD[4:])
+
+
+def test_every_bit_flip_in_the_header_is_caught():
+    header_end = len(GOOD) - 3
+    for i in range(3, header_end):  # the magic's own flips are "not an archive"
+        for bit in range(8):
+            data = bytearray(GOOD)
+            data[i] ^= 1 << bit
+            with pytest.raises(ContainerError):
+                decode_archive(bytes(data))
+
+
+def test_a_changed_field_with_a_correct_length_is_a_checksum_mismatch():
+    data = bytearray(GOOD)
+    data[6] ^= 1  # inside the fingerprint
+    with pytest.raises(ChecksumMismatchError):
+        decode_archive(bytes(data))
+
+
+def test_truncation_anywhere_in_the_header_is_named():
+    for cut in range(0, len(GOOD) - 3):
+        with pytest.raises(ContainerError):
+            decode_archive(GOOD[:cut])
+    with pytest.raises(TruncatedArchiveError):
+        decode_archive(GOOD[:10])
+
+
+@FUZZ
+@given(st.binary(max_size=80))
+def test_fuzz_random_bytes_after_the_magic(rest):
+    try:
+        decode_archive(b"\x89mz\x05" + rest)
+    except ContainerError:
+        pass
+
+
+@FUZZ
+@given(st.data())
+def test_fuzz_header_bytes_with_a_correct_crc(data):
+    """The header changed and its check recomputed (a writer's bug, or a deliberate forgery):
+    still only ContainerErrors."""
+    head = bytearray(GOOD[:-5])
+    for _ in range(data.draw(st.integers(1, 3))):
+        head[data.draw(st.integers(4, len(head) - 1))] = data.draw(st.integers(0, 255))
+    try:
+        decode_archive(with_crc(bytes(head)) + GOOD[-3:])
+    except ContainerError:
+        pass
