@@ -229,6 +229,7 @@ def compress(
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", help=f"Chunks fitted together with vectors (default {CPU_BATCH_SIZE[True]} on a CPU), or decoded together by the float engine (default {CPU_BATCH_SIZE[False]}; on a GPU: from its memory).")] = None,
     store: Annotated[bool, typer.Option("--store/--no-store", help="Store the bytes as they are where that is smaller than the model's archive (default); --no-store always writes the model's.")] = True,
     check: Annotated[str, typer.Option("--check", help="How extraction verifies the original: digest (the first 8 bytes of its SHA-256, the default) or sha256 (all 32).")] = "digest",
+    crlf: Annotated[bool, typer.Option("--crlf-as-lf/--keep-crlf", help="Code a file whose lines all end in CR LF with LF alone and a flag (default; ~3% smaller on such text); --keep-crlf codes the CRs too.")] = True,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
     force: ForceOpt = False,
@@ -261,7 +262,7 @@ def compress(
     options = CompressOptions(mem_vectors=mem_vectors, chunk_tokens=chunk_tokens, chunking=chunking, recipe=recipe,
                               max_steps=max_steps, seed=seed, vector_dtype=vector_dtype, code_dims=code_dims,
                               batch_size=batch_size, margin=margin, engine=engine, window=window, streams=streams,
-                              store_fallback=store, checksum=check)
+                              store_fallback=store, checksum=check, line_endings=crlf)
     options.check()
     models = Models()
 

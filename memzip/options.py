@@ -71,6 +71,8 @@ class CompressOptions:
     # How extraction checks the original: "digest" (the first 8 bytes of its SHA-256, as xz's
     # CRC64 and zstd's XXH64 are 8 bytes) or "sha256" (all 32)
     checksum: str = "digest"
+    # Code a file whose lines all end in CR LF as LF plus a flag (format 5; memzip/textcodec.py)
+    line_endings: bool = True
 
     def check(self) -> None:
         """Refuse impossible options before any model is loaded."""

@@ -35,7 +35,7 @@ from memzip.vectors.chunking import token_costs
 from memzip.layout import model_only_layout
 from memzip.planning import ChunkReport, CompressReport, Plan, chunk_spans, model_only_chunk_tokens, plan, units
 from memzip.format.stats import baselines
-from memzip.textcodec import EncodedText, TextCodec
+from memzip.textcodec import EncodedText, TextCodec, crlf_as_lf, lf_as_crlf
 
 __all__ = ["compress_bytes", "extract_bytes", "stored_archive", "plan", "job_identity", "model_differences"]
 
@@ -88,7 +88,9 @@ def compress_bytes(data: bytes, loaded: LoadedModel, options: CompressOptions | 
     digest = hashlib.sha256(data).hexdigest()  # whole with --check sha256, else its first 8 bytes
     text = TextInfo(bytes=len(data), sha256=digest if job.options.checksum == "sha256" else digest[:16], tokens=0,
                     chunks=0, name=name, permissions=permissions, mtime_ns=mtime_ns)
-    encoded = TextCodec(loaded.tokenizer).encode(data)
+    coded = crlf_as_lf(data) if job.options.line_endings else None  # the text the model codes
+    text.line_endings = None if coded is None else "crlf"
+    encoded = TextCodec(loaded.tokenizer).encode(data if coded is None else coded)
     if store_if_smaller and (encoded.escape_bytes.size > ESCAPED_SHARE_TO_STORE * len(data) or not data):
         reason = "empty" if not data else "mostly not UTF-8 text"
         return (stored_archive(data, text, {"stored_because": reason}) if world.is_main else None), _finished(report)
@@ -207,7 +209,7 @@ def _text_arrays(encoded: EncodedText) -> dict:
 
 def stored_archive(data: bytes, text: TextInfo, encode: dict | None = None, base: dict | None = None) -> Archive:
     """The bytes as they are, in the payload's zstd frame: no model needed to extract."""
-    text = TextInfo(**{**asdict(text), "tokens": 0, "chunks": 0})
+    text = TextInfo(**{**asdict(text), "tokens": 0, "chunks": 0, "line_endings": None})
     header = Header(memzip_version=__version__, model=None, decode=None, vectors=VectorLayout(), text=text,
                     encode={"baselines": base or baselines(data), **(encode or {})}, mode="stored")
     return Archive(header, {"stored": np.frombuffer(data, dtype=np.uint8)})
@@ -272,7 +274,8 @@ def extract_bytes(archive: Archive, loaded: LoadedModel | None, force: bool = Fa
     tokens = [t for g in range(header.groups) for chunk in by_unit[g] for t in chunk]
     encoded = EncodedText(np.asarray(tokens, dtype=np.int32), *(archive.array(n) for n in (
         "escape_positions", "escape_bytes", "patch_ops", "patch_text")))
-    return _verified(TextCodec(loaded.tokenizer).decode(encoded), header, hint)
+    data = TextCodec(loaded.tokenizer).decode(encoded)
+    return _verified(lf_as_crlf(data) if header.text.line_endings == "crlf" else data, header, hint)
 
 
 def _verified(data: bytes, header: Header, hint: Callable[[], str]) -> bytes:

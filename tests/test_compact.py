@@ -140,7 +140,7 @@ def test_profile_1_is_what_memzip_writes_by_default():
 # --- what a reader refuses ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("flag", [1 << 7, 1 << 20])
+@pytest.mark.parametrize("flag", [1 << 8, 1 << 20])
 def test_unknown_flags_are_refused(flag):
     from memzip.format.compact import _varint
 
@@ -200,3 +200,16 @@ def test_fuzz_header_bytes_with_a_correct_crc(data):
         decode_archive(with_crc(bytes(head)) + GOOD[-3:])
     except ContainerError:
         pass
+
+
+def test_the_line_ending_flag_is_read_back_and_refused_on_stored_bytes():
+    archive = default_archive(line_endings="crlf")
+    data = encode_archive(archive)
+    assert data[4:6] == bytes([compact.MODEL | 0x80, compact.CRLF >> 7])  # bit 7: a two-byte varint
+    assert decode_archive(data).header.text.line_endings == "crlf"
+    stored = encode_archive(stored_archive(b"a\r\nb\r\n"))
+    flags = stored[4] | compact.CRLF
+    from memzip.format.compact import _varint
+    from memzip.errors import HeaderFormatError
+    with pytest.raises(HeaderFormatError, match="line-ending"):
+        decode_archive(with_crc(stored[:4] + _varint(flags) + stored[5:-8]) + stored[-6:])

@@ -282,3 +282,25 @@ def test_a_sample_that_the_model_codes_badly_stores_a_large_file_early(tiny, mon
     archive, _ = compress_bytes(data, tiny, CompressOptions(), on_progress=events.append)
     assert archive.header.mode == "stored" and "sample" in archive.header.encode["stored_because"]
     assert not any(e.stage == "compress" and e.done for e in events)  # the file itself was never coded
+
+
+# --- text transforms ------------------------------------------------------------------------------
+
+
+def test_crlf_text_is_coded_as_lf_and_comes_back_with_its_crs(tiny):
+    data = b"first line\r\nsecond line\r\n\r\nthird\r\n" * 3
+    archive, _ = compress_bytes(data, tiny, MODEL_ONLY)
+    kept, _ = compress_bytes(data, tiny, dataclasses.replace(MODEL_ONLY, line_endings=False))
+    assert archive.header.text.line_endings == "crlf" and kept.header.text.line_endings is None
+    assert archive.header.text.tokens < kept.header.text.tokens and archive.header.text.bytes == len(data)
+    for each in (archive, kept):
+        read = decode_archive(encode_archive(each))
+        assert read.header.text.line_endings == each.header.text.line_endings
+        assert extract_bytes(read, tiny) == data
+
+
+def test_mixed_line_endings_are_coded_as_they_are(tiny):
+    data = b"unix\nwindows\r\nold mac\rend"
+    archive, _ = compress_bytes(data, tiny, MODEL_ONLY)
+    assert archive.header.text.line_endings is None
+    assert extract_bytes(decode_archive(encode_archive(archive)), tiny) == data

@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from inputs import INPUTS
-from memzip.textcodec import TextCodec
+from memzip.textcodec import TextCodec, crlf_as_lf, lf_as_crlf
 from tiny import tiny_tokenizer
 
 codec = TextCodec(tiny_tokenizer())
@@ -55,3 +55,30 @@ def test_any_bytes_round_trip(data):
 def test_any_text_round_trip(text):
     data = text.encode("utf-8", errors="surrogatepass")
     assert codec.decode(codec.encode(data)) == data
+
+
+# --- line endings ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("data, coded", [
+    (b"a\r\nb\r\n", b"a\nb\n"),
+    (b"\r\n", b"\n"),
+    (b"a\r\n\r\nb", b"a\n\nb"),
+    (b"a\r\nb\n", None),  # one LF without its CR: mixed endings stay as they are
+    (b"a\r\nb\r", None),  # a CR without its LF
+    (b"a\r\r\n", None),
+    (b"a\nb\n", None),  # Unix text has nothing to gain
+    (b"no line ends", None),
+    (b"", None),
+])
+def test_crlf_as_lf_only_where_it_reverses_exactly(data, coded):
+    assert crlf_as_lf(data) == coded
+    if coded is not None:
+        assert lf_as_crlf(coded) == data
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from([b"\r", b"\n", b"\r\n", b"x", b"\xff", "é".encode()]), max_size=30).map(b"".join))
+def test_crlf_as_lf_is_reversed_by_lf_as_crlf(data):
+    coded = crlf_as_lf(data)
+    assert coded is None or lf_as_crlf(coded) == data and b"\r" not in coded

@@ -39,7 +39,8 @@ MTIME = 1 << 4  # its modification time follows
 TENSORS = 1 << 5  # a tensors frame follows (vectors, text fixes, float-ranks digests)
 NAMED = 1 << 6  # model: the model is named (else the default model); stored: the bytes are raw (else zstd)
 RAW = NAMED
-KNOWN_FLAGS = MODEL | SETTINGS | SHA256 | NAME | MTIME | TENSORS | NAMED
+CRLF = 1 << 7  # model: every line ended in CR LF, and the model coded the text with LF alone
+KNOWN_FLAGS = MODEL | SETTINGS | SHA256 | NAME | MTIME | TENSORS | NAMED | CRLF
 
 DEFAULT_MODEL = "embedded"
 # Profile 1, the defaults: the exact engine with these settings, the text coded with the model's
@@ -92,6 +93,8 @@ def encode(archive, tensors_raw: bytes, dictionary) -> tuple[bytes, int]:
     header, arrays = archive.header, archive.arrays
     stored = header.mode == "stored"
     flags = 0 if stored else MODEL
+    if header.text.line_endings == "crlf" and not stored:
+        flags |= CRLF
     fields = bytearray()
     if not stored:
         decode, model = header.decode, header.model
@@ -244,6 +247,8 @@ def decode(data: bytes, decompress, dictionary_version: int) -> tuple[Header, di
     if flags & ~KNOWN_FLAGS:
         raise UnsupportedVersionError(f"archive uses feature flags {flags & ~KNOWN_FLAGS:#x} this memzip does not know")
     stored = not flags & MODEL
+    if stored and flags & CRLF:
+        raise HeaderFormatError("a stored archive's bytes are as they were: it has no line-ending flag")
     model = decode_settings = vectors = None
     encode_info = {}
     if not stored:
@@ -308,7 +313,7 @@ def decode(data: bytes, decompress, dictionary_version: int) -> tuple[Header, di
         arrays["residual_offsets"] = np.cumsum([0] + lengths, dtype=np.int64)
         arrays["residual"] = np.frombuffer(rest, np.uint8).copy()
     text = TextInfo(bytes=text_bytes, sha256=check, tokens=tokens, chunks=chunks, name=_file_name(name),
-                    permissions=None, mtime_ns=mtime)
+                    permissions=None, mtime_ns=mtime, line_endings="crlf" if flags & CRLF else None)
     header = Header(memzip_version="", model=model, decode=decode_settings, vectors=vectors or VectorLayout(),
                     text=text, encode=encode_info, mode="stored" if stored else "model")
     return header, arrays, {"header": header_end + 2, "payload": len(data) - header_end - 2}, tensors

@@ -110,6 +110,9 @@ class TextInfo:
     name: str | None = None  # base name of the original file, restored by default on extract
     permissions: int | None = None  # format 3: the original's permission bits (st_mode & 0o7777)
     mtime_ns: int | None = None  # format 3: its modification time, nanoseconds since the epoch
+    # format 5: "crlf" when every line of the original ends in CR LF and the model coded it with
+    # LF alone (memzip/textcodec.py crlf_as_lf): extraction puts the CRs back before the check
+    line_endings: str | None = None
 
 
 @dataclass
@@ -134,6 +137,8 @@ class Header:
             del fields["model"]["fingerprint64"]
         if fields["decode"] is not None and fields["decode"]["profile"] is None:
             del fields["decode"]["profile"]
+        if fields["text"]["line_endings"] is None:
+            del fields["text"]["line_endings"]
         return json.dumps(fields, sort_keys=True, separators=(",", ":"), allow_nan=False).encode("utf-8")
 
     @property
