@@ -25,18 +25,20 @@ CHUNKINGS = ("auto", "information", "length")
 # On a GPU the batch is planned from its free memory (memzip/planning.py, `auto_batch_size`).
 CPU_BATCH_SIZE = {True: 8, False: 32}
 ENGINES = ("auto", "exact", "float")
-# The exact engine, model-only: attention sees the sink and the last EXACT_WINDOW positions
-# (whole alice29.txt: 1.099 bits/byte of cross-entropy at 1024, 1.091 at 2048, docs/benchmarks.md),
-# and a file is cut into streams decoded side by side: every stream after the first costs ~33
-# bytes (its start has no context) and makes extraction faster, so streams are at most
-# STREAM_TOKENS long, and files of a few thousand tokens still get up to SMALL_FILE_STREAMS
-# streams of at least SMALL_STREAM_TOKENS (docs/benchmarks.md measures both sides). 12,288
-# rather than 8,192: whole alice29.txt in 4 streams instead of 6 (66 bytes, 0.003 bits/byte, for
-# a slower extraction at batch 4) and a 1 MB book in 28, one batch, instead of 42 in two rounds.
-EXACT_WINDOW = 1024
+# The exact engine, model-only: attention sees the sink and the last EXACT_WINDOW positions. On
+# 20 KB of alice29.txt in one stream the exact model's cross-entropy is 1.097 bits/byte at 1,024,
+# 1.085 at 2,048 and 1.077 at 4,096, for 17% and 29% slower compression and 13% and 19% slower
+# one-stream extraction (machine A, docs/benchmarks.md §1): 2,048 takes most of the gain for
+# half the cost. A file is cut into streams decoded side by side: every stream after the first
+# costs ~33 bytes (its start has no context) and makes extraction faster, so streams are at most
+# STREAM_TOKENS long; a file of under 2 x SMALL_STREAM_TOKENS tokens (~30 KB of English) is one
+# stream, and larger ones get up to SMALL_FILE_STREAMS streams of at least SMALL_STREAM_TOKENS.
+# 12,288 rather than 8,192: whole alice29.txt in 4 streams instead of 6 (66 bytes, 0.003
+# bits/byte, for a slower extraction at batch 4) and a 1 MB book in 28, one batch, instead of 42.
+EXACT_WINDOW = 2048
 STREAM_TOKENS = 12288
 SMALL_FILE_STREAMS = 4
-SMALL_STREAM_TOKENS = 1024
+SMALL_STREAM_TOKENS = 4096
 # Exact engine: streams extraction decodes side by side at most, when memory allows (~25 MB of
 # int16 keys and values each for the embedded model): on 2 CPU cores a decoding step's cost per
 # stream levels off well below this (docs/benchmarks.md §2).

@@ -76,8 +76,10 @@ def test_a_stream_is_a_small_unit_of_work(tiny):
     job = plan(CompressOptions(), tiny)
     spans = chunk_spans(tiny, job, list(range(10 * STREAM_TOKENS + 5)))
     assert max(b - a for a, b in spans) <= STREAM_TOKENS and len(spans) == 11
-    assert len(chunk_spans(tiny, job, list(range(5000)))) == 4  # small files: up to 4 streams of >= 1024
-    assert len(chunk_spans(tiny, job, list(range(2500)))) == 2 and len(chunk_spans(tiny, job, list(range(900)))) == 1
+    # under 2 x 4,096 tokens one stream; then up to 4 streams of at least 4,096
+    assert len(chunk_spans(tiny, job, list(range(8191)))) == 1 and len(chunk_spans(tiny, job, list(range(900)))) == 1
+    assert len(chunk_spans(tiny, job, list(range(8192)))) == 2 and len(chunk_spans(tiny, job, list(range(12288)))) == 3
+    assert len(chunk_spans(tiny, job, list(range(20000)))) == 4
 
 
 def test_interrupted_before_the_first_group_resumes(tiny, tmp_path, monkeypatch):

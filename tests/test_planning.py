@@ -96,7 +96,8 @@ def test_even_spans_cover_everything_evenly(total, longest):
     assert memory.even_spans(25, 10) == [(0, 9), (9, 17), (17, 25)]
 
 
-def test_small_files_get_a_few_streams_and_large_ones_streams_of_bounded_length():
+def test_small_files_get_one_stream_and_large_ones_streams_of_bounded_length():
     assert memory.default_streams(0) == 1 and memory.default_streams(1000) == 1
-    assert memory.default_streams(5000) == 4  # up to SMALL_FILE_STREAMS of at least SMALL_STREAM_TOKENS
+    assert memory.default_streams(8191) == 1 and memory.default_streams(8192) == 2  # streams of >= 4,096
+    assert memory.default_streams(20000) == 4  # up to SMALL_FILE_STREAMS of at least SMALL_STREAM_TOKENS
     assert memory.default_streams(12288 * 10 + 1) == 11

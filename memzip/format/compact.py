@@ -44,7 +44,7 @@ KNOWN_FLAGS = MODEL | SETTINGS | SHA256 | NAME | MTIME | TENSORS | NAMED | CRLF
 
 DEFAULT_MODEL = "embedded"
 # Profile 1, the defaults: the exact engine with these settings, the text coded with the model's
-# whole distribution, attention over the sink and 1,024 positions, each stream starting at the
+# whole distribution, attention over the sink and 2,048 positions, each stream starting at the
 # model's document-start token (memzip/layout.py), no [mem] vectors. tests/test_format.py checks
 # that memzip's defaults are these.
 PROFILE_1 = {
@@ -53,7 +53,7 @@ PROFILE_1 = {
               "value_bits": 12, "attention_weight_bits": 20, "attention_grid_bits": 8, "silu_grid_bits": 11,
               "silu_limit": 16},
     "coding": {"value_bits": 28, "grid_bits": 10, "kind": "distribution"},
-    "window": 1024,
+    "window": 2048,
 }
 PROFILES = (0, 1)  # 0: the settings are JSON in the header
 
