@@ -142,9 +142,9 @@ def test_profile_1_is_what_memzip_writes_by_default():
 
 @pytest.mark.parametrize("flag", [1 << 8, 1 << 20])
 def test_unknown_flags_are_refused(flag):
-    from memzip.format.compact import _varint
+    from memzip.format.compact import varint
 
-    data = with_crc(b"\x89mz\x05" + _varint(compact.MODEL | flag) + GOOD[5:-5]) + GOOD[-3:]
+    data = with_crc(b"\x89mz\x05" + varint(compact.MODEL | flag) + GOOD[5:-5]) + GOOD[-3:]
     with pytest.raises(UnsupportedVersionError, match="feature flags"):
         decode_archive(data)
 
@@ -209,7 +209,7 @@ def test_the_line_ending_flag_is_read_back_and_refused_on_stored_bytes():
     assert decode_archive(data).header.text.line_endings == "crlf"
     stored = encode_archive(stored_archive(b"a\r\nb\r\n"))
     flags = stored[4] | compact.CRLF
-    from memzip.format.compact import _varint
+    from memzip.format.compact import varint
     from memzip.errors import HeaderFormatError
     with pytest.raises(HeaderFormatError, match="line-ending"):
-        decode_archive(with_crc(stored[:4] + _varint(flags) + stored[5:-8]) + stored[-6:])
+        decode_archive(with_crc(stored[:4] + varint(flags) + stored[5:-8]) + stored[-6:])

@@ -101,7 +101,7 @@ def encode(archive, tensors_raw: bytes, dictionary) -> tuple[bytes, int]:
         profile = 1 if _is_profile_1(header) else 0
         if profile != 1:
             flags |= SETTINGS
-            fields += _varint(profile)
+            fields += varint(profile)
             identity = {k: v for k, v in _asdict(model).items() if k != "fingerprint64"}  # written on its own
             settings = {"model": identity, "decode": _asdict(decode), "vectors": _asdict(header.vectors)}
             if header.vectors.mem_vectors:
@@ -109,7 +109,7 @@ def encode(archive, tensors_raw: bytes, dictionary) -> tuple[bytes, int]:
                 settings["encode"] = header.encode
             settings = json.dumps(settings, sort_keys=True, separators=(",", ":")).encode()
             frame = _compressor(dictionary).compress(settings)
-            fields += _varint(len(frame)) + frame
+            fields += varint(len(frame)) + frame
         elif model.name != DEFAULT_MODEL:
             flags |= NAMED
             fields += _string(model_reference(model))
@@ -117,7 +117,7 @@ def encode(archive, tensors_raw: bytes, dictionary) -> tuple[bytes, int]:
     check = bytes.fromhex(header.text.sha256)
     if len(check) == 32:
         flags |= SHA256
-    fields += check + _varint(header.text.bytes)
+    fields += check + varint(header.text.bytes)
     if header.text.name is not None:
         flags |= NAME
         fields += _string(header.text.name)
@@ -127,7 +127,7 @@ def encode(archive, tensors_raw: bytes, dictionary) -> tuple[bytes, int]:
     if tensors_raw:
         flags |= TENSORS
         frame = _compressor(dictionary).compress(tensors_raw)
-        fields += _varint(len(frame)) + frame
+        fields += varint(len(frame)) + frame
     if stored:
         data = arrays["stored"].tobytes()
         packed = zstandard.ZstdCompressor(level=_ZSTD_LEVEL, write_checksum=False, write_content_size=True,
@@ -139,7 +139,7 @@ def encode(archive, tensors_raw: bytes, dictionary) -> tuple[bytes, int]:
     else:
         body = _streams(arrays, header.groups)
         packed = arrays["residual"].tobytes()
-    head = MAGIC + bytes([VERSION]) + _varint(flags) + bytes(fields) + body
+    head = MAGIC + bytes([VERSION]) + varint(flags) + bytes(fields) + body
     head += struct.pack("<H", binascii.crc_hqx(head, 0xFFFF))
     return head + packed, len(head)
 
@@ -157,17 +157,23 @@ def _streams(arrays, groups: int) -> bytes:
     tokens, offsets = arrays["chunk_tokens"].tolist(), arrays["residual_offsets"].tolist()
     total, count = sum(tokens), len(tokens)
     if count and tokens == _even(total, count):
-        out = _varint(2 * count) + _varint(total)
+        out = varint(2 * count) + varint(total)
     else:
-        runs: list[list[int]] = []
-        for n in tokens:
-            if runs and runs[-1][1] == n:
-                runs[-1][0] += 1
-            else:
-                runs.append([1, n])
-        out = _varint(2 * count + 1) + _varint(len(runs)) + b"".join(_varint(c) + _varint(n) for c, n in runs)
+        out = varint(2 * count + 1) + runs_of(tokens)
     lengths = [b - a for a, b in zip(offsets, offsets[1:])]
-    return out + b"".join(_varint(n) for n in lengths[:-1])
+    return out + b"".join(varint(n) for n in lengths[:-1])
+
+
+def runs_of(tokens: list[int]) -> bytes:
+    """Chunk lengths as runs of equal neighbours (format 4's stream section, format 5's uneven
+    chunks): the number of runs, then (count, tokens) for each."""
+    runs: list[list[int]] = []
+    for n in tokens:
+        if runs and runs[-1][1] == n:
+            runs[-1][0] += 1
+        else:
+            runs.append([1, n])
+    return varint(len(runs)) + b"".join(varint(c) + varint(n) for c, n in runs)
 
 
 def _even(total: int, count: int) -> list[int]:
@@ -188,10 +194,11 @@ def _asdict(obj) -> dict:
 
 def _string(text: str) -> bytes:
     raw = text.encode("utf-8")
-    return _varint(len(raw)) + raw
+    return varint(len(raw)) + raw
 
 
-def _varint(x: int) -> bytes:
+def varint(x: int) -> bytes:
+    """An unsigned LEB128 varint (docs/format.md §0)."""
     out = bytearray()
     while x >= 0x80:
         out.append(x & 0x7F | 0x80)

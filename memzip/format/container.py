@@ -142,23 +142,8 @@ def _stream_section(arrays: dict[str, np.ndarray]) -> bytes:
     length, all as LEB128 varints, then the residual bytes (already entropy-coded: zstd would only
     add its block headers)."""
     tokens, offsets = arrays["chunk_tokens"].tolist(), arrays["residual_offsets"].tolist()
-    runs: list[list[int]] = []
-    for n in tokens:
-        if runs and runs[-1][1] == n:
-            runs[-1][0] += 1
-        else:
-            runs.append([1, n])
-    numbers = [len(runs)] + [x for run in runs for x in run] + [b - a for a, b in zip(offsets, offsets[1:])]
-    return b"".join(_varint(x) for x in numbers) + arrays["residual"].tobytes()
-
-
-def _varint(x: int) -> bytes:
-    out = bytearray()
-    while x >= 0x80:
-        out.append(x & 0x7F | 0x80)
-        x >>= 7
-    out.append(x)
-    return bytes(out)
+    lengths = [b - a for a, b in zip(offsets, offsets[1:])]
+    return compact.runs_of(tokens) + b"".join(compact.varint(n) for n in lengths) + arrays["residual"].tobytes()
 
 
 # --- reading ----------------------------------------------------------------------------------
