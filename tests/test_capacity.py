@@ -75,3 +75,44 @@ def test_headline_capacity_is_one_figure_and_says_when_it_is_censored(tiny):
     assert report["decoding_capacity_censored"] == (greedy == 4)
     assert report["capacity_teacher_forced"] == report["decoding_capacity_teacher_forced"]["book/1"]
     assert run_capacity(tiny, ["book"], [2], 1, [2], max_steps=1)["decoding_capacity"] is None  # no single vector
+
+
+# --- the greedy-exact search (memzip/research/search.py) ------------------------------------------
+
+
+def test_search_finds_per_text_lengths_that_really_decode_and_repeats_them(tiny):
+    from memzip.research.samples import bench_chunks
+    from memzip.research.search import greedy_exact, search_capacity, search_report
+    from memzip.vectors.optimize import VectorSpace, recipe_layout
+    from memzip.vectors.recipes import get_recipe
+
+    recipe = get_recipe("default", 40)
+    layout, space = recipe_layout(recipe, tiny.tokenizer), VectorSpace(1, "float16")
+    texts = bench_chunks(tiny, "book", 2, 24) + bench_chunks(tiny, "random", 1, 24)
+    first = search_capacity(tiny, texts, recipe, space, layout, start=4)
+    again = search_capacity(tiny, texts, recipe, space, layout, start=4)
+    assert [s.exact for s in first] == [s.exact for s in again] and [s.tried for s in first] == [s.tried for s in again]
+    for s in first:
+        lengths = [n for n, _, _ in s.tried]
+        assert lengths[0] == 4 and s.steps == sum(k for _, _, k in s.tried)
+        assert s.exact == max([n for n, exact, _ in s.tried if exact], default=0)
+        if s.exact:  # the vectors it kept decode that prefix exactly, judged again from scratch
+            assert greedy_exact(tiny, layout, space, s.vectors, s.text[:s.exact])
+        # it stopped where it had to: at the text's end, or next to a failed length above its best
+        assert s.exact == len(s.text) or any(not exact and n == s.exact + 1 for n, exact, _ in s.tried)
+    for s in search_capacity(tiny, texts, recipe, space, layout, start=1):  # from 1: doubling after a success
+        assert s.tried[0][0] == 1 and (not s.tried[0][1] or s.tried[1][0] == 2)
+    report = search_report(tiny, first, ["book", "book", "random"], space)
+    assert [row["greedy_exact_tokens"] for row in report["texts"]] == [s.exact for s in first]
+    assert report["texts"][0]["vector_bytes_float16"] == 2 * tiny.d_model
+    assert set(report) >= {"mean_greedy_exact_tokens", "std_greedy_exact_tokens", "mean_greedy_exact_tokens_random"}
+
+
+def test_search_cli_json(tiny_dir):
+    result = CliRunner().invoke(app, ["capacity", "-m", str(tiny_dir), "--search", "--texts", "book", "--samples", "1",
+                                      "--longest", "8", "--start", "4", "--max-steps", "5", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert len(report["texts"]) == 1 and 0 <= report["texts"][0]["greedy_exact_tokens"] <= 8
+    bad = CliRunner().invoke(app, ["capacity", "-m", str(tiny_dir), "--search", "--vectors", "1,2"])
+    assert bad.exit_code != 0 and "one vector count" in bad.output

@@ -98,6 +98,9 @@ def capacity(
     vector_dtype: Annotated[str, typer.Option("--vector-dtype", help="Storage the vectors are fitted and judged in (see compress).")] = "float32",
     code_dims: Annotated[Optional[int], typer.Option("--code-dims", help="Fit codes of this many numbers in a random subspace (see compress).")] = None,
     recipe: RecipeOpt = "default",
+    search: Annotated[bool, typer.Option("--search", help="Per text, search the longest prefix the vectors make the exact engine greedy-decode (doubling, then bisection, warm-started); --samples texts of each kind.")] = False,
+    longest: Annotated[int, typer.Option("--longest", help="--search: the texts' length in tokens, the most a search can find.")] = 256,
+    start: Annotated[int, typer.Option("--start", help="--search: the first length tried.")] = 16,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "float32",
     quiet: QuietOpt = False,
@@ -113,6 +116,7 @@ def capacity(
       memzip capacity --quick --texts book
       memzip capacity -m pythia-160m --device cuda --lengths 32,64,80,96 --json --plot cap.png
       memzip capacity --texts book --lengths 32,48,64 --vector-dtype int4
+      memzip capacity --search --texts book --samples 8 --recipe long-hinge --json
     """
     from memzip.models import load_model, resolve_model
     from memzip.options import CompressOptions
@@ -131,7 +135,14 @@ def capacity(
         max_steps = 200 if max_steps is None else max_steps
     if not length_list or min(length_list) < 1 or not vector_list or min(vector_list) < 1 or samples < 1:
         raise UsageError("lengths, vectors and samples must be positive")
+    counts = [1] if vectors == "1,2,4,8" else vector_list  # --search: the default grid means one vector
+    if search and len(counts) != 1:
+        raise UsageError("--search fits one vector count at a time", hint="Give --vectors N.")
     loaded = load_model(resolve_model(model), device=device, dtype=dtype)
+    if search:
+        _search(loaded, kinds, samples, counts[0], longest, start, max_steps, seed, vector_dtype, code_dims, recipe,
+                quiet, json_out)
+        return
 
     def show(row):  # to stderr as rows come in, also with --json (the report goes to stdout)
         _say(quiet, f"{row['texts']:>6} L={row['tokens']:<4} vectors={row['mem_vectors']}: "
@@ -161,6 +172,44 @@ def capacity(
         typer.echo(f"decoding capacity, greedy: {report['decoding_capacity_greedy']}")
         typer.echo(f"decoding capacity, teacher-forced: {report['decoding_capacity_teacher_forced']}")
 
+
+
+def _search(loaded, kinds, samples, mem_vectors, longest, start, max_steps, seed, vector_dtype, code_dims, recipe,
+            quiet, json_out) -> None:
+    """`memzip capacity --search` (memzip/research/search.py)."""
+    from memzip.research.samples import bench_chunks
+    from memzip.research.search import search_capacity, search_report
+    from memzip.vectors.optimize import VectorSpace, recipe_layout
+
+    if not 1 <= start <= longest:
+        raise UsageError("--start must be between 1 and --longest")
+    chosen = get_recipe(recipe, max_steps)
+    layout = recipe_layout(chosen, loaded.tokenizer)
+    space = VectorSpace(mem_vectors, vector_dtype, code_dims)
+    if longest > EXACT_WINDOW - len(layout.prefix) - len(layout.infix) - mem_vectors:
+        raise UsageError(f"--longest must leave the layout and the vectors room in the window of {EXACT_WINDOW}")
+    texts, text_kinds = [], []
+    for kind in kinds:
+        picked = bench_chunks(loaded, kind, samples, longest, seed)
+        texts += picked
+        text_kinds += [kind] * len(picked)
+
+    def show(searches):  # to stderr after every round, also with --json
+        _say(quiet, "  ".join(f"{k}[{s.index}] {s.exact}" + ("" if s.next_length(start) is None else "…")
+                              for s, k in zip(searches, text_kinds)))
+
+    searches = search_capacity(loaded, texts, chosen, space, layout, start=start, seed=seed, on_round=show)
+    report = search_report(loaded, searches, text_kinds, space)
+    report["recipe"] = chosen.name
+    if json_out:
+        _emit_json(report)
+        return
+    for row in report["texts"]:
+        print(f"{row['texts']:>6} text {row['index']}: {row['greedy_exact_tokens']} tokens greedy-exact, "
+              f"{row['steps']} steps, {row['seconds']} s, information gain {row['info_gain_bits']} bits")
+    print(f"mean {report['mean_greedy_exact_tokens']} tokens (std {report['std_greedy_exact_tokens']}) per "
+          f"{mem_vectors} vector(s) of {report['texts'][0]['vector_bytes_float16'] if report['texts'] else 0} bytes "
+          "at float16")
 
 @app.command("bench-bytes", rich_help_panel=RESEARCH)
 @reports_errors
