@@ -275,14 +275,29 @@ def test_archive(source: Path | str, **kwargs) -> dict | None:
     return extract_file(source, write=False, **kwargs)
 
 
-def archive_report(source: Path | str) -> dict:
-    """`memzip stats`: where the archive's bytes went (no model is loaded)."""
+def archive_report(source: Path | str, decode: bool = False, *, model: str | None = None, device: str = "auto",
+                   models: Models | None = None, on_progress: ProgressCallback | None = None) -> dict:
+    """`memzip stats`: where the archive's bytes went (no model is loaded). With `decode`, an
+    archive that does not record zstd's and xz's sizes on the original (format 5 keeps only what
+    decoding needs) is decoded in memory, verified, and measured against them."""
     if str(source) == STDIO:
         data = read_input(STDIO)
-        return archive_stats(decode_archive(data), len(data), None)
-    source = Path(source)
-    _check_is_file(source)
-    return archive_stats(read_archive(source), source.stat().st_size, source)
+        archive, size, path = decode_archive(data), len(data), None
+    else:
+        path = Path(source)
+        _check_is_file(path)
+        archive, size = read_archive(path), path.stat().st_size
+    if decode and "baselines" not in archive.header.encode:
+        from memzip.format.stats import baselines
+        from memzip.pipeline import extract_bytes
+
+        header, loaded = archive.header, None
+        if header.mode != "stored":
+            location = _archive_model(header) if model is None else resolve_model(model)
+            loaded = (models or Models()).get(location, device, header.decode.dtype, on_progress)
+        original = extract_bytes(archive, loaded, on_progress=on_progress)
+        archive.header.encode = {**header.encode, "baselines": baselines(original)}
+    return archive_stats(archive, size, path)
 
 
 def archive_header(source: Path | str) -> Header:

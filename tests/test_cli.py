@@ -53,6 +53,13 @@ def test_compress_extract_stats_info(sample, tiny_dir, tmp_path):
     assert "model-only" in text and "exact engine" in text and "format 5" in text
     assert "zstd -19, xz -9 not recorded" in text  # format 5 keeps only what decoding needs
 
+    import zstandard  # --decode measures them on the decoded original
+    result = run("stats", archive, "--decode", "--json")
+    assert result.exit_code == 0, result.output
+    measured = json.loads(result.stdout)
+    assert measured["zstd_bytes"] == len(zstandard.ZstdCompressor(level=19, write_checksum=False).compress(
+        sample.read_bytes())) and measured["xz_bytes"] > 0 and measured["memz_bytes"] == report["memz_bytes"]
+
 
 def test_vectors_through_the_cli(sample, tiny_dir, tmp_path):
     archive = tmp_path / "v.memz"
