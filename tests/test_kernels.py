@@ -189,3 +189,22 @@ def test_the_compiled_step_attention_matches_the_float_formula_at_its_extremes()
     for d, shift in cases:
         expected = int((torch.tensor(float(d), dtype=torch.float32) * 2.0 ** shift).clamp(max=last))
         assert kernels._bucket(d, shift, last) == expected, (d, shift)
+
+
+@pytest.mark.slow  # a fresh interpreter
+def test_the_compiled_kernels_keep_torch_s_thread_count():
+    """numba's parallel loops share torch's OpenMP runtime; starting them must not raise torch's
+    thread count above what OMP_NUM_THREADS asked for."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import numpy as np, torch\n"
+            "from memzip.exact import kernels\n"
+            "logits = np.random.default_rng(0).standard_normal((64, 300)).astype(np.float32)\n"
+            "kernels.coded_rows(logits, np.zeros(64, np.int64), np.arange(1, 9, dtype=np.int64)[::-1].copy(), 2)\n"
+            "print(torch.get_num_threads())\n")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("NUMBA_NUM_THREADS", None)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
+    assert out.split()[-1] == "1"

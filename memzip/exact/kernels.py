@@ -45,6 +45,17 @@ import math
 
 import numpy as np
 
+import os
+
+# numba's parallel loops run on the OpenMP runtime torch uses, and starting its pool sets that
+# runtime's thread count to NUMBA_NUM_THREADS (every CPU by default): torch would then run on
+# every CPU whatever OMP_NUM_THREADS or torch.set_num_threads said. Giving numba torch's count
+# keeps one thread count for both (found when OMP_NUM_THREADS=1 ran torch on 2 threads).
+if "NUMBA_NUM_THREADS" not in os.environ:
+    import torch
+
+    os.environ["NUMBA_NUM_THREADS"] = str(torch.get_num_threads())
+
 try:
     import numba
 except ImportError:  # the engine falls back to torch (memzip/exact/model.py)
