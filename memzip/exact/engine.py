@@ -35,7 +35,7 @@ from memzip.exact.streams import compress_stream, extract_streams
 from memzip.format import vectors as storage
 from memzip.format.container import Archive
 from memzip.format.header import DecodeSettings, Header
-from memzip.format.compact import PROFILE_1
+from memzip.format.compact import matches_profile_1
 from memzip.layout import Layout, model_only_layout
 from memzip.models import LoadedModel
 from memzip.options import MAX_STREAMS_AT_ONCE
@@ -137,9 +137,7 @@ class ExactEngine:
         # format 5 writes the defaults as no bytes: the settings of its profile 1, streams starting
         # at the model's document-start token
         default_start = job.layout == model_only_layout(loaded.tokenizer)
-        settings.profile = 1 if (default_start and not job.options.mem_vectors and job.window == PROFILE_1["window"]
-                                 and settings.exact == PROFILE_1["exact"] and settings.coding == PROFILE_1["coding"]) \
-            else None
+        settings.profile = 1 if default_start and matches_profile_1(settings, job.options.mem_vectors) else None
         return settings
 
     def not_worth_it(self, loaded: LoadedModel, job: Plan, sample: list[int], file_bytes: int,

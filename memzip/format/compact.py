@@ -145,10 +145,17 @@ def encode(archive, tensors_raw: bytes, dictionary) -> tuple[bytes, int]:
 
 
 def _is_profile_1(header: Header) -> bool:
-    decode = header.decode
-    return (decode.profile == 1 and header.vectors.mem_vectors == 0 and decode.engine == PROFILE_1["engine"]
-            and decode.exact == PROFILE_1["exact"] and decode.coding == PROFILE_1["coding"]
-            and decode.window == PROFILE_1["window"] and not decode.infix_tokens and decode.dtype == "float32")
+    """The engine marked the streams as starting at the document-start token, and the settings
+    are still profile 1's once the pipeline has filled in the rest (dtype, layout)."""
+    return header.decode.profile == 1 and matches_profile_1(header.decode, header.vectors.mem_vectors)
+
+
+def matches_profile_1(decode: DecodeSettings, mem_vectors: int) -> bool:
+    """Whether decoding settings are profile 1's (every field but the start token, which only the
+    engine that chose the layout knows)."""
+    return (mem_vectors == 0 and decode.engine == PROFILE_1["engine"] and decode.exact == PROFILE_1["exact"]
+            and decode.coding == PROFILE_1["coding"] and decode.window == PROFILE_1["window"]
+            and not decode.infix_tokens and decode.dtype == "float32")
 
 
 def _streams(arrays, groups: int) -> bytes:
