@@ -304,3 +304,16 @@ def test_mixed_line_endings_are_coded_as_they_are(tiny):
     archive, _ = compress_bytes(data, tiny, MODEL_ONLY)
     assert archive.header.text.line_endings is None
     assert extract_bytes(decode_archive(encode_archive(archive)), tiny) == data
+
+
+def test_the_defaults_are_written_as_profile_1_and_other_settings_in_full(tiny):
+    from memzip.format import compact
+
+    data = INPUTS["ascii"] * 3
+    default, _ = compress_bytes(data, tiny, CompressOptions(store_fallback=False))
+    other, _ = compress_bytes(data, tiny, CompressOptions(store_fallback=False, window=1024))
+    assert default.header.decode.profile == 1 and other.header.decode.profile is None
+    raw_default, raw_other = encode_archive(default), encode_archive(other)
+    assert not raw_default[4] & compact.SETTINGS and raw_other[4] & compact.SETTINGS
+    for raw in (raw_default, raw_other):
+        assert extract_bytes(decode_archive(raw), tiny) == data
