@@ -247,8 +247,7 @@ def extract_file(source: Path | str, target: Path | None = None, *, to_stdout: b
     world = current_world(device)
     loaded = None
     if header.mode != "stored":
-        location = _archive_model(header) if model is None else resolve_model(model)
-        loaded = (models or Models()).get(location, device, header.decode.dtype, on_progress)
+        loaded = _decoding_model(header, model, device, models, on_progress)
     started = time.perf_counter()
     data = extract_bytes(archive, loaded, force=force, on_progress=on_progress, world=world, batch_size=batch_size)
     seconds = time.perf_counter() - started
@@ -291,10 +290,8 @@ def archive_report(source: Path | str, decode: bool = False, *, model: str | Non
         from memzip.format.stats import baselines
         from memzip.pipeline import extract_bytes
 
-        header, loaded = archive.header, None
-        if header.mode != "stored":
-            location = _archive_model(header) if model is None else resolve_model(model)
-            loaded = (models or Models()).get(location, device, header.decode.dtype, on_progress)
+        header = archive.header
+        loaded = None if header.mode == "stored" else _decoding_model(header, model, device, models, on_progress)
         original = extract_bytes(archive, loaded, on_progress=on_progress)
         archive.header.encode = {**header.encode, "baselines": baselines(original)}
     return archive_stats(archive, size, path)
@@ -307,6 +304,12 @@ def archive_header(source: Path | str) -> Header:
     source = Path(source)
     _check_is_file(source)
     return read_header(source)
+
+
+def _decoding_model(header: Header, model: str | None, device: str, models: Models | None, on_progress):
+    """The model an archive decodes with: the one it names, unless the user names another."""
+    location = _archive_model(header) if model is None else resolve_model(model)
+    return (models or Models()).get(location, device, header.decode.dtype, on_progress)
 
 
 def _read_archive(source: Path | str):

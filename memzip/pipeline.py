@@ -292,8 +292,9 @@ def model_differences(header: Header, loaded: LoadedModel) -> list[str]:
     if recorded.fingerprint64 and not recorded.weights_sha256:  # format 5: one 64-bit fingerprint of both
         from memzip.format.compact import model_fingerprint
 
-        if model_fingerprint(current).hex() != recorded.fingerprint64:
-            problems.append(f"model fingerprint {model_fingerprint(current).hex()} != recorded {recorded.fingerprint64}")
+        fingerprint = model_fingerprint(current).hex()
+        if fingerprint != recorded.fingerprint64:
+            problems.append(f"model fingerprint {fingerprint} != recorded {recorded.fingerprint64}")
         if loaded.dtype_name != header.decode.dtype:
             problems.append(f"dtype {loaded.dtype_name} != recorded {header.decode.dtype}")
         return problems
