@@ -29,6 +29,7 @@ from memzip.format.header import (CODING_KINDS, EXACT_ENGINES, MAX_CHUNK_TOKENS,
 
 MAGIC = b"\x89mz"  # 3 bytes: a high-bit byte (7-bit transports), "mz"
 VERSION = 5
+FRAMING = len(MAGIC) + 1 + 2  # bytes that are neither header fields nor payload: magic, version, CRC-16
 
 # flags, a varint; a reader MUST refuse bits it does not know
 MODEL = 1 << 0  # the model coded the text (else the bytes are stored)

@@ -108,9 +108,8 @@ def encode_archive(archive: Archive, version: int = FORMAT_VERSION) -> bytes:
             raise HeaderTooLargeError(f"payload of {len(raw_tensors)} bytes exceeds the format limit of 1 GiB",
                                       hint="Split the input into smaller files.")
         data, header_end = compact.encode(Archive(archive.header, arrays), raw_tensors, _DICTS[version])
-        framing = len(compact.MAGIC) + 1 + 2  # magic, version, the header's check
         archive.stored_header_bytes, archive.stored_payload_bytes, archive.framing_bytes = (
-            header_end - framing, len(data) - header_end, framing)
+            header_end - compact.FRAMING, len(data) - header_end, compact.FRAMING)
         return data
     raw_header = archive.header.to_json()
     if len(raw_header) > MAX_HEADER_BYTES:
@@ -190,8 +189,7 @@ def _decode_v5(data: bytes) -> Archive:
     if tensors is not None:
         arrays.update(_tensors(tensors))
     check_arrays(header, arrays)
-    return Archive(header, arrays, sizes["header"] - len(compact.MAGIC) - 3, sizes["payload"],
-                   len(compact.MAGIC) + 3)
+    return Archive(header, arrays, sizes["header"] - compact.FRAMING, sizes["payload"], compact.FRAMING)
 
 
 def _tensors(raw: bytes) -> dict[str, np.ndarray]:
