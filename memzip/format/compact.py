@@ -218,6 +218,23 @@ def varint(x: int) -> bytes:
 # --- reading ----------------------------------------------------------------------------------------
 
 
+def parse_varint(data: bytes, position: int) -> tuple[int, int]:
+    """(value, the position after it) of the varint at `position`; EOFError where the bytes end
+    inside it, OverflowError past 63 bits. Callers name the error in their own terms."""
+    value, shift = 0, 0
+    while True:
+        if position >= len(data):
+            raise EOFError
+        byte = data[position]
+        position += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, position
+        shift += 7
+        if shift > 63:
+            raise OverflowError
+
+
 class Reader:
     """Fields read one by one from the front of a format-5 file, each bounded before use; running
     out of bytes is a truncated archive."""
@@ -233,15 +250,12 @@ class Reader:
         return out
 
     def varint(self, limit: int, what: str, error=HeaderFormatError) -> int:
-        value, shift = 0, 0
-        while True:
-            byte = self.take(1, what)[0]
-            value |= (byte & 0x7F) << shift
-            if byte < 0x80:
-                break
-            shift += 7
-            if shift > 63:
-                raise error(f"header field {what} is an overlong integer")
+        try:
+            value, self.position = parse_varint(self.data, self.position)
+        except EOFError:
+            raise TruncatedArchiveError(f"archive is truncated inside its {what}") from None
+        except OverflowError:
+            raise error(f"header field {what} is an overlong integer") from None
         if value > limit:
             raise error(f"header field {what} is {value}, more than {limit}")
         return value

@@ -230,18 +230,12 @@ class _Varints:
         self.data, self.position = data, 0
 
     def next(self, limit: int, what: str) -> int:
-        value, shift = 0, 0
-        while True:
-            if self.position >= len(self.data):
-                raise PayloadFormatError(f"the stream section ends inside {what}")
-            byte = self.data[self.position]
-            self.position += 1
-            value |= (byte & 0x7F) << shift
-            if byte < 0x80:
-                break
-            shift += 7
-            if shift > 63:
-                raise PayloadFormatError(f"the stream section has an overlong integer for {what}")
+        try:
+            value, self.position = compact.parse_varint(self.data, self.position)
+        except EOFError:
+            raise PayloadFormatError(f"the stream section ends inside {what}") from None
+        except OverflowError:
+            raise PayloadFormatError(f"the stream section has an overlong integer for {what}") from None
         if value > limit:
             raise PayloadFormatError(f"the stream section gives {what} as {value}, more than {limit}")
         return value
