@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from memzip.exact import kernels, tables
+from memzip.exact.adaptive import VocabularyBias
 from memzip.format.arithmetic import AdaptiveModel, ArithmeticDecoder, ArithmeticEncoder, max_total
 
 REGISTER_BITS = 64
@@ -44,9 +45,15 @@ class CodingSettings:
 
     value_bits: int = 28  # the most likely token's frequency is ~2^28
     grid_bits: int = 10  # logit differences are bucketed at 2^-10
+    # 0: none; k: an adaptive bias over the vocabulary learning at 2^-k logits a token
+    # (memzip/exact/adaptive.py). Archives before format 6 have no such key: 0.
+    bias_bits: int = 0
 
     def to_header(self, kind: str) -> dict:
-        return {**asdict(self), "kind": kind}
+        fields = asdict(self)
+        if not self.bias_bits:
+            del fields["bias_bits"]  # format 5's settings, unchanged
+        return {**fields, "kind": kind}
 
 
 @dataclass
@@ -66,7 +73,7 @@ class Distribution:
     """Integer frequencies from exact logits."""
 
     def __init__(self, settings: CodingSettings, vocab: int, device):
-        self.settings = settings
+        self.settings, self.vocab = settings, vocab
         self._table = torch.tensor(tables.exp_table(settings.value_bits, settings.grid_bits, floor=1),
                                    dtype=torch.float64, device=device)
         self._int_table = self._table.to(torch.int64).cpu().numpy()
@@ -85,8 +92,20 @@ class Distribution:
         """Running sums of the frequencies: token t's interval is [c[t-1], c[t]); exact in float64."""
         return self.frequencies(logits).cumsum_(dim=-1)
 
-    def rows(self, logits: torch.Tensor, targets: torch.Tensor) -> CodedRows:
-        """What the coder needs of rows of logits [n, V] and their target tokens [n]."""
+    def adaptive_bias(self, streams: int) -> VocabularyBias | None:
+        """The biases of `streams` streams, all zero, where the settings have one."""
+        if not self.settings.bias_bits:
+            return None
+        return VocabularyBias(streams, self.vocab, self.settings.bias_bits, self.settings.grid_bits, self._int_table)
+
+    def rows(self, logits: torch.Tensor, targets: torch.Tensor, bias: VocabularyBias | None = None,
+             stream: int = 0) -> CodedRows:
+        """What the coder needs of rows of logits [n, V] and their target tokens [n]; with a bias,
+        stream `stream`'s, coded in order and learning as it goes."""
+        if bias is not None:
+            out = bias.coded_rows(stream, logits, targets)
+            low, high, total, first, first_low, first_freq = (out[:, k].tolist() for k in range(6))
+            return CodedRows(targets.tolist(), low, high, total, first, first_low, first_freq)
         if kernels.available() and logits.device.type == "cpu" and logits.dtype == torch.float32:
             return self._compiled_rows(logits, targets)
         return self._rows(logits, targets)
@@ -167,10 +186,21 @@ class StreamDecoder:
         self._coder.consume(low, high, total)
 
 
-def decode_tokens(distribution: Distribution, logits: torch.Tensor, decoders: list[StreamDecoder]) -> list[int]:
-    """One step of extraction: the token each row's stream codes next, consumed from its coder."""
+def decode_tokens(distribution: Distribution, logits: torch.Tensor, decoders: list[StreamDecoder],
+                  bias: VocabularyBias | None = None, streams: list[int] | None = None) -> list[int]:
+    """One step of extraction: the token each row's stream codes next, consumed from its coder.
+    With a bias, row i is stream streams[i]'s, whose bias then learns the token."""
+    if bias is not None:
+        search = bias.decode_rows(logits, streams)
+        tokens = _decode_step(search, decoders)
+        search.learn(tokens)
+        return tokens
     compiled = kernels.available() and logits.device.type == "cpu" and logits.dtype == torch.float32
     search = _CompiledSearch(distribution, logits) if compiled else _TorchSearch(distribution, logits)
+    return _decode_step(search, decoders)
+
+
+def _decode_step(search, decoders: list[StreamDecoder]) -> list[int]:
     totals, first_lows, first_freqs = search.totals, search.first_lows, search.first_freqs
     tokens = list(search.firsts)
     values, rows = [], []

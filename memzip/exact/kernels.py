@@ -918,3 +918,128 @@ def find_tokens(logits: np.ndarray, rows: np.ndarray, values: np.ndarray, peaks:
     tokens, lows, highs = (np.empty(rows.shape[0], np.int64) for _ in range(3))
     _find_tokens(logits, rows, values, peaks, table, np.float32(2.0 ** grid_bits), tokens, lows, highs)
     return tokens, lows, highs
+
+
+# --- the adaptive vocabulary bias (memzip/exact/adaptive.py): its keys, frequencies and update ----
+#
+# A token's frequency is table[min(peak - key, last)] with key = floor(logit * 2^grid) + (bias >>
+# shift) and peak the row's largest key: integers after one exact float32 multiply. adaptive.py
+# holds the torch path and the rule in words; these are the same integers in one pass a row.
+
+if numba is not None:
+
+    @numba.njit(inline="always")
+    def _key(logit, step, bias, shift):
+        return np.int64(np.floor(logit * step)) + (bias >> shift)
+
+    @numba.njit(inline="always")
+    def _biased_peak(row, bias, step, shift):
+        """The largest key of a row and its token (the lowest id among equal maxima)."""
+        peak, first = _key(row[0], step, bias[0], shift), 0
+        for t in range(1, row.shape[0]):
+            key = _key(row[t], step, bias[t], shift)
+            if key > peak:
+                peak, first = key, t
+        return peak, first
+
+    @numba.njit(inline="always")
+    def _biased_frequency(table, last, peak, logit, bias, step, shift):
+        return table[min(peak - _key(logit, step, bias, shift), last)]
+
+    @numba.njit(inline="always")
+    def _biased_row(row, bias, target, table, step, shift, out):
+        """out = (low, high, total, first, first_low, first_freq, peak) of one row; target -1: none."""
+        last = table.shape[0] - 1
+        peak, first = _biased_peak(row, bias, step, shift)
+        total = np.int64(0)
+        low = high = first_low = first_freq = np.int64(0)
+        for t in range(row.shape[0]):
+            frequency = _biased_frequency(table, last, peak, row[t], bias[t], step, shift)
+            if t == target:
+                low, high = total, total + frequency
+            if t == first:
+                first_low, first_freq = total, frequency
+            total += frequency
+        out[0], out[1], out[2], out[3], out[4], out[5], out[6] = low, high, total, first, first_low, first_freq, peak
+
+    @numba.njit(inline="always")
+    def _learn(row, bias, token, peak, total, rate, table, step, shift):
+        """One step of gradient descent on the coded token's cost: every token's bias falls by
+        floor(rate * frequency / total) (its probability, in bias units), the coded token's rises
+        by rate. Only frequencies of at least ceil(total / rate) fall by one unit or more."""
+        last = table.shape[0] - 1
+        least = (total + rate - 1) // rate
+        for t in range(row.shape[0]):
+            frequency = _biased_frequency(table, last, peak, row[t], bias[t], step, shift)
+            if frequency >= least:
+                bias[t] -= frequency * rate // total
+        bias[token] += rate
+
+    @_compiled_serial
+    def _adaptive_coded_rows(logits, targets, bias, table, step, shift, rate, out):
+        for i in range(logits.shape[0]):  # in order: each row's bias has learned the rows before it
+            _biased_row(logits[i], bias, targets[i], table, step, shift, out[i])
+            _learn(logits[i], bias, targets[i], out[i, 6], out[i, 2], rate, table, step, shift)
+
+    @_compiled
+    def _adaptive_decode_rows(logits, biases, streams, table, step, shift, out):
+        for i in numba.prange(logits.shape[0]):
+            _biased_row(logits[i], biases[streams[i]], -1, table, step, shift, out[i])
+
+    @_compiled
+    def _adaptive_find_tokens(logits, biases, streams, rows, values, peaks, table, step, shift, out):
+        last = table.shape[0] - 1
+        vocab = logits.shape[1]
+        for k in numba.prange(rows.shape[0]):
+            i = rows[k]
+            bias = biases[streams[i]]
+            total = np.int64(0)
+            token = vocab - 1
+            for t in range(vocab - 1):
+                frequency = _biased_frequency(table, last, peaks[i], logits[i, t], bias[t], step, shift)
+                if total + frequency > values[k]:
+                    token = t
+                    break
+                total += frequency
+            out[k, 0], out[k, 1] = token, total
+            out[k, 2] = total + _biased_frequency(table, last, peaks[i], logits[i, token], bias[token], step, shift)
+
+    @_compiled
+    def _adaptive_learn(logits, biases, streams, tokens, peaks, totals, rate, table, step, shift):
+        for i in numba.prange(logits.shape[0]):
+            _learn(logits[i], biases[streams[i]], tokens[i], peaks[i], totals[i], rate, table, step, shift)
+
+
+def adaptive_coded_rows(logits: np.ndarray, targets: np.ndarray, bias: np.ndarray, table: np.ndarray, grid_bits: int,
+                        shift: int, rate: int) -> np.ndarray:
+    """Rows [n, V] float32 of one stream coded in order, its bias [V] int64 learning after each:
+    [n, 7] int64 of (low, high, total, first, first_low, first_freq, peak); `bias` is updated."""
+    out = np.empty((logits.shape[0], 7), np.int64)
+    _adaptive_coded_rows(logits, targets, bias, table, np.float32(2.0 ** grid_bits), shift, rate, out)
+    return out
+
+
+def adaptive_decode_rows(logits: np.ndarray, biases: np.ndarray, streams: np.ndarray, table: np.ndarray,
+                         grid_bits: int, shift: int) -> np.ndarray:
+    """Row i of logits [B, V] with bias row streams[i] of biases [S, V]: adaptive_coded_rows'
+    columns without a target (low and high 0), nothing learned."""
+    out = np.empty((logits.shape[0], 7), np.int64)
+    _adaptive_decode_rows(logits, biases, streams, table, np.float32(2.0 ** grid_bits), shift, out)
+    return out
+
+
+def adaptive_find_tokens(logits: np.ndarray, biases: np.ndarray, streams: np.ndarray, rows: np.ndarray,
+                         values: np.ndarray, peaks: np.ndarray, table: np.ndarray, grid_bits: int,
+                         shift: int) -> np.ndarray:
+    """find_tokens with the biased frequencies: [len(rows), 3] int64 of (token, low, high)."""
+    out = np.empty((rows.shape[0], 3), np.int64)
+    _adaptive_find_tokens(logits, biases, streams, rows, values, peaks, table, np.float32(2.0 ** grid_bits), shift,
+                          out)
+    return out
+
+
+def adaptive_learn(logits: np.ndarray, biases: np.ndarray, streams: np.ndarray, tokens: np.ndarray,
+                   peaks: np.ndarray, totals: np.ndarray, rate: int, table: np.ndarray, grid_bits: int,
+                   shift: int) -> None:
+    """Each row's bias (biases[streams[i]], distinct rows) learns its decoded token, in place."""
+    _adaptive_learn(logits, biases, streams, tokens, peaks, totals, rate, table, np.float32(2.0 ** grid_bits), shift)

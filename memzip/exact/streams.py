@@ -87,6 +87,7 @@ def compress_stream(model: ExactLlama, distribution: Distribution, start: torch.
     inputs = torch.cat([start.to(device), model.embed(targets[:-1])])  # position i codes token i - s + 1
     first_coding = start.shape[0] - 1
     context = model.new_context(1, window, window + block)
+    bias = distribution.adaptive_bias(1)
     model_bits = 0.0
     for a in range(0, inputs.shape[0], block):
         rows = inputs[a:a + block]
@@ -99,7 +100,7 @@ def compress_stream(model: ExactLlama, distribution: Distribution, start: torch.
                 logits = model.logits(part)
             wanted = targets[coded:coded + part.shape[0]]
             with _timed("coding"):
-                encoder.code(distribution.rows(logits, wanted))
+                encoder.code(distribution.rows(logits, wanted, bias))
             model_bits += ideal_bits(logits, wanted)
             coded += part.shape[0]
         if on_tokens and coding.numel():
@@ -116,6 +117,7 @@ def extract_streams(model: ExactLlama, distribution: Distribution, starts: torch
     if not active:
         return produced
     decoders = {i: StreamDecoder(residuals[i], kind) for i in active}
+    bias = distribution.adaptive_bias(len(lengths))  # one per stream, or None
     context = model.new_context(len(active), window)
     with _timed("forward"):
         hidden = model.forward(starts[active].to(model.device), context)[:, 0]
@@ -123,7 +125,7 @@ def extract_streams(model: ExactLlama, distribution: Distribution, starts: torch
         with _timed("forward"):
             logits = model.logits(hidden)
         with _timed("coding"):
-            tokens = decode_tokens(distribution, logits, [decoders[i] for i in active])
+            tokens = decode_tokens(distribution, logits, [decoders[i] for i in active], bias, active)
         for i, token in zip(active, tokens):
             produced[i].append(token)
         if on_tokens:
