@@ -230,6 +230,7 @@ def compress(
     store: Annotated[bool, typer.Option("--store/--no-store", help="Store the bytes as they are where that is smaller than the model's archive (default); --no-store always writes the model's.")] = True,
     check: Annotated[str, typer.Option("--check", help="How extraction verifies the original: digest (the first 8 bytes of its SHA-256, the default) or sha256 (all 32).")] = "digest",
     crlf: Annotated[bool, typer.Option("--crlf-as-lf/--keep-crlf", help="Code a file whose lines all end in CR LF with LF alone and a flag (default; ~3% smaller on such text); --keep-crlf codes the CRs too.")] = True,
+    adapt: Annotated[bool, typer.Option("--adapt/--no-adapt", help="Learn a bias over the vocabulary as the text is coded (default; ~1% smaller on book text); --no-adapt codes with the model's probabilities alone.")] = True,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
     force: ForceOpt = False,
@@ -262,7 +263,7 @@ def compress(
     options = CompressOptions(mem_vectors=mem_vectors, chunk_tokens=chunk_tokens, chunking=chunking, recipe=recipe,
                               max_steps=max_steps, seed=seed, vector_dtype=vector_dtype, code_dims=code_dims,
                               batch_size=batch_size, margin=margin, engine=engine, window=window, streams=streams,
-                              store_fallback=store, checksum=check, line_endings=crlf)
+                              store_fallback=store, checksum=check, line_endings=crlf, adaptive_bias=adapt)
     options.check()
     models = Models()
 
@@ -368,7 +369,7 @@ def test_command(
 @app.command()
 @reports_errors
 def stats(archive: ArchiveArg,
-          decode: Annotated[bool, typer.Option("--decode", help="Decode the archive in memory (loads its model) to measure zstd -19 and xz -9 on the original where the archive does not record them (format 5).")] = False,
+          decode: Annotated[bool, typer.Option("--decode", help="Decode the archive in memory (loads its model) to measure zstd -19 and xz -9 on the original where the archive does not record them (formats 5-6).")] = False,
           model: Annotated[Optional[str], typer.Option("-m", "--model", help="With --decode: the model, if not the one the archive names.")] = None,
           device: DeviceOpt = "auto", quiet: QuietOpt = False, json_out: JsonOpt = False):
     """Where the bytes went: bits per byte beside zstd -19, xz -9 and the model's cross-entropy;
@@ -413,7 +414,7 @@ def stats(archive: ArchiveArg,
             ("xz -9", f"{report['xz_bytes']} bytes  x{report['xz_ratio']}  {bpb(report['xz_bits_per_byte'])}"),
         ]
     else:
-        rows.append(("zstd -19, xz -9", "not recorded: format 5 keeps only what decoding needs (--decode "
+        rows.append(("zstd -19, xz -9", "not recorded: formats 5-6 keep only what decoding needs (--decode "
                                         "measures them)"))
     if report["mode"] != "stored":
         if report["model_ce_bits_per_byte"] is not None:
@@ -457,7 +458,7 @@ def info(archive: ArchiveArg, json_out: JsonOpt = False):
         _emit_json(header)
         return
     for section, values in header.items():
-        if isinstance(values, dict):  # what the file records (format 5 leaves out what it derives)
+        if isinstance(values, dict):  # what the file records (formats 5-6 leave out what they derive)
             shown = {k: v for k, v in values.items() if v not in ("", None, 0) or k in ("mem_vectors", "bytes")}
             if shown:
                 typer.echo(f"{section}:")

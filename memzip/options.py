@@ -75,6 +75,9 @@ class CompressOptions:
     checksum: str = "digest"
     # Code a file whose lines all end in CR LF as LF plus a flag (format 5; memzip/textcodec.py)
     line_endings: bool = True
+    # Exact engine, model-only: learn a bias over the vocabulary as each stream is coded (format
+    # 6; memzip/exact/adaptive.py); False codes with the model's frequencies alone
+    adaptive_bias: bool = True
 
     def check(self) -> None:
         """Refuse impossible options before any model is loaded."""

@@ -1,6 +1,6 @@
-"""Format 5, the compact container (docs/format.md §1): its bytes as the spec lays them out, the
-profile that makes memzip's defaults cost no bytes, the flags a reader must refuse, and damage
-anywhere in the header named as damage."""
+"""Formats 5 and 6, the compact container (docs/format.md §0): its bytes as the spec lays them
+out, the profile that makes memzip's defaults cost no bytes (profile 2 in version 6, profile 1 in
+version 5), the flags a reader must refuse, and damage anywhere in the header named as damage."""
 
 from __future__ import annotations
 
@@ -26,9 +26,9 @@ FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCh
 FINGERPRINT = bytes.fromhex("0123456789abcdef")
 
 
-def default_archive(tokens=(4, 4), residual=b"\x13\x37\x42", offsets=(0, 2, 3), **text) -> Archive:
-    """A model-only archive at memzip's default settings (profile 1) of the default model: one
-    residual stream per chunk."""
+def default_archive(tokens=(4, 4), residual=b"\x13\x37\x42", offsets=(0, 2, 3), profile=2, **text) -> Archive:
+    """A model-only archive at memzip's default settings (profile 2; 1 without the adaptive
+    bias) of the default model: one residual stream per chunk."""
     header = make_header(**{"sha256": hashlib.sha256(b"original").hexdigest()[:16], "chunks": len(tokens),
                             "tokens": sum(tokens), **text})
     header.memzip_version, header.encode = "", {}
@@ -37,9 +37,10 @@ def default_archive(tokens=(4, 4), residual=b"\x13\x37\x42", offsets=(0, 2, 3), 
                                  d_model=0, vocab_size=0, weights_sha256="", tokenizer_sha256="",
                                  fingerprint64=FINGERPRINT.hex())
     header.decode = DecodeSettings(dtype="float32", attn_implementation="", batch_size=None, margin=None,
-                                   prefix_tokens=None, infix_tokens=[], device="", engine=compact.PROFILE_1["engine"],
-                                   window=compact.PROFILE_1["window"], exact=dict(compact.PROFILE_1["exact"]),
-                                   coding=dict(compact.PROFILE_1["coding"]), profile=1)
+                                   prefix_tokens=None, infix_tokens=[], device="",
+                                   engine=compact.PROFILES[profile]["engine"], window=compact.PROFILES[profile]["window"],
+                                   exact=dict(compact.PROFILES[profile]["exact"]),
+                                   coding=dict(compact.PROFILES[profile]["coding"]), profile=profile)
     header.vectors = VectorLayout()
     arrays = {"chunk_tokens": np.array(tokens, np.int32), "residual_offsets": np.array(offsets, np.int64),
               "residual": np.frombuffer(residual, np.uint8).copy()}
@@ -66,7 +67,7 @@ def test_a_default_archive_is_what_the_spec_lays_out():
     check = hashlib.sha256(b"original").digest()[:8]
     # magic, version, flags (MODEL), fingerprint, check, 12 bytes, 2 chunks as 2C = 4 and 8 tokens
     # (4 + 4: even), the first stream's length 2, the CRC-16 of all that; the residual to the end
-    head = b"\x89mz\x05" + bytes([compact.MODEL]) + FINGERPRINT + check + bytes([12, 4, 8, 2])
+    head = b"\x89mz\x06" + bytes([compact.MODEL]) + FINGERPRINT + check + bytes([12, 4, 8, 2])
     assert GOOD == with_crc(head) + b"\x13\x37\x42"
     decoded = decode_archive(GOOD)
     assert_archives_equal(decoded, default_archive())
@@ -125,16 +126,51 @@ def test_stored_bytes_are_zstd_unless_that_grows_them(data, raw):
     assert back.arrays["stored"].tobytes() == data
 
 
-def test_profile_1_is_what_memzip_writes_by_default():
-    from memzip.exact.engine import CODING_SETTINGS, EXACT_SETTINGS, coding_kind
+def test_profile_2_is_what_memzip_writes_by_default_and_profile_1_without_the_bias():
+    from dataclasses import replace
+
+    from memzip.exact.engine import EXACT_SETTINGS, coding_kind, coding_settings
     from memzip.options import CompressOptions
     from memzip.options import EXACT_WINDOW
 
     options = CompressOptions()
     assert (options.window, options.mem_vectors) == (None, 0)
-    assert EXACT_WINDOW == compact.PROFILE_1["window"]
-    assert EXACT_SETTINGS.to_header() == compact.PROFILE_1["exact"]
-    assert CODING_SETTINGS.to_header(coding_kind(0)) == compact.PROFILE_1["coding"]
+    for profile, adaptive in ((2, True), (1, False)):
+        assert EXACT_WINDOW == compact.PROFILES[profile]["window"]
+        assert EXACT_SETTINGS.to_header() == compact.PROFILES[profile]["exact"]
+        coding = coding_settings(replace(options, adaptive_bias=adaptive)).to_header(coding_kind(0))
+        assert coding == compact.PROFILES[profile]["coding"]
+
+
+def test_profile_1_costs_one_byte_in_version_6():
+    """--no-adapt: the SETTINGS flag and the profile number 1, no settings frame; read back as
+    profile 1's settings."""
+    old = default_archive(profile=1)
+    data = encode_archive(old)
+    assert len(data) == len(GOOD) + 1 and data[4] == compact.MODEL | compact.SETTINGS and data[5] == 1
+    decoded = decode_archive(data)
+    assert_archives_equal(decoded, old)
+    assert decoded.header.decode.coding == compact.PROFILE_1["coding"] and decoded.header.decode.profile == 1
+
+
+def test_a_version_5_header_without_settings_is_profile_1():
+    """Format 5 (memzip 0.4) wrote profile 1 as no bytes; the same bytes under version 5 read as
+    profile 1, under version 6 as profile 2."""
+    as_version_5 = with_crc(b"\x89mz\x05" + GOOD[4:-5]) + GOOD[-3:]
+    decoded = decode_archive(as_version_5)
+    assert decoded.header.format_version == 5 and decoded.header.decode.profile == 1
+    assert decoded.header.decode.coding == compact.PROFILE_1["coding"]
+    assert decode_archive(GOOD).header.decode.coding == compact.PROFILE_2["coding"]
+
+
+@pytest.mark.parametrize("version, profile", [(6, 2), (6, 3), (5, 1), (5, 2)])
+def test_a_profile_the_version_does_not_write_is_refused(version, profile):
+    from memzip.format.compact import varint
+
+    data = with_crc(bytes([0x89, 0x6D, 0x7A, version]) + varint(compact.MODEL | compact.SETTINGS) + varint(profile)
+                    + GOOD[5:-5]) + GOOD[-3:]
+    with pytest.raises(ContainerError, match="profile"):
+        decode_archive(data)
 
 
 # --- what a reader refuses ----------------------------------------------------------------------
@@ -144,14 +180,15 @@ def test_profile_1_is_what_memzip_writes_by_default():
 def test_unknown_flags_are_refused(flag):
     from memzip.format.compact import varint
 
-    data = with_crc(b"\x89mz\x05" + varint(compact.MODEL | flag) + GOOD[5:-5]) + GOOD[-3:]
+    data = with_crc(b"\x89mz\x06" + varint(compact.MODEL | flag) + GOOD[5:-5]) + GOOD[-3:]
     with pytest.raises(UnsupportedVersionError, match="feature flags"):
         decode_archive(data)
 
 
 def test_other_versions_of_the_compact_magic_are_refused():
-    with pytest.raises(UnsupportedVersionError, match="version 6"):
-        decode_archive(b"\x89mz\x06" + GOOD[4:])
+    for version in (4, 7):
+        with pytest.raises(UnsupportedVersionError, match=f"version {version}"):
+            decode_archive(bytes([0x89, 0x6D, 0x7A, version]) + GOOD[4:])
 
 
 def test_every_bit_flip_in_the_header_is_caught():
@@ -183,7 +220,7 @@ def test_truncation_anywhere_in_the_header_is_named():
 @given(st.binary(max_size=80))
 def test_fuzz_random_bytes_after_the_magic(rest):
     try:
-        decode_archive(b"\x89mz\x05" + rest)
+        decode_archive(b"\x89mz\x06" + rest)
     except ContainerError:
         pass
 

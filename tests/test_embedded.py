@@ -146,6 +146,27 @@ def test_archives_written_by_memzip_0_3_format_3_still_extract(archive_name, tmp
     assert out.read_bytes() == expected
 
 
+@pytest.mark.parametrize("archive_name", ["alice-400.format5.memz", "mixed.format5.memz"])
+def test_archives_written_by_memzip_0_4_format_5_still_extract(archive_name, tmp_path):
+    """tests/data holds archives memzip 0.4 wrote (format 5, profile 1 in no bytes: no adaptive
+    bias; made with the code at commit 45b84be) of the first 400 bytes of
+    examples/alice-1500.txt and of the mixed text below (CR LF kept as it is not on every line)."""
+    from pathlib import Path
+
+    from memzip.cli import app
+
+    expected = (Path(__file__).parent.parent / "examples/alice-1500.txt").read_bytes()[:400] \
+        if archive_name.startswith("alice") else (
+            b"Alice was beginning to get very tired of sitting by her sister on the bank.\r\n"
+            b"Caf\xc3\xa9 \xf0\x9f\x8e\x89 \xff\n")
+    data = (DATA / archive_name).read_bytes()
+    assert data[:4] == b"\x89mz\x05" and not data[4] & 2  # version 5, no SETTINGS flag: profile 1
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["extract", str(DATA / archive_name), "-o", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    assert out.read_bytes() == expected
+
+
 @pytest.mark.parametrize("archive_name, original", [
     ("alice-1500.format2.memz", "examples/alice-1500.txt"),
     ("mixed.format2.memz", None),

@@ -52,7 +52,7 @@ class CodingSettings:
     def to_header(self, kind: str) -> dict:
         fields = asdict(self)
         if not self.bias_bits:
-            del fields["bias_bits"]  # format 5's settings, unchanged
+            del fields["bias_bits"]  # as formats 2-5 recorded them, so profile 1 still matches
         return {**fields, "kind": kind}
 
 

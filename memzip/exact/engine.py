@@ -35,7 +35,7 @@ from memzip.exact.streams import compress_stream, extract_streams
 from memzip.format import vectors as storage
 from memzip.format.container import Archive
 from memzip.format.header import DecodeSettings, Header
-from memzip.format.compact import matches_profile_1
+from memzip.format.compact import matching_profile
 from memzip.layout import Layout, model_only_layout
 from memzip.models import LoadedModel
 from memzip.options import MAX_STREAMS_AT_ONCE
@@ -43,7 +43,19 @@ from memzip.planning import Plan, free_bytes, host_available_bytes, stream_batch
 from memzip.vectors.fitting import cost_without_vectors, fit_and_store
 
 EXACT_SETTINGS = ExactSettings()
-CODING_SETTINGS = CodingSettings()
+CODING_SETTINGS = CodingSettings()  # without the adaptive bias: streams with vectors, --no-adapt
+# The adaptive bias's learning rate, 2^-3 logits a token: of 2^-2..2^-5 the best on 20 KB of
+# alice29.txt (float simulation, docs/benchmarks.md §1).
+ADAPTIVE_BIAS_BITS = 3
+
+
+def coding_settings(options) -> CodingSettings:
+    """How a job's streams are coded: model-only streams learn a bias over the vocabulary as they
+    go (memzip/exact/adaptive.py) unless the user said --no-adapt; streams with [mem] vectors are
+    coded against the model's own first choice, which is what their vectors were fitted for."""
+    if options.mem_vectors or not options.adaptive_bias:
+        return CODING_SETTINGS
+    return CodingSettings(bias_bits=ADAPTIVE_BIAS_BITS)
 
 
 def exact_model(loaded: LoadedModel, settings: ExactSettings = EXACT_SETTINGS, on_prepare=None) -> ExactLlama:
@@ -133,11 +145,11 @@ class ExactEngine:
     def decode_settings(self, job: Plan, loaded: LoadedModel) -> DecodeSettings:
         settings = DecodeSettings(engine=ENGINE, batch_size=None, margin=None, window=job.window,
                                   exact=EXACT_SETTINGS.to_header(),
-                                  coding=CODING_SETTINGS.to_header(coding_kind(job.options.mem_vectors)))
-        # format 5 writes the defaults as no bytes: the settings of its profile 1, streams starting
-        # at the model's document-start token
+                                  coding=coding_settings(job.options).to_header(coding_kind(job.options.mem_vectors)))
+        # format 6 writes a profile's settings (memzip/format/compact.py), streams starting at the
+        # model's document-start token, as a profile number: profile 2, the defaults, as no bytes
         default_start = job.layout == model_only_layout(loaded.tokenizer)
-        settings.profile = 1 if default_start and matches_profile_1(settings, job.options.mem_vectors) else None
+        settings.profile = matching_profile(settings, job.options.mem_vectors) if default_start else None
         return settings
 
     def not_worth_it(self, loaded: LoadedModel, job: Plan, sample: list[int], file_bytes: int,
@@ -147,7 +159,7 @@ class ExactEngine:
         if job.options.mem_vectors:
             return None
         model = exact_model(loaded)
-        distribution = Distribution(CODING_SETTINGS, model.shape.vocab, model.device)
+        distribution = Distribution(coding_settings(job.options), model.shape.vocab, model.device)
         coded = compress_stream(model, distribution, _layout_rows(model, job.layout.prefix), sample, job.window)
         sample_bytes = len(loaded.tokenizer.backend_tokenizer.decode(sample, skip_special_tokens=False).encode())
         model_bpb, zstd_bpb = 8 * len(coded.residual) / max(1, sample_bytes), 8 * zstd_bytes / max(1, file_bytes)
@@ -162,7 +174,7 @@ class ExactEngine:
         stream of its own."""
         started = time.perf_counter()
         model = exact_model(loaded)
-        distribution = Distribution(CODING_SETTINGS, model.shape.vocab, model.device)
+        distribution = Distribution(coding_settings(job.options), model.shape.vocab, model.device)
         kind = coding_kind(job.options.mem_vectors)
         prefix, infix = _layout_rows(model, job.layout.prefix), _layout_rows(model, job.layout.infix)
         if job.recipe is None:
@@ -213,7 +225,7 @@ class ExactEngine:
         offsets = archive.arrays["residual_offsets"].tolist()
         residual = archive.arrays["residual"].tobytes()
         prefix_tokens = model_only_layout(loaded.tokenizer).prefix if decode.prefix_tokens is None \
-            else decode.prefix_tokens  # None: format 5's profile 1, the model's document-start token
+            else decode.prefix_tokens  # None: a profile (formats 5-6): the model's document-start token
         layout = Layout(tuple(prefix_tokens), tuple(decode.infix_tokens))
         prefix, infix = _layout_rows(model, layout.prefix), _layout_rows(model, layout.infix)
         vectors = None

@@ -28,7 +28,8 @@ from memzip.format.header import (CODING_KINDS, EXACT_ENGINES, MAX_CHUNK_TOKENS,
                                   ModelIdentity, TextInfo, VectorLayout, parse_header)
 
 MAGIC = b"\x89mz"  # 3 bytes: a high-bit byte (7-bit transports), "mz"
-VERSION = 5
+VERSION = 6  # what memzip writes
+VERSIONS = (5, 6)  # the versions of this layout; they differ only in which profile is implicit
 FRAMING = len(MAGIC) + 1 + 2  # bytes that are neither header fields nor payload: magic, version, CRC-16
 
 # flags, a varint; a reader MUST refuse bits it does not know
@@ -56,7 +57,11 @@ PROFILE_1 = {
     "coding": {"value_bits": 28, "grid_bits": 10, "kind": "distribution"},
     "window": 2048,
 }
-PROFILES = (0, 1)  # 0: the settings are JSON in the header
+# Profile 2, the defaults of format 6: profile 1 plus the adaptive bias over the vocabulary,
+# learning at 2^-3 logits a token (memzip/exact/adaptive.py).
+PROFILE_2 = {**PROFILE_1, "coding": {**PROFILE_1["coding"], "bias_bits": 3}}
+PROFILES = {1: PROFILE_1, 2: PROFILE_2}  # 0: the settings are JSON in the header
+IMPLICIT_PROFILE = {5: 1, 6: 2}  # what a header without SETTINGS uses, by version
 
 MAX_NAME = 4096  # bytes of a model name (an alias, hub id or path) or a file name
 MAX_SETTINGS_BYTES = 1 << 20
@@ -87,10 +92,11 @@ def model_reference(identity: ModelIdentity) -> str:
 # --- writing ----------------------------------------------------------------------------------------
 
 
-def encode(archive, tensors_raw: bytes, dictionary) -> tuple[bytes, int]:
-    """Format 5's bytes of `archive` (arrays already checked), its tensors (safetensors, or b"")
-    compressed with `dictionary` into the tensors frame; and where the header ends (after its
-    check), which is where the residual or the stored bytes begin."""
+def encode(archive, tensors_raw: bytes, dictionary, version: int = VERSION) -> tuple[bytes, int]:
+    """Format 6's bytes (or 5's, for tests of what memzip 0.4 wrote) of `archive` (arrays already
+    checked), its tensors (safetensors, or b"") compressed with `dictionary` into the tensors
+    frame; and where the header ends (after its check), which is where the residual or the stored
+    bytes begin."""
     header, arrays = archive.header, archive.arrays
     stored = header.mode == "stored"
     flags = 0 if stored else MODEL
@@ -99,10 +105,13 @@ def encode(archive, tensors_raw: bytes, dictionary) -> tuple[bytes, int]:
     fields = bytearray()
     if not stored:
         decode, model = header.decode, header.model
-        profile = 1 if _is_profile_1(header) else 0
-        if profile != 1:
+        profile = _profile(header)
+        if version == 5 and profile != 1:
+            profile = 0  # version 5 knows profile 1 only
+        if profile != IMPLICIT_PROFILE[version]:
             flags |= SETTINGS
             fields += varint(profile)
+        if profile == 0:
             identity = {k: v for k, v in _asdict(model).items() if k != "fingerprint64"}  # written on its own
             settings = {"model": identity, "decode": _asdict(decode), "vectors": _asdict(header.vectors)}
             if header.vectors.mem_vectors:
@@ -140,23 +149,29 @@ def encode(archive, tensors_raw: bytes, dictionary) -> tuple[bytes, int]:
     else:
         body = _streams(arrays, header.groups)
         packed = arrays["residual"].tobytes()
-    head = MAGIC + bytes([VERSION]) + varint(flags) + bytes(fields) + body
+    head = MAGIC + bytes([version]) + varint(flags) + bytes(fields) + body
     head += struct.pack("<H", binascii.crc_hqx(head, 0xFFFF))
     return head + packed, len(head)
 
 
-def _is_profile_1(header: Header) -> bool:
-    """The engine marked the streams as starting at the document-start token, and the settings
-    are still profile 1's once the pipeline has filled in the rest (dtype, layout)."""
-    return header.decode.profile == 1 and matches_profile_1(header.decode, header.vectors.mem_vectors)
+def _profile(header: Header) -> int:
+    """The profile the engine marked (streams starting at the document-start token), if the
+    settings are still that profile's once the pipeline has filled in the rest (dtype, layout);
+    else 0."""
+    profile = header.decode.profile
+    return profile if profile and matching_profile(header.decode, header.vectors.mem_vectors) == profile else 0
 
 
-def matches_profile_1(decode: DecodeSettings, mem_vectors: int) -> bool:
-    """Whether decoding settings are profile 1's (every field but the start token, which only the
-    engine that chose the layout knows)."""
-    return (mem_vectors == 0 and decode.engine == PROFILE_1["engine"] and decode.exact == PROFILE_1["exact"]
-            and decode.coding == PROFILE_1["coding"] and decode.window == PROFILE_1["window"]
-            and not decode.infix_tokens and decode.dtype == "float32")
+def matching_profile(decode: DecodeSettings, mem_vectors: int) -> int | None:
+    """The profile whose settings these are (every field but the start token, which only the
+    engine that chose the layout knows), or None."""
+    if mem_vectors or decode.infix_tokens or decode.dtype != "float32":
+        return None
+    for number, profile in PROFILES.items():
+        if (decode.engine == profile["engine"] and decode.exact == profile["exact"]
+                and decode.coding == profile["coding"] and decode.window == profile["window"]):
+            return number
+    return None
 
 
 def _streams(arrays, groups: int) -> bytes:
@@ -269,8 +284,9 @@ class Reader:
 
 
 def decode(data: bytes, decompress, dictionary_version: int) -> tuple[Header, dict, dict, bytes | None]:
-    """(header, arrays but the tensors', the tensors frame's raw bytes or None) of format-5 bytes;
-    `decompress(frame, limit, what, error, version)` reads a zstd frame as container.py does."""
+    """(header, arrays but the tensors', the tensors frame's raw bytes or None) of format-5 or -6
+    bytes; `decompress(frame, limit, what, error, version)` reads a zstd frame as container.py does."""
+    version = data[len(MAGIC)]
     read = Reader(data, len(MAGIC) + 1)
     flags = read.varint(1 << 62, "flags")
     if flags & ~KNOWN_FLAGS:
@@ -281,10 +297,12 @@ def decode(data: bytes, decompress, dictionary_version: int) -> tuple[Header, di
     model = decode_settings = vectors = None
     encode_info = {}
     if not stored:
-        if flags & SETTINGS:
-            profile = read.varint(max(PROFILES), "profile")
-            if profile != 0:
-                raise HeaderFormatError("header field profile 1 is the default and is not written")
+        profile = read.varint(max(PROFILES), "profile") if flags & SETTINGS else IMPLICIT_PROFILE[version]
+        if flags & SETTINGS and (profile == IMPLICIT_PROFILE[version] or profile not in (0, *PROFILES)
+                                 or version == 5 and profile != 0):
+            raise HeaderFormatError(f"header field profile is {profile}, which a version-{version} archive "
+                                    "does not write")
+        if profile == 0:
             frame = read.take(read.varint(MAX_SETTINGS_BYTES, "settings"), "settings")
             raw = decompress(frame, MAX_SETTINGS_BYTES, "settings", HeaderFormatError, dictionary_version)
             model, decode_settings, vectors, encode_info = _settings(raw)
@@ -295,9 +313,11 @@ def decode(data: bytes, decompress, dictionary_version: int) -> tuple[Header, di
             model = ModelIdentity(name=name, source="", hub_id=None, revision=None, file=None, architecture="",
                                   d_model=0, vocab_size=0, weights_sha256="", tokenizer_sha256="")
             decode_settings = DecodeSettings(dtype="float32", attn_implementation="", batch_size=None, margin=None,
-                                             prefix_tokens=None, infix_tokens=[], device="", engine=PROFILE_1["engine"],
-                                             window=PROFILE_1["window"], exact=dict(PROFILE_1["exact"]),
-                                             coding=dict(PROFILE_1["coding"]), profile=1)
+                                             prefix_tokens=None, infix_tokens=[], device="",
+                                             engine=PROFILES[profile]["engine"],
+                                             window=PROFILES[profile]["window"],
+                                             exact=dict(PROFILES[profile]["exact"]),
+                                             coding=dict(PROFILES[profile]["coding"]), profile=profile)
             vectors = VectorLayout()
         model.fingerprint64 = fingerprint
     check = read.take(32 if flags & SHA256 else 8, "check").hex()
@@ -398,4 +418,4 @@ def _file_name(name: str | None) -> str | None:
     return name
 
 
-__all__ = ["MAGIC", "VERSION", "PROFILE_1", "encode", "decode", "model_fingerprint", "CODING_KINDS", "EXACT_ENGINES"]
+__all__ = ["MAGIC", "VERSION", "VERSIONS", "PROFILE_1", "PROFILE_2", "encode", "decode", "model_fingerprint", "CODING_KINDS", "EXACT_ENGINES"]

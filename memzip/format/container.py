@@ -35,9 +35,9 @@ from memzip.format import vectors as storage
 from memzip.format.dictionary import ZSTD_DICTIONARY, ZSTD_DICTIONARY_V3
 from memzip.format.header import MAX_CHUNK_TOKENS, Header, parse_header
 
-MAGIC = b"\x89MEMZ\r\n\x1a"  # versions 2-4; version 5 starts with compact.MAGIC
-FORMAT_VERSION = 5  # what this memzip writes
-READABLE_VERSIONS = (2, 3, 4, 5)
+MAGIC = b"\x89MEMZ\r\n\x1a"  # versions 2-4; versions 5 and 6 start with compact.MAGIC
+FORMAT_VERSION = 6  # what this memzip writes
+READABLE_VERSIONS = (2, 3, 4, 5, 6)
 PREAMBLE_VERSIONS = (2, 3, 4)  # the versions that start with MAGIC and a 24-byte preamble
 # 24 bytes in every version: magic, version, flags, header_length, then
 PREAMBLE = struct.Struct("<8sHHIQ")  # versions 2-3: payload_length
@@ -62,8 +62,8 @@ TEXT_TENSORS = {
 _DICTS = {2: zstandard.ZstdCompressionDict(ZSTD_DICTIONARY, dict_type=zstandard.DICT_TYPE_RAWCONTENT),
           3: zstandard.ZstdCompressionDict(ZSTD_DICTIONARY_V3, dict_type=zstandard.DICT_TYPE_RAWCONTENT)}
 _DICTS[4] = _DICTS[3]  # version 4 changed the layout, not what its header frame holds
-_DICTS[5] = _DICTS[3]  # version 5's settings and tensors frames: the same JSON and safetensors
-_DICTS[None] = None  # format 5's stored bytes: zstd without a dictionary
+_DICTS[5] = _DICTS[6] = _DICTS[3]  # versions 5-6's settings and tensors frames: the same JSON and safetensors
+_DICTS[None] = None  # formats 5-6: stored bytes are zstd without a dictionary
 
 
 @dataclass
@@ -95,19 +95,19 @@ def _tensor(arrays: dict[str, np.ndarray], name: str) -> np.ndarray:
 
 
 def encode_archive(archive: Archive, version: int = FORMAT_VERSION) -> bytes:
-    """Serialize an archive (format version 5; 4 for tests of what older memzips wrote). The
+    """Serialize an archive (format version 6; 5 or 4 for tests of what older memzips wrote). The
     arrays are checked against the header first, so a writer bug cannot produce a file the reader
     would refuse. Empty text-codec tensors are left out."""
     arrays = {name: np.ascontiguousarray(a) for name, a in archive.arrays.items()
               if not (name in TEXT_TENSORS and a.size == 0)}
     check_arrays(archive.header, arrays)
-    if version == compact.VERSION:
+    if version in compact.VERSIONS:
         tensors = {name: a for name, a in arrays.items() if name not in STREAM_ARRAYS + ("stored",)}
         raw_tensors = st_save(tensors) if tensors else b""
         if len(raw_tensors) > MAX_PAYLOAD_BYTES:
             raise HeaderTooLargeError(f"payload of {len(raw_tensors)} bytes exceeds the format limit of 1 GiB",
                                       hint="Split the input into smaller files.")
-        data, header_end = compact.encode(Archive(archive.header, arrays), raw_tensors, _DICTS[version])
+        data, header_end = compact.encode(Archive(archive.header, arrays), raw_tensors, _DICTS[version], version)
         archive.stored_header_bytes, archive.stored_payload_bytes, archive.framing_bytes = (
             header_end - compact.FRAMING, len(data) - header_end, compact.FRAMING)
         return data
@@ -151,7 +151,7 @@ def _stream_section(arrays: dict[str, np.ndarray]) -> bytes:
 def decode_archive(data: bytes) -> Archive:
     """Parse and validate a whole .memz file (docs/format.md §1, reading order steps 1-9)."""
     if data[:len(compact.MAGIC)] == compact.MAGIC:
-        return _decode_v5(data)
+        return _decode_compact(data)
     version, header_length, sections = _check_preamble(data)
     end = PREAMBLE.size + header_length + sum(sections)
     trailer = TRAILER_SIZES[version]
@@ -178,14 +178,16 @@ def decode_archive(data: bytes) -> Archive:
     return Archive(header, arrays, header_length, sum(sections), PREAMBLE.size + trailer)
 
 
-def _decode_v5(data: bytes) -> Archive:
+def _decode_compact(data: bytes) -> Archive:
+    """Versions 5 and 6 (memzip/format/compact.py)."""
     if len(data) < len(compact.MAGIC) + 1:
         raise TruncatedArchiveError("archive is truncated inside its preamble")
-    if data[len(compact.MAGIC)] != compact.VERSION:
+    version = data[len(compact.MAGIC)]
+    if version not in compact.VERSIONS:
         raise UnsupportedVersionError(f"archive format version {data[len(compact.MAGIC)]} is not supported: this memzip "
                                       f"reads versions {', '.join(map(str, READABLE_VERSIONS))}")
-    header, arrays, sizes, tensors = compact.decode(data, _decompress, compact.VERSION)
-    header.format_version = compact.VERSION
+    header, arrays, sizes, tensors = compact.decode(data, _decompress, version)
+    header.format_version = version
     if tensors is not None:
         arrays.update(_tensors(tensors))
     check_arrays(header, arrays)
