@@ -80,6 +80,35 @@ def test_headline_capacity_is_one_figure_and_says_when_it_is_censored(tiny):
 # --- the greedy-exact search (memzip/research/search.py) ------------------------------------------
 
 
+def test_a_fit_the_exact_engine_rejects_is_fitted_on_with_a_doubled_margin(monkeypatch):
+    """_fit_until_exact: only fits that met the margin on the float model and missed on the exact
+    engine are fitted on, from their own vectors, with the margin doubled each time (at most
+    MARGIN_RAISES times); their steps add up."""
+    import torch
+
+    from memzip.research import search
+    from memzip.vectors.optimize import ChunkFit, VectorSpace
+    from memzip.vectors.recipes import get_recipe
+
+    calls = []
+
+    def fake_fit(model, texts, recipe, space, layout, init):
+        calls.append((len(texts), recipe.margin, init[:, 0, 0].tolist()))
+        # text 0 converges on float every time; text 1 never does; text 2 converges
+        return [ChunkFit(init[i] + 1, 10, 0.1, 1.0, recipe.margin, texts[i][0] != 1) for i in range(len(texts))]
+
+    def fake_exact(loaded, layout, space, vectors, text):
+        return text[0] == 2 or (text[0] == 0 and float(vectors[0, 0]) >= 3)  # text 0: after its second refit
+
+    monkeypatch.setattr(search, "fit_chunks", fake_fit)
+    monkeypatch.setattr(search, "greedy_exact", fake_exact)
+    loaded = __import__("types").SimpleNamespace(model=None)
+    outcomes = search._fit_until_exact(loaded, [[0], [1], [2]], torch.zeros(3, 1, 4), get_recipe("default"),
+                                       VectorSpace(), None)
+    assert [(exact, steps) for _, exact, steps in outcomes] == [(True, 30), (False, 10), (True, 10)]
+    assert calls == [(3, 1.0, [0.0, 0.0, 0.0]), (1, 2.0, [1.0]), (1, 4.0, [2.0])]
+
+
 def test_search_finds_per_text_lengths_that_really_decode_and_repeats_them(tiny):
     from memzip.research.samples import bench_chunks
     from memzip.research.search import greedy_exact, search_capacity, search_report
