@@ -221,6 +221,7 @@ def bench_bytes(
     streams: Annotated[str, typer.Option("--streams", help="Exact engine: stream counts to try, comma-separated (default: by length).")] = "",
     chunk_tokens: Annotated[str, typer.Option("--chunk-tokens", help="Chunk lengths to try, comma-separated (default: the mode's).")] = "",
     margins: Annotated[str, typer.Option("--margins", help="Float engine: margins to try, comma-separated (default: the dtype's).")] = "",
+    adapt: Annotated[str, typer.Option("--adapt", help="Exact engine, model-only: the adaptive bias on, off or both (on,off), for its ablation.")] = "on",
     mem_vectors: Annotated[int, typer.Option("--mem-vectors", help="[mem] vectors per chunk (0: model-only).")] = 0,
     vector_dtype: Annotated[str, typer.Option("--vector-dtype")] = "float16",
     recipe: RecipeOpt = "default",
@@ -253,18 +254,21 @@ def bench_bytes(
     grid = []
     for engine in _csv(engines, str):
         exact = engine == "exact"
-        for length, margin, window, count in itertools.product(
+        adaptive = [_on_off(v) for v in _csv(adapt, str)] if exact and not mem_vectors else [True]
+        for length, margin, window, count, bias in itertools.product(
                 _csv(chunk_tokens, int) or [None], (_csv(margins, float) if not exact else []) or [None],
-                (_csv(windows, int) if exact else []) or [None], (_csv(streams, int) if exact and not mem_vectors else []) or [None]):
+                (_csv(windows, int) if exact else []) or [None], (_csv(streams, int) if exact and not mem_vectors else []) or [None],
+                adaptive):
             grid.append(CompressOptions(mem_vectors=mem_vectors, chunk_tokens=length, margin=margin, vector_dtype=vector_dtype,
                                         recipe=recipe, max_steps=max_steps, batch_size=batch_size, engine=engine,
-                                        window=window, streams=count))
+                                        window=window, streams=count, adaptive_bias=bias))
     for options in grid:
         options.check()
     loaded = load_model(resolve_model(model), device=device, dtype=dtype)
 
     def show(row):
-        setting = (f"window {row['window']}, {row['streams']} streams" if row["engine"] != "float-ranks"
+        setting = (f"window {row['window']}, {row['streams']} streams, adaptive bias {row['adaptive_bias']}"
+                   if row["engine"] != "float-ranks"
                    else f"chunk {row['chunk_tokens']}, margin {row['margin']:g}")
         _say(False, f"{row['file']}: {row['engine']} ({setting}): {row['bits_per_byte']} bits/byte "
                     f"(model {row['model_ce_bits_per_byte'] or row['model_only_ideal_bits_per_byte']}, "
@@ -275,6 +279,12 @@ def bench_bytes(
     rows = bytes_bench(loaded, [str(f) for f in files], grid, extract=extract, on_row=show, compare_ce=compare_ce)
     if json_out:
         _emit_json(rows)
+
+
+def _on_off(value: str) -> bool:
+    if value not in ("on", "off"):
+        raise UsageError(f"--adapt takes on, off or on,off, not {value!r}")
+    return value == "on"
 
 
 @app.command("bench-speed", rich_help_panel=RESEARCH)
