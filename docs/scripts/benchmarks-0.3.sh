@@ -5,17 +5,8 @@
 #   OUT=/tmp/bench bash docs/scripts/benchmarks-0.3.sh            # every step
 #   OUT=/tmp/bench bash docs/scripts/benchmarks-0.3.sh alice29    # named steps only
 set -u
-OUT=${OUT:-bench-out}; mkdir -p "$OUT"
-CORPUS=../shared/corpus
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(nproc)}
-head -c 20000 $CORPUS/alice29.txt > "$OUT/alice29-20k.txt"
-head -c 20000 $CORPUS/tinyshakespeare.txt > "$OUT/tinyshakespeare-20k.txt"
 STEPS=${*:-small speed-20k alice29 speed-alice29 asyoulik shakespeare-bytes speed-1mb}
-run() {
-  name=$1; shift
-  case " $STEPS " in *" $name "*) ;; *) return ;; esac
-  echo "$(date +%T) $name: $*"; /usr/bin/time -v "$@" > "$OUT/$name.json" 2> "$OUT/$name.err"; echo "$(date +%T) $name rc=$?"
-}
+source "$(dirname "$0")/bench_setup.sh"
 run small memzip bench-bytes examples/alice-1500.txt "$OUT/alice29-20k.txt" "$OUT/tinyshakespeare-20k.txt" --engines exact,float --json
 run speed-20k memzip bench-speed "$OUT/alice29-20k.txt" --profile --json
 run alice29 memzip bench-bytes $CORPUS/alice29.txt --compare-ce --json

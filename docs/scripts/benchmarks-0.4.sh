@@ -5,17 +5,8 @@
 #   OUT=/tmp/bench bash docs/scripts/benchmarks-0.4.sh            # every step
 #   OUT=/tmp/bench bash docs/scripts/benchmarks-0.4.sh alice29    # named steps only
 set -u
-OUT=${OUT:-bench-out}; mkdir -p "$OUT"
-CORPUS=../shared/corpus
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(nproc)}
-head -c 20000 $CORPUS/alice29.txt > "$OUT/alice29-20k.txt"
-head -c 20000 $CORPUS/tinyshakespeare.txt > "$OUT/tinyshakespeare-20k.txt"
 STEPS=${*:-small-files small windows alice29 asyoulik adaptive}
-run() {
-  name=$1; shift
-  case " $STEPS " in *" $name "*) ;; *) return ;; esac
-  echo "$(date +%T) $name: $*"; /usr/bin/time -v "$@" > "$OUT/$name.json" 2> "$OUT/$name.err"; echo "$(date +%T) $name rc=$?"
-}
+source "$(dirname "$0")/bench_setup.sh"
 run small-files bash docs/scripts/small_files.sh
 run small memzip bench-bytes examples/alice-1500.txt "$OUT/alice29-20k.txt" "$OUT/tinyshakespeare-20k.txt" --json
 run windows memzip bench-bytes "$OUT/alice29-20k.txt" --windows 1024,2048,4096 --streams 1,4 --json

@@ -7,17 +7,8 @@
 #   OUT=/tmp/bench bash docs/scripts/benchmarks-0.5.sh            # every step
 #   OUT=/tmp/bench bash docs/scripts/benchmarks-0.5.sh alice29    # named steps only
 set -u
-OUT=${OUT:-bench-out}; mkdir -p "$OUT"
-CORPUS=../shared/corpus
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(nproc)}
-head -c 20000 $CORPUS/alice29.txt > "$OUT/alice29-20k.txt"
-head -c 20000 $CORPUS/tinyshakespeare.txt > "$OUT/tinyshakespeare-20k.txt"
 STEPS=${*:-small-files small alice29 asyoulik bias-sim}
-run() {
-  name=$1; shift
-  case " $STEPS " in *" $name "*) ;; *) return ;; esac
-  echo "$(date +%T) $name: $*"; /usr/bin/time -v "$@" > "$OUT/$name.json" 2> "$OUT/$name.err"; echo "$(date +%T) $name rc=$?"
-}
+source "$(dirname "$0")/bench_setup.sh"
 run small-files bash docs/scripts/small_files.sh
 run small memzip bench-bytes examples/alice-1500.txt "$OUT/alice29-20k.txt" "$OUT/tinyshakespeare-20k.txt" --adapt on,off --json
 run alice29 memzip bench-bytes $CORPUS/alice29.txt --adapt on,off --json
