@@ -50,7 +50,7 @@ def test_compress_extract_stats_info(sample, tiny_dir, tmp_path):
 
     result = run("stats", archive)
     text = " ".join(result.stdout.split())
-    assert "model-only" in text and "exact engine" in text and "format 5" in text
+    assert "model-only" in text and "exact engine" in text and "format 6" in text
     assert "zstd -19, xz -9 not recorded" in text  # format 5 keeps only what decoding needs
 
     import zstandard  # --decode measures them on the decoded original
@@ -143,11 +143,24 @@ def test_compress_refuses_to_overwrite_before_any_work(sample, tiny_dir):
     assert archive.read_bytes() == b"an older archive"
 
 
+def test_no_adapt_codes_without_the_adaptive_bias(sample, tiny_dir, tmp_path):
+    """--no-adapt: the model's frequencies alone (its coding settings say so), and back."""
+    from memzip.format.container import decode_archive
+
+    adapted, plain = run("compress", sample, "-m", tiny_dir, "-c", *FAST), \
+        run("compress", sample, "-m", tiny_dir, "-c", "--no-adapt", *FAST)
+    assert adapted.exit_code == plain.exit_code == 0, plain.output
+    codings = [decode_archive(r.stdout_bytes).header.decode.coding for r in (adapted, plain)]
+    assert codings[0].get("bias_bits") == 3 and "bias_bits" not in codings[1]
+    back = runner.invoke(app, ["extract", "-"], input=plain.stdout_bytes)
+    assert back.exit_code == 0 and back.stdout_bytes == sample.read_bytes()
+
+
 def test_stdout_and_stdin_both_ways(sample, tiny_dir, tmp_path):
     result = run("compress", sample, "-m", tiny_dir, "-c", *FAST)
     assert result.exit_code == 0, result.output
     raw = result.stdout_bytes
-    assert raw.startswith(b"\x89mz\x05") and not (tmp_path / "sample.txt.memz").exists()
+    assert raw.startswith(b"\x89mz\x06") and not (tmp_path / "sample.txt.memz").exists()
     back = runner.invoke(app, ["extract", "-"], input=raw)  # stdin in, stdout out (gzip -d's way)
     assert back.exit_code == 0, back.output
     assert back.stdout_bytes == sample.read_bytes()
