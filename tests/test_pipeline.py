@@ -324,3 +324,15 @@ def test_the_defaults_are_written_as_profile_2_no_adapt_as_1_and_other_settings_
     assert raw_other[4] & compact.SETTINGS and raw_other[5] == 0
     for raw in (raw_default, raw_plain, raw_other):
         assert extract_bytes(decode_archive(raw), tiny) == data
+
+
+def test_coding_settings_the_coder_cannot_use_are_refused_as_a_header_error(tiny):
+    """A learning rate the bias cannot take (bias_bits above grid_bits + 16), or a coding key this
+    memzip does not know: HeaderFormatError, before anything is decoded."""
+    from memzip.errors import HeaderFormatError
+
+    archive, _ = compress_bytes(INPUTS["ascii"], tiny, CompressOptions(store_fallback=False))
+    for coding in ({**archive.header.decode.coding, "bias_bits": 40}, {**archive.header.decode.coding, "later": 1}):
+        archive.header.decode.coding, archive.header.decode.profile = coding, None
+        with pytest.raises(HeaderFormatError, match="coding settings"):
+            extract_bytes(decode_archive(encode_archive(archive)), tiny)

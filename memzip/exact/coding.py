@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from memzip.exact import kernels, tables
-from memzip.exact.adaptive import VocabularyBias
+from memzip.exact.adaptive import FRACTION_BITS, VocabularyBias
 from memzip.format.arithmetic import AdaptiveModel, ArithmeticDecoder, ArithmeticEncoder, max_total
 
 REGISTER_BITS = 64
@@ -77,6 +77,8 @@ class Distribution:
         self._table = torch.tensor(tables.exp_table(settings.value_bits, settings.grid_bits, floor=1),
                                    dtype=torch.float64, device=device)
         self._int_table = self._table.to(torch.int64).cpu().numpy()
+        if not 0 <= settings.bias_bits <= settings.grid_bits + FRACTION_BITS:
+            raise ValueError(f"bias_bits {settings.bias_bits} is outside 0..{settings.grid_bits + FRACTION_BITS}")
         largest = vocab * int(self._table[0])
         if largest > max_total(REGISTER_BITS) or largest >= 2 ** 53:
             raise ValueError(f"value_bits {settings.value_bits} is too large for a vocabulary of {vocab}")

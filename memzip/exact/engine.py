@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from memzip.engines import UnitResult
+from memzip.errors import HeaderFormatError
 from memzip.exact.coding import CodingSettings, Distribution
 from memzip.exact.integer import quantize
 from memzip.exact import build_engine
@@ -219,8 +220,12 @@ class ExactEngine:
         header = archive.header
         decode = header.decode
         model = exact_model(loaded, settings_of(header))
-        distribution = Distribution(CodingSettings(**{k: v for k, v in decode.coding.items() if k != "kind"}),
-                                    model.shape.vocab, model.device)
+        try:  # the header's checks bound each setting; these are the ones only the coder knows
+            distribution = Distribution(CodingSettings(**{k: v for k, v in decode.coding.items() if k != "kind"}),
+                                        model.shape.vocab, model.device)
+        except (TypeError, ValueError) as exc:
+            raise HeaderFormatError(f"the archive's coding settings are not ones this memzip can decode: {exc}") \
+                from None
         lengths = archive.arrays["chunk_tokens"].tolist()
         offsets = archive.arrays["residual_offsets"].tolist()
         residual = archive.arrays["residual"].tobytes()
