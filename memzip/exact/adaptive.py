@@ -55,14 +55,14 @@ class VocabularyBias:
         """[n, 7] int64 of (low, high, total, first, first_low, first_freq, peak) for rows [n, V]
         coded in order, stream `stream`'s bias learning after each."""
         bias = self.values[stream]
-        if _compiled(logits):
+        if compiled_rows(logits):
             return kernels.adaptive_coded_rows(np.ascontiguousarray(logits.numpy()), targets.to(torch.int64).numpy(),
                                                bias, self.table, self.grid_bits, FRACTION_BITS, self.rate)
         out = np.empty((logits.shape[0], 7), np.int64)
         streams = torch.tensor([stream])
         for i in range(logits.shape[0]):
             row = self._rows(logits[i:i + 1], streams)
-            low, high = _interval(row.cumulative, targets[i:i + 1])
+            low, high = interval(row.cumulative, targets[i:i + 1])
             out[i] = [int(low), int(high), *row.summary()[0]]
             self._learn(row, streams, targets[i:i + 1])
         return out
@@ -97,18 +97,21 @@ class _TorchRows:
 
     def summary(self) -> list[list[int]]:
         """(total, first, first_low, first_freq, peak) a row."""
-        first_lows, first_highs = _interval(self.cumulative, self.firsts)
+        first_lows, first_highs = interval(self.cumulative, self.firsts)
         columns = (self.cumulative[:, -1], self.firsts, first_lows, first_highs - first_lows, self.peaks)
         return torch.stack([c.to(torch.int64).cpu() for c in columns], dim=1).tolist()
 
 
-def _interval(cumulative: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def interval(cumulative: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row's interval [low, high) of its token in running sums [n, V] (the coder's, and the
+    bias's; memzip/exact/coding.py uses it too)."""
     highs = cumulative.gather(1, tokens[:, None].to(cumulative.device))[:, 0]
     below = cumulative.gather(1, (tokens - 1).clamp(min=0)[:, None].to(cumulative.device))[:, 0]
     return torch.where(tokens.to(cumulative.device) > 0, below, torch.zeros_like(below)), highs
 
 
-def _compiled(logits: torch.Tensor) -> bool:
+def compiled_rows(logits: torch.Tensor) -> bool:
+    """Whether rows of logits go through the compiled kernels (CPU float32 with numba) or torch."""
     return kernels.available() and logits.device.type == "cpu" and logits.dtype == torch.float32
 
 
@@ -118,7 +121,7 @@ class BiasedStep:
 
     def __init__(self, bias: VocabularyBias, logits: torch.Tensor, streams: list[int]):
         self._bias, self._streams = bias, streams
-        if _compiled(logits):
+        if compiled_rows(logits):
             self._logits = np.ascontiguousarray(logits.numpy())
             self._stream_rows = np.array(streams, np.int64)
             out = kernels.adaptive_decode_rows(self._logits, bias.values, self._stream_rows, bias.table,
@@ -141,7 +144,7 @@ class BiasedStep:
         sums = self._torch.cumulative[rows]
         wanted = torch.tensor(values, dtype=torch.int64, device=sums.device)[:, None]
         found = torch.searchsorted(sums, wanted, right=True)[:, 0]
-        lows, highs = _interval(sums, found)
+        lows, highs = interval(sums, found)
         return found.tolist(), lows.tolist(), highs.tolist()
 
     def learn(self, tokens: list[int]) -> None:

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from memzip.exact import kernels, tables
-from memzip.exact.adaptive import FRACTION_BITS, VocabularyBias
+from memzip.exact.adaptive import FRACTION_BITS, VocabularyBias, compiled_rows, interval
 from memzip.format.arithmetic import AdaptiveModel, ArithmeticDecoder, ArithmeticEncoder, max_total
 
 REGISTER_BITS = 64
@@ -108,7 +108,7 @@ class Distribution:
             out = bias.coded_rows(stream, logits, targets)
             low, high, total, first, first_low, first_freq = (out[:, k].tolist() for k in range(6))
             return CodedRows(targets.tolist(), low, high, total, first, first_low, first_freq)
-        if kernels.available() and logits.device.type == "cpu" and logits.dtype == torch.float32:
+        if compiled_rows(logits):
             return self._compiled_rows(logits, targets)
         return self._rows(logits, targets)
 
@@ -121,17 +121,11 @@ class Distribution:
 
     def _rows(self, logits: torch.Tensor, targets: torch.Tensor) -> CodedRows:
         cumulative = self.cumulative(logits)
-        lows, highs = _interval(cumulative, targets)
+        lows, highs = interval(cumulative, targets)
         firsts = logits.argmax(dim=-1)  # the lowest id among equal maxima, on every device
-        first_lows, first_highs = _interval(cumulative, firsts)
+        first_lows, first_highs = interval(cumulative, firsts)
         return CodedRows(targets.tolist(), _ints(lows), _ints(highs), _ints(cumulative[:, -1]), firsts.tolist(),
                          _ints(first_lows), _ints(first_highs - first_lows))
-
-
-def _interval(cumulative: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    highs = cumulative.gather(1, tokens[:, None])[:, 0]
-    below = cumulative.gather(1, (tokens - 1).clamp(min=0)[:, None])[:, 0]
-    return torch.where(tokens > 0, below, torch.zeros_like(below)), highs
 
 
 def _ints(x: torch.Tensor) -> list[int]:
@@ -197,8 +191,7 @@ def decode_tokens(distribution: Distribution, logits: torch.Tensor, decoders: li
         tokens = _decode_step(search, decoders)
         search.learn(tokens)
         return tokens
-    compiled = kernels.available() and logits.device.type == "cpu" and logits.dtype == torch.float32
-    search = _CompiledSearch(distribution, logits) if compiled else _TorchSearch(distribution, logits)
+    search = _CompiledSearch(distribution, logits) if compiled_rows(logits) else _TorchSearch(distribution, logits)
     return _decode_step(search, decoders)
 
 
@@ -236,7 +229,7 @@ class _TorchSearch:
         self._cumulative, self._device = distribution.cumulative(logits), logits.device
         self.totals = _ints(self._cumulative[:, -1])
         firsts = logits.argmax(dim=-1)
-        first_lows, first_highs = _interval(self._cumulative, firsts)
+        first_lows, first_highs = interval(self._cumulative, firsts)
         self.firsts, self.first_lows, self.first_freqs = firsts.tolist(), _ints(first_lows), _ints(first_highs - first_lows)
 
     def find(self, rows: list[int], values: list[int]) -> tuple[list[int], list[int], list[int]]:
@@ -244,7 +237,7 @@ class _TorchSearch:
         sums = self._cumulative.index_select(0, torch.tensor(rows, device=self._device))
         wanted = torch.tensor(values, dtype=torch.float64, device=self._device)[:, None]
         found = torch.searchsorted(sums, wanted, right=True)[:, 0]
-        lows, highs = _interval(sums, found)
+        lows, highs = interval(sums, found)
         return found.tolist(), _ints(lows), _ints(highs)
 
 
