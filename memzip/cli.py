@@ -216,8 +216,8 @@ def compress(
     stdout: StdoutOpt = False,
     mem_vectors: Annotated[int, typer.Option("--mem-vectors", help="[mem] vectors fitted per chunk (the paper's method). 0: the model codes the text alone, fewest bytes and no fitting.")] = 0,
     engine: Annotated[str, typer.Option("--engine", help="auto (exact wherever the model is Llama-architecture), exact (the same logits on every machine, the model's probabilities coded), or float (rank choices under --margin).")] = "auto",
-    window: Annotated[Optional[int], typer.Option("--window", help=f"Exact engine: positions attention sees besides the first (default {EXACT_WINDOW}; 4096 is ~0.7% smaller on one long stream and ~15% slower; any other than the default costs ~80 bytes of settings in the archive).")] = None,
-    streams: Annotated[Optional[int], typer.Option("--streams", help=f"Exact engine, model-only: streams decoded side by side (default: one per {STREAM_TOKENS:,} tokens, up to {SMALL_FILE_STREAMS} of at least {SMALL_STREAM_TOKENS:,} for smaller files, one under {2 * SMALL_STREAM_TOKENS:,}). More: faster extraction (one stream ~60-70 tokens/s on 2 cores, 4 ~200), ~33 bytes each.")] = None,
+    window: Annotated[Optional[int], typer.Option("--window", help=f"Exact engine: positions attention sees besides the first (default {EXACT_WINDOW}). 4096: ~0.7% fewer bytes on long files, 15-35% slower both ways; 4096 and 8192 cost 1 byte of settings, other values ~60.")] = None,
+    streams: Annotated[Optional[int], typer.Option("--streams", help=f"Exact engine, model-only: streams decoded side by side (default: one per {STREAM_TOKENS:,} tokens, up to {SMALL_FILE_STREAMS} of at least {SMALL_STREAM_TOKENS:,} for smaller files, one under {2 * SMALL_STREAM_TOKENS:,}). More: faster extraction (on 2 cores one stream ~60 tokens/s, 4 ~120-200); fewer: fewer bytes (alice29.txt in 1 stream instead of 4: -1.1%).")] = None,
     chunk_tokens: Annotated[Optional[int], typer.Option("--chunk-tokens", help="Tokens per chunk (with vectors: default the model's registry length; float engine: 1024).")] = None,
     margin: Annotated[Optional[float], typer.Option("--margin", help=f"Float engine: logit differences the archive tolerates on another machine, x2 (default {DEFAULT_MARGIN['float32']} for float32 models, {DEFAULT_MARGIN['bfloat16']} for bfloat16).")] = None,
     recipe: RecipeOpt = "default",
@@ -285,8 +285,9 @@ def _compress_line(result: dict) -> str:
                 f"({result['stored_because']}), {result['seconds']:.1f} s")
     if result["vectors"]:
         pieces = f", {result['tokens_per_vector']} tokens/vector"
-    else:  # streams: each after the first costs ~33 bytes and makes extraction faster (--streams)
-        pieces = f" in {result['chunks']} stream" + ("" if result["chunks"] == 1 else "s")
+    else:  # streams: each after the first restarts the context and the bias, and makes extraction faster
+        pieces = f" in {result['chunks']} stream" + ("" if result["chunks"] == 1 else
+                                                      "s (--streams 1: ~1% fewer bytes, ~2x slower extraction)")
     return (f"{where}: {result['original_bytes']} -> {result['memz_bytes']} bytes "
             f"({result['bits_per_byte']:.3f} bits/byte; zstd -19: {result['zstd_bytes']}, xz -9: {result['xz_bytes']}), "
             f"{result['tokens']} tokens{pieces}, {result['seconds']:.1f} s")
@@ -369,7 +370,7 @@ def test_command(
 @app.command()
 @reports_errors
 def stats(archive: ArchiveArg,
-          decode: Annotated[bool, typer.Option("--decode", help="Decode the archive in memory (loads its model) to measure zstd -19 and xz -9 on the original where the archive does not record them (formats 5-6).")] = False,
+          decode: Annotated[bool, typer.Option("--decode", help="Decode the archive in memory (loads its model) to measure zstd -19 and xz -9 on the original where the archive does not record them (formats 5-7).")] = False,
           model: Annotated[Optional[str], typer.Option("-m", "--model", help="With --decode: the model, if not the one the archive names.")] = None,
           device: DeviceOpt = "auto", quiet: QuietOpt = False, json_out: JsonOpt = False):
     """Where the bytes went: bits per byte beside zstd -19, xz -9 and the model's cross-entropy;
@@ -414,7 +415,7 @@ def stats(archive: ArchiveArg,
             ("xz -9", f"{report['xz_bytes']} bytes  x{report['xz_ratio']}  {bpb(report['xz_bits_per_byte'])}"),
         ]
     else:
-        rows.append(("zstd -19, xz -9", "not recorded: formats 5-6 keep only what decoding needs (--decode "
+        rows.append(("zstd -19, xz -9", "not recorded: formats 5-7 keep only what decoding needs (--decode "
                                         "measures them)"))
     if report["mode"] != "stored":
         if report["model_ce_bits_per_byte"] is not None:
@@ -458,7 +459,7 @@ def info(archive: ArchiveArg, json_out: JsonOpt = False):
         _emit_json(header)
         return
     for section, values in header.items():
-        if isinstance(values, dict):  # what the file records (formats 5-6 leave out what they derive)
+        if isinstance(values, dict):  # what the file records (formats 5-7 leave out what they derive)
             shown = {k: v for k, v in values.items() if v not in ("", None, 0) or k in ("mem_vectors", "bytes")}
             if shown:
                 typer.echo(f"{section}:")

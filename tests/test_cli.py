@@ -50,7 +50,7 @@ def test_compress_extract_stats_info(sample, tiny_dir, tmp_path):
 
     result = run("stats", archive)
     text = " ".join(result.stdout.split())
-    assert "model-only" in text and "exact engine" in text and "format 6" in text
+    assert "model-only" in text and "exact engine" in text and "format 7" in text
     assert "zstd -19, xz -9 not recorded" in text  # format 5 keeps only what decoding needs
 
     import zstandard  # --decode measures them on the decoded original
@@ -156,11 +156,27 @@ def test_no_adapt_codes_without_the_adaptive_bias(sample, tiny_dir, tmp_path):
     assert back.exit_code == 0 and back.stdout_bytes == sample.read_bytes()
 
 
+@pytest.mark.parametrize("window, profile", [("4096", 3), ("8192", 4)])
+def test_a_longer_window_costs_one_byte_of_settings(sample, tiny_dir, window, profile):
+    """--window 4096 / 8192 are format 7's profiles 3 and 4: the default archive plus one byte
+    (the sample is shorter than any of the windows, so the residual is the same), and back."""
+    from memzip.format.container import decode_archive
+
+    default, longer = run("compress", sample, "-m", tiny_dir, "-c", *FAST), \
+        run("compress", sample, "-m", tiny_dir, "-c", "--window", window, *FAST)
+    assert default.exit_code == longer.exit_code == 0, longer.output
+    assert len(longer.stdout_bytes) == len(default.stdout_bytes) + 1
+    decode = decode_archive(longer.stdout_bytes).header.decode
+    assert (decode.window, decode.profile) == (int(window), profile)
+    back = runner.invoke(app, ["extract", "-"], input=longer.stdout_bytes)
+    assert back.exit_code == 0 and back.stdout_bytes == sample.read_bytes()
+
+
 def test_stdout_and_stdin_both_ways(sample, tiny_dir, tmp_path):
     result = run("compress", sample, "-m", tiny_dir, "-c", *FAST)
     assert result.exit_code == 0, result.output
     raw = result.stdout_bytes
-    assert raw.startswith(b"\x89mz\x06") and not (tmp_path / "sample.txt.memz").exists()
+    assert raw.startswith(b"\x89mz\x07") and not (tmp_path / "sample.txt.memz").exists()
     back = runner.invoke(app, ["extract", "-"], input=raw)  # stdin in, stdout out (gzip -d's way)
     assert back.exit_code == 0, back.output
     assert back.stdout_bytes == sample.read_bytes()

@@ -1,6 +1,6 @@
-"""Formats 5 and 6, the compact container (docs/format.md §0): its bytes as the spec lays them
-out, the profile that makes memzip's defaults cost no bytes (profile 2 in version 6, profile 1 in
-version 5), the flags a reader must refuse, and damage anywhere in the header named as damage."""
+"""Formats 5-7, the compact container (docs/format.md §0): its bytes as the spec lays them out,
+the profile that makes memzip's defaults cost no bytes (profile 2 in versions 6 and 7, 1 in
+version 5), the profiles that cost one, the flags a reader must refuse, and damage anywhere in the header named as damage."""
 
 from __future__ import annotations
 
@@ -27,8 +27,8 @@ FINGERPRINT = bytes.fromhex("0123456789abcdef")
 
 
 def default_archive(tokens=(4, 4), residual=b"\x13\x37\x42", offsets=(0, 2, 3), profile=2, **text) -> Archive:
-    """A model-only archive at memzip's default settings (profile 2; 1 without the adaptive
-    bias) of the default model: one residual stream per chunk."""
+    """A model-only archive at memzip's default settings (profile 2; 1 without the adaptive bias,
+    3 and 4 at windows of 4,096 and 8,192) of the default model: one residual stream per chunk."""
     header = make_header(**{"sha256": hashlib.sha256(b"original").hexdigest()[:16], "chunks": len(tokens),
                             "tokens": sum(tokens), **text})
     header.memzip_version, header.encode = "", {}
@@ -67,7 +67,7 @@ def test_a_default_archive_is_what_the_spec_lays_out():
     check = hashlib.sha256(b"original").digest()[:8]
     # magic, version, flags (MODEL), fingerprint, check, 12 bytes, 2 chunks as 2C = 4 and 8 tokens
     # (4 + 4: even), the first stream's length 2, the CRC-16 of all that; the residual to the end
-    head = b"\x89mz\x06" + bytes([compact.MODEL]) + FINGERPRINT + check + bytes([12, 4, 8, 2])
+    head = b"\x89mz\x07" + bytes([compact.MODEL]) + FINGERPRINT + check + bytes([12, 4, 8, 2])
     assert GOOD == with_crc(head) + b"\x13\x37\x42"
     decoded = decode_archive(GOOD)
     assert_archives_equal(decoded, default_archive())
@@ -94,12 +94,12 @@ def test_uneven_chunks_are_written_as_runs_and_the_even_ones_as_a_total():
 def test_settings_other_than_the_defaults_are_written_and_read_back():
     archive = default_archive()
     archive.header.model = dataclasses.replace(make_header().model, fingerprint64=FINGERPRINT.hex())
-    archive.header.decode.window = 2048
+    archive.header.decode.window = 1024
     archive.header.decode.profile, archive.header.decode.prefix_tokens = None, [0]
     data = encode_archive(archive)
     assert data[4] & compact.SETTINGS and len(data) > len(GOOD)
     decoded = decode_archive(data).header
-    assert decoded.decode.window == 2048 and decoded.decode.profile is None
+    assert decoded.decode.window == 1024 and decoded.decode.profile is None
     assert decoded.model.weights_sha256 == archive.header.model.weights_sha256  # the full identity
 
 
@@ -126,7 +126,7 @@ def test_stored_bytes_are_zstd_unless_that_grows_them(data, raw):
     assert back.arrays["stored"].tobytes() == data
 
 
-def test_profile_2_is_what_memzip_writes_by_default_and_profile_1_without_the_bias():
+def test_profile_2_is_what_memzip_writes_by_default_1_without_the_bias_3_and_4_at_longer_windows():
     from dataclasses import replace
 
     from memzip.exact.engine import EXACT_SETTINGS, coding_kind, coding_settings
@@ -135,35 +135,53 @@ def test_profile_2_is_what_memzip_writes_by_default_and_profile_1_without_the_bi
 
     options = CompressOptions()
     assert (options.window, options.mem_vectors) == (None, 0)
-    for profile, adaptive in ((2, True), (1, False)):
-        assert EXACT_WINDOW == compact.PROFILES[profile]["window"]
+    assert EXACT_WINDOW == compact.PROFILE_2["window"] == compact.PROFILE_1["window"] == 2048
+    assert (compact.PROFILE_3["window"], compact.PROFILE_4["window"]) == (4096, 8192)
+    for profile, adaptive in ((4, True), (3, True), (2, True), (1, False)):
         assert EXACT_SETTINGS.to_header() == compact.PROFILES[profile]["exact"]
         coding = coding_settings(replace(options, adaptive_bias=adaptive)).to_header(coding_kind(0))
         assert coding == compact.PROFILES[profile]["coding"]
 
 
-def test_profile_1_costs_one_byte_in_version_6():
-    """--no-adapt: the SETTINGS flag and the profile number 1, no settings frame; read back as
-    profile 1's settings."""
-    old = default_archive(profile=1)
+@pytest.mark.parametrize("profile", [1, 3, 4])
+def test_profiles_1_3_and_4_cost_one_byte_in_version_7(profile):
+    """--no-adapt (profile 1), --window 4096 (3), --window 8192 (4): the SETTINGS flag and the
+    profile number, no settings frame; read back as that profile's settings."""
+    old = default_archive(profile=profile)
     data = encode_archive(old)
-    assert len(data) == len(GOOD) + 1 and data[4] == compact.MODEL | compact.SETTINGS and data[5] == 1
+    assert len(data) == len(GOOD) + 1 and data[4] == compact.MODEL | compact.SETTINGS and data[5] == profile
     decoded = decode_archive(data)
     assert_archives_equal(decoded, old)
-    assert decoded.header.decode.coding == compact.PROFILE_1["coding"] and decoded.header.decode.profile == 1
+    assert decoded.header.decode.profile == profile
+    assert (decoded.header.decode.coding, decoded.header.decode.window) == (
+        compact.PROFILES[profile]["coding"], compact.PROFILES[profile]["window"])
 
 
-def test_a_version_5_header_without_settings_is_profile_1():
-    """Format 5 (memzip 0.4) wrote profile 1 as no bytes; the same bytes under version 5 read as
-    profile 1, under version 6 as profile 2."""
-    as_version_5 = with_crc(b"\x89mz\x05" + GOOD[4:-5]) + GOOD[-3:]
-    decoded = decode_archive(as_version_5)
-    assert decoded.header.format_version == 5 and decoded.header.decode.profile == 1
-    assert decoded.header.decode.coding == compact.PROFILE_1["coding"]
-    assert decode_archive(GOOD).header.decode.coding == compact.PROFILE_2["coding"]
+def test_version_6_writes_profile_3_as_its_settings_and_profile_2_as_no_bytes():
+    """What memzip 0.5 could read: a profile it did not know as the JSON of its settings."""
+    for profile, settings_frame in ((3, True), (4, True), (2, False)):
+        archive = default_archive(profile=profile)
+        archive.header.model = dataclasses.replace(make_header().model, fingerprint64=FINGERPRINT.hex())
+        archive.header.decode.prefix_tokens = [0]  # what the pipeline records beside the profile
+        data = encode_archive(archive, version=6)
+        assert data[3] == 6 and bool(data[4] & compact.SETTINGS) == settings_frame
+        decoded = decode_archive(data).header.decode
+        assert (decoded.window, decoded.coding) == (compact.PROFILES[profile]["window"],
+                                                    compact.PROFILES[profile]["coding"])
 
 
-@pytest.mark.parametrize("version, profile", [(6, 2), (6, 3), (5, 1), (5, 2)])
+@pytest.mark.parametrize("version, profile", [(5, 1), (6, 2), (7, 2)])
+def test_a_header_without_settings_is_its_versions_implicit_profile(version, profile):
+    """Format 5 (memzip 0.4) wrote profile 1 as no bytes, formats 6 and 7 profile 2: the same
+    bytes under each version read as that version's profile."""
+    as_version = with_crc(bytes([0x89, 0x6D, 0x7A, version]) + GOOD[4:-5]) + GOOD[-3:]
+    decoded = decode_archive(as_version).header
+    assert decoded.format_version == version and decoded.decode.profile == profile
+    assert (decoded.decode.coding, decoded.decode.window) == (compact.PROFILES[profile]["coding"],
+                                                              compact.PROFILES[profile]["window"])
+
+
+@pytest.mark.parametrize("version, profile", [(7, 2), (7, 5), (6, 2), (6, 3), (6, 4), (5, 1), (5, 2)])
 def test_a_profile_the_version_does_not_write_is_refused(version, profile):
     from memzip.format.compact import varint
 
@@ -180,13 +198,13 @@ def test_a_profile_the_version_does_not_write_is_refused(version, profile):
 def test_unknown_flags_are_refused(flag):
     from memzip.format.compact import varint
 
-    data = with_crc(b"\x89mz\x06" + varint(compact.MODEL | flag) + GOOD[5:-5]) + GOOD[-3:]
+    data = with_crc(b"\x89mz\x07" + varint(compact.MODEL | flag) + GOOD[5:-5]) + GOOD[-3:]
     with pytest.raises(UnsupportedVersionError, match="feature flags"):
         decode_archive(data)
 
 
 def test_other_versions_of_the_compact_magic_are_refused():
-    for version in (4, 7):
+    for version in (4, 8):
         with pytest.raises(UnsupportedVersionError, match=f"version {version}"):
             decode_archive(bytes([0x89, 0x6D, 0x7A, version]) + GOOD[4:])
 
@@ -220,7 +238,7 @@ def test_truncation_anywhere_in_the_header_is_named():
 @given(st.binary(max_size=80))
 def test_fuzz_random_bytes_after_the_magic(rest):
     try:
-        decode_archive(b"\x89mz\x06" + rest)
+        decode_archive(b"\x89mz\x07" + rest)
     except ContainerError:
         pass
 

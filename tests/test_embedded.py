@@ -146,10 +146,12 @@ def test_archives_written_by_memzip_0_3_format_3_still_extract(archive_name, tmp
     assert out.read_bytes() == expected
 
 
-@pytest.mark.parametrize("archive_name", ["alice-400.format5.memz", "mixed.format5.memz"])
-def test_archives_written_by_memzip_0_4_format_5_still_extract(archive_name, tmp_path):
+@pytest.mark.parametrize("archive_name", ["alice-400.format5.memz", "mixed.format5.memz",
+                                          "alice-400.format6.memz", "mixed.format6.memz"])
+def test_archives_written_by_memzip_0_4_and_0_5_still_extract(archive_name, tmp_path):
     """tests/data holds archives memzip 0.4 wrote (format 5, profile 1 in no bytes: no adaptive
-    bias; made with the code at commit 45b84be) of the first 400 bytes of
+    bias; made with the code at commit 45b84be) and memzip 0.5 wrote (format 6, profile 2 in no
+    bytes: the bias, window 2,048; commit 24eefc5) of the first 400 bytes of
     examples/alice-1500.txt and of the mixed text below (CR LF kept as it is not on every line)."""
     from pathlib import Path
 
@@ -160,7 +162,8 @@ def test_archives_written_by_memzip_0_4_format_5_still_extract(archive_name, tmp
             b"Alice was beginning to get very tired of sitting by her sister on the bank.\r\n"
             b"Caf\xc3\xa9 \xf0\x9f\x8e\x89 \xff\n")
     data = (DATA / archive_name).read_bytes()
-    assert data[:4] == b"\x89mz\x05" and not data[4] & 2  # version 5, no SETTINGS flag: profile 1
+    version = int(archive_name[-6])
+    assert data[:4] == b"\x89mz" + bytes([version]) and not data[4] & 2  # no SETTINGS flag: the implicit profile
     out = tmp_path / "out"
     result = CliRunner().invoke(app, ["extract", str(DATA / archive_name), "-o", str(out), "-q"])
     assert result.exit_code == 0, result.output

@@ -147,7 +147,7 @@ class ExactEngine:
         settings = DecodeSettings(engine=ENGINE, batch_size=None, margin=None, window=job.window,
                                   exact=EXACT_SETTINGS.to_header(),
                                   coding=coding_settings(job.options).to_header(coding_kind(job.options.mem_vectors)))
-        # format 6 writes a profile's settings (memzip/format/compact.py), streams starting at the
+        # format 7 writes a profile's settings (memzip/format/compact.py), streams starting at the
         # model's document-start token, as a profile number: profile 2, the defaults, as no bytes
         default_start = job.layout == model_only_layout(loaded.tokenizer)
         settings.profile = matching_profile(settings, job.options.mem_vectors) if default_start else None
@@ -230,7 +230,7 @@ class ExactEngine:
         offsets = archive.arrays["residual_offsets"].tolist()
         residual = archive.arrays["residual"].tobytes()
         prefix_tokens = model_only_layout(loaded.tokenizer).prefix if decode.prefix_tokens is None \
-            else decode.prefix_tokens  # None: a profile (formats 5-6): the model's document-start token
+            else decode.prefix_tokens  # None: a profile (formats 5-7): the model's document-start token
         layout = Layout(tuple(prefix_tokens), tuple(decode.infix_tokens))
         prefix, infix = _layout_rows(model, layout.prefix), _layout_rows(model, layout.infix)
         vectors = None

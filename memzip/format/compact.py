@@ -28,8 +28,8 @@ from memzip.format.header import (CODING_KINDS, EXACT_ENGINES, MAX_CHUNK_TOKENS,
                                   ModelIdentity, TextInfo, VectorLayout, parse_header)
 
 MAGIC = b"\x89mz"  # 3 bytes: a high-bit byte (7-bit transports), "mz"
-VERSION = 6  # what memzip writes
-VERSIONS = (5, 6)  # the versions of this layout; they differ only in which profile is implicit
+VERSION = 7  # what memzip writes
+VERSIONS = (5, 6, 7)  # the versions of this layout; they differ only in which profiles they know
 FRAMING = len(MAGIC) + 1 + 2  # bytes that are neither header fields nor payload: magic, version, CRC-16
 
 # flags, a varint; a reader MUST refuse bits it does not know
@@ -60,8 +60,16 @@ PROFILE_1 = {
 # Profile 2, the defaults of format 6: profile 1 plus the adaptive bias over the vocabulary,
 # learning at 2^-3 logits a token (memzip/exact/adaptive.py).
 PROFILE_2 = {**PROFILE_1, "coding": {**PROFILE_1["coding"], "bias_bits": 3}}
-PROFILES = {1: PROFILE_1, 2: PROFILE_2}  # 0: the settings are JSON in the header
-IMPLICIT_PROFILE = {5: 1, 6: 2}  # what a header without SETTINGS uses, by version
+# Profiles 3 and 4 (format 7): profile 2 with attention over the sink and 4,096 or 8,192
+# positions, what `--window 4096` / `--window 8192` ask for: fewer bytes on long streams for
+# slower coding both ways (docs/benchmarks.md §1), one byte of settings instead of ~60.
+PROFILE_3 = {**PROFILE_2, "window": 4096}
+PROFILE_4 = {**PROFILE_2, "window": 8192}
+PROFILES = {1: PROFILE_1, 2: PROFILE_2, 3: PROFILE_3, 4: PROFILE_4}  # 0: the settings are JSON in the header
+IMPLICIT_PROFILE = {5: 1, 6: 2, 7: 2}  # what a header without SETTINGS uses, by version
+# The profiles a version knows (numbered in the order formats adopted them): it writes one of
+# them other than its implicit one as its number (SETTINGS + one varint), a later one as JSON.
+LAST_PROFILE = {5: 1, 6: 2, 7: 4}
 
 MAX_NAME = 4096  # bytes of a model name (an alias, hub id or path) or a file name
 MAX_SETTINGS_BYTES = 1 << 20
@@ -93,7 +101,7 @@ def model_reference(identity: ModelIdentity) -> str:
 
 
 def encode(archive, tensors_raw: bytes, dictionary, version: int = VERSION) -> tuple[bytes, int]:
-    """Format 6's bytes (or 5's, for tests of what memzip 0.4 wrote) of `archive` (arrays already
+    """Format 7's bytes (or 5's or 6's, for tests of what memzip 0.4 and 0.5 wrote) of `archive` (arrays already
     checked), its tensors (safetensors, or b"") compressed with `dictionary` into the tensors
     frame; and where the header ends (after its check), which is where the residual or the stored
     bytes begin."""
@@ -106,8 +114,8 @@ def encode(archive, tensors_raw: bytes, dictionary, version: int = VERSION) -> t
     if not stored:
         decode, model = header.decode, header.model
         profile = _profile(header)
-        if version == 5 and profile != 1:
-            profile = 0  # version 5 knows profile 1 only
+        if profile > LAST_PROFILE[version]:
+            profile = 0  # a profile this (older) version does not know: its settings as JSON
         if profile != IMPLICIT_PROFILE[version]:
             flags |= SETTINGS
             fields += varint(profile)
@@ -284,7 +292,7 @@ class Reader:
 
 
 def decode(data: bytes, decompress, dictionary_version: int) -> tuple[Header, dict, dict, bytes | None]:
-    """(header, arrays but the tensors', the tensors frame's raw bytes or None) of format-5 or -6
+    """(header, arrays but the tensors', the tensors frame's raw bytes or None) of format-5, -6 or -7
     bytes; `decompress(frame, limit, what, error, version)` reads a zstd frame as container.py does."""
     version = data[len(MAGIC)]
     read = Reader(data, len(MAGIC) + 1)
@@ -298,8 +306,8 @@ def decode(data: bytes, decompress, dictionary_version: int) -> tuple[Header, di
     encode_info = {}
     if not stored:
         profile = read.varint(max(PROFILES), "profile") if flags & SETTINGS else IMPLICIT_PROFILE[version]
-        if flags & SETTINGS and (profile == IMPLICIT_PROFILE[version] or profile not in (0, *PROFILES)
-                                 or version == 5 and profile != 0):
+        # a number written here names a profile this version knows other than its implicit one
+        if flags & SETTINGS and (profile == IMPLICIT_PROFILE[version] or profile > LAST_PROFILE[version]):
             raise HeaderFormatError(f"header field profile is {profile}, which a version-{version} archive "
                                     "does not write")
         if profile == 0:
@@ -418,4 +426,4 @@ def _file_name(name: str | None) -> str | None:
     return name
 
 
-__all__ = ["MAGIC", "VERSION", "VERSIONS", "PROFILE_1", "PROFILE_2", "encode", "decode", "model_fingerprint", "CODING_KINDS", "EXACT_ENGINES"]
+__all__ = ["MAGIC", "VERSION", "VERSIONS", "PROFILE_1", "PROFILE_2", "PROFILE_3", "PROFILE_4", "encode", "decode", "model_fingerprint", "CODING_KINDS", "EXACT_ENGINES"]
