@@ -287,7 +287,7 @@ def _compress_line(result: dict) -> str:
         pieces = f", {result['tokens_per_vector']} tokens/vector"
     else:  # streams: each after the first restarts the context and the bias, and makes extraction faster
         pieces = f" in {result['chunks']} stream" + ("" if result["chunks"] == 1 else
-                                                      "s (--streams 1: ~1% fewer bytes, ~2x slower extraction)")
+                                                      "s (fewer with --streams: fewer bytes, slower extraction)")
     return (f"{where}: {result['original_bytes']} -> {result['memz_bytes']} bytes "
             f"({result['bits_per_byte']:.3f} bits/byte; zstd -19: {result['zstd_bytes']}, xz -9: {result['xz_bytes']}), "
             f"{result['tokens']} tokens{pieces}, {result['seconds']:.1f} s")

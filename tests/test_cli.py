@@ -156,6 +156,13 @@ def test_no_adapt_codes_without_the_adaptive_bias(sample, tiny_dir, tmp_path):
     assert back.exit_code == 0 and back.stdout_bytes == sample.read_bytes()
 
 
+def test_the_summary_says_what_streams_trade(sample, tiny_dir):
+    """A file cut into streams: the summary names them and what fewer would change."""
+    result = run("compress", sample, "-m", tiny_dir, "--streams", "2", "--no-store")
+    assert result.exit_code == 0, result.output
+    assert "in 2 streams (fewer with --streams: fewer bytes, slower extraction)" in result.stderr
+
+
 @pytest.mark.parametrize("window, profile", [("4096", 3), ("8192", 4)])
 def test_a_longer_window_costs_one_byte_of_settings(sample, tiny_dir, window, profile):
     """--window 4096 / 8192 are format 7's profiles 3 and 4: the default archive plus one byte
