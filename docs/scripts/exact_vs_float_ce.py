@@ -3,8 +3,8 @@ of one stream, the exact model's bits (the float softmax of its logits, as compr
 them, sink + sliding window) beside the float32 model's twice: with the same sliding window (one
 forward of the whole text under a banded attention mask: the last `window` positions and the
 first), and in windows of 2,048 recomputed every 512 tokens (the logits
-docs/scripts/stages_on_bias_sim.py keeps in its cache; run that first). Prints bytes per range of
-positions. docs/benchmarks.md §1 ("On top of the bias") quotes it.
+docs/scripts/stages_on_bias_sim.py keeps in its cache, computed here if missing). Prints bytes per
+range of positions. docs/benchmarks.md §1 ("On top of the bias") quotes it.
 
     OMP_NUM_THREADS=2 python docs/scripts/exact_vs_float_ce.py ../shared/corpus/alice29.txt --limit 20000
 """
@@ -20,7 +20,7 @@ import memzip.exact.streams as streams
 from memzip.exact.coding import Distribution
 from memzip.exact.engine import CODING_SETTINGS, _layout_rows, exact_model
 from memzip.models import load_model, resolve_model
-from memzip.textcodec import TextCodec, crlf_as_lf
+from stages_on_bias_sim import dump_logits  # beside this script
 
 
 def main() -> None:
@@ -31,11 +31,8 @@ def main() -> None:
     parser.add_argument("--cache", default="", help="stages_on_bias_sim.py's logits file")
     args = parser.parse_args()
     cache = args.cache or f"/tmp/{os.path.basename(args.file)}-{args.limit}-logits.npy"
-    data = open(args.file, "rb").read()
-    data = data[:args.limit] if args.limit else data
-    data = crlf_as_lf(data) or data
     loaded = load_model(resolve_model("embedded"), device="cpu")
-    tokens = TextCodec(loaded.tokenizer).encode(data).tokens.tolist()
+    logits, tokens, _ = dump_logits(loaded, args.file, args.limit, cache)
     exact_rows = []
 
     def per_token_bits(logits, targets):  # compress_stream's report of the model's own bits, kept per token
@@ -48,8 +45,6 @@ def main() -> None:
     streams.compress_stream(model, Distribution(CODING_SETTINGS, model.shape.vocab, model.device),
                             _layout_rows(model, [0]), tokens, args.window)
     exact = torch.cat(exact_rows).numpy()
-    logits = np.load(cache, mmap_mode="r")
-    assert logits.shape[0] == len(tokens), "the cache is of another text"
     floats = np.array([-torch.log_softmax(torch.from_numpy(logits[i].astype(np.float32)), -1)[y].item() / math.log(2)
                        for i, y in enumerate(tokens)])
     ids = torch.tensor([[0] + tokens])

@@ -38,14 +38,15 @@ STAGES = {  # name: keyword arguments of simulate()
 }
 
 
-def dump_logits(path: str, limit: int, cache: str) -> tuple[np.ndarray, list[int], int]:
-    from memzip.models import load_model, resolve_model
+def dump_logits(loaded, path: str, limit: int, cache: str) -> tuple[np.ndarray, list[int], int]:
+    """(the float logits [n, V] from `cache`, computed into it first if missing; the tokens; the
+    text's bytes) of the first `limit` bytes of `path` (all if 0), with CR LF as LF as memzip codes
+    it. docs/scripts/exact_vs_float_ce.py uses it too."""
     from memzip.textcodec import TextCodec, crlf_as_lf
 
     data = open(path, "rb").read()
     data = data[:limit] if limit else data
-    data = crlf_as_lf(data) or data  # as memzip codes it
-    loaded = load_model(resolve_model("embedded"), device="cpu")
+    data = crlf_as_lf(data) or data
     tokens = TextCodec(loaded.tokenizer).encode(data).tokens.tolist()
     if not os.path.exists(cache):
         model, ids = loaded.model.eval(), [0] + tokens
@@ -62,7 +63,9 @@ def dump_logits(path: str, limit: int, cache: str) -> tuple[np.ndarray, list[int
         logits.flush()
         del logits
         os.replace(cache + ".part", cache)
-    return np.load(cache, mmap_mode="r"), tokens, len(data)
+    logits = np.load(cache, mmap_mode="r")
+    assert logits.shape[0] == len(tokens), f"{cache} holds the logits of another text"
+    return logits, tokens, len(data)
 
 
 def simulate(logits, tokens, bias_rate=BIAS_RATE, match_lr=0.0, match_min=4, ngram_lr=0.0,
@@ -119,7 +122,9 @@ def main() -> None:
     parser.add_argument("--cache", default="", help="the logits file (default: /tmp/<name>-<limit>-logits.npy)")
     args = parser.parse_args()
     cache = args.cache or f"/tmp/{os.path.basename(args.file)}-{args.limit}-logits.npy"
-    logits, tokens, size = dump_logits(args.file, args.limit, cache)
+    from memzip.models import load_model, resolve_model
+
+    logits, tokens, size = dump_logits(load_model(resolve_model("embedded"), device="cpu"), args.file, args.limit, cache)
     print(f"{args.file}: {size:,} bytes (CR LF as LF), {len(tokens):,} tokens, window {WINDOW} sliding by {SLIDE}\n")
     print("| stage | bytes | bits/byte | against the bias alone |\n|---|---|---|---|")
     base = None
