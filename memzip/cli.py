@@ -370,7 +370,7 @@ def test_command(
 @app.command()
 @reports_errors
 def stats(archive: ArchiveArg,
-          decode: Annotated[bool, typer.Option("--decode", help="Decode the archive in memory (loads its model) to measure zstd -19 and xz -9 on the original where the archive does not record them (formats 5-7).")] = False,
+          decode: Annotated[bool, typer.Option("--decode", help="Decode the archive in memory (loads its model) to measure zstd -19 and xz -9 on the original where the archive does not record them (formats 5-8).")] = False,
           model: Annotated[Optional[str], typer.Option("-m", "--model", help="With --decode: the model, if not the one the archive names.")] = None,
           device: DeviceOpt = "auto", quiet: QuietOpt = False, json_out: JsonOpt = False):
     """Where the bytes went: bits per byte beside zstd -19, xz -9 and the model's cross-entropy;
@@ -415,7 +415,7 @@ def stats(archive: ArchiveArg,
             ("xz -9", f"{report['xz_bytes']} bytes  x{report['xz_ratio']}  {bpb(report['xz_bits_per_byte'])}"),
         ]
     else:
-        rows.append(("zstd -19, xz -9", "not recorded: formats 5-7 keep only what decoding needs (--decode "
+        rows.append(("zstd -19, xz -9", "not recorded: formats 5-8 keep only what decoding needs (--decode "
                                         "measures them)"))
     if report["mode"] != "stored":
         if report["model_ce_bits_per_byte"] is not None:
@@ -459,7 +459,7 @@ def info(archive: ArchiveArg, json_out: JsonOpt = False):
         _emit_json(header)
         return
     for section, values in header.items():
-        if isinstance(values, dict):  # what the file records (formats 5-7 leave out what they derive)
+        if isinstance(values, dict):  # what the file records (formats 5-8 leave out what they derive)
             shown = {k: v for k, v in values.items() if v not in ("", None, 0) or k in ("mem_vectors", "bytes")}
             if shown:
                 typer.echo(f"{section}:")

@@ -32,7 +32,7 @@ ENGINES = ("auto", "exact", "float")
 # 2,048 and 1.077 at 4,096 (-0.74%) for 15% slower compression and 12% slower extraction; on
 # the whole book (4 streams of ~9,600 tokens) 1.056 and 1.049 (-0.66%) for 35% slower
 # compression. 2,048 stays the default; --window 4096 and 8192 cost one byte of settings
-# (format 7's profiles 3 and 4). A file is cut into streams decoded side by side: every stream
+# (format 8's profiles 6 and 7). A file is cut into streams decoded side by side: every stream
 # after the first costs ~33 bytes (its start has no context) and makes extraction faster, so
 # streams are at most STREAM_TOKENS long; a file of under 2 x SMALL_STREAM_TOKENS tokens (~30 KB
 # of English) is one stream, and larger ones get up to SMALL_FILE_STREAMS streams of at least

@@ -106,7 +106,7 @@ def compress_bytes(data: bytes, loaded: LoadedModel, options: CompressOptions | 
     chunks = [tokens[a:b] for a, b in spans]
     firsts = units(job, chunks)
     mine = [firsts[g] for g in world.mine(len(firsts))]
-    step = job.batch_size or 1
+    step = job.chunks_per_unit
 
     finished = journal.open(job_identity(data, loaded, job, world), require_match=resume) if journal else {}
     if journal:
@@ -261,9 +261,9 @@ def extract_bytes(archive: Archive, loaded: LoadedModel | None, force: bool = Fa
         return engine.failure_hint(header, loaded)
 
     lengths = archive.arrays["chunk_tokens"].tolist()
-    mine = world.mine(header.groups)
+    mine = world.mine(header.units)
     engine.prepare(loaded, header, on_prepare=preparation_reporter(on_progress))
-    step = header.decode.batch_size or 1  # chunks per unit: a group (float-ranks), else a stream or chunk
+    step = header.chunks_per_unit
     progress = Progress("extract", sum(sum(lengths[g * step:(g + 1) * step]) for g in mine), header.text.tokens,
                         on_progress)
     decoded = engine.extract_units(archive, loaded, mine, progress, batch_size, hint)
@@ -271,7 +271,7 @@ def extract_bytes(archive: Archive, loaded: LoadedModel | None, force: bool = Fa
     if not world.is_main:
         return None
     by_unit = {g: chunks for share in gathered for g, chunks in share.items()}
-    tokens = [t for g in range(header.groups) for chunk in by_unit[g] for t in chunk]
+    tokens = [t for g in range(header.units) for chunk in by_unit[g] for t in chunk]
     encoded = EncodedText(np.asarray(tokens, dtype=np.int32), *(archive.array(n) for n in (
         "escape_positions", "escape_bytes", "patch_ops", "patch_text")))
     data = TextCodec(loaded.tokenizer).decode(encoded)

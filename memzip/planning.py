@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from memzip.vectors.chunking import information_chunks, token_costs
 from memzip.errors import UsageError
+from memzip.exact.coding import coding_settings
 from memzip.exact.weights import ENGINE
 from memzip.format.header import FLOAT_RANKS
 from memzip.layout import Layout, model_only_layout
@@ -55,6 +56,14 @@ class Plan:
     @property
     def exact(self) -> bool:
         return self.engine != FLOAT_RANKS
+
+    @property
+    def chunks_per_unit(self) -> int:
+        """Chunks compressed together as one unit of work (journaled, shared out to torchrun
+        ranks): the batch, or the streams that share an adaptive bias, else one."""
+        if self.batch_size:
+            return self.batch_size
+        return coding_settings(self.options).bias_streams if self.exact else 1
 
 
 def choose_engine(options: CompressOptions, loaded: LoadedModel) -> str:
@@ -156,10 +165,9 @@ def default_streams(tokens: int, stream_tokens: int = STREAM_TOKENS) -> int:
 
 
 def units(job: Plan, chunks: list[list[int]]) -> list[int]:
-    """The first chunk of each unit of work (what the journal saves as it finishes): a group of
-    batch_size chunks, or one stream."""
-    step = job.batch_size or 1
-    return list(range(0, len(chunks), step))
+    """The first chunk of each unit of work (what the journal saves as it finishes):
+    Plan.chunks_per_unit chunks or streams each."""
+    return list(range(0, len(chunks), job.chunks_per_unit))
 
 
 @dataclass

@@ -50,7 +50,7 @@ def test_compress_extract_stats_info(sample, tiny_dir, tmp_path):
 
     result = run("stats", archive)
     text = " ".join(result.stdout.split())
-    assert "model-only" in text and "exact engine" in text and "format 7" in text
+    assert "model-only" in text and "exact engine" in text and "format 8" in text
     assert "zstd -19, xz -9 not recorded" in text  # format 5 keeps only what decoding needs
 
     import zstandard  # --decode measures them on the decoded original
@@ -163,9 +163,9 @@ def test_the_summary_says_what_streams_trade(sample, tiny_dir):
     assert "in 2 streams (fewer with --streams: fewer bytes, slower extraction)" in result.stderr
 
 
-@pytest.mark.parametrize("window, profile", [("4096", 3), ("8192", 4)])
+@pytest.mark.parametrize("window, profile", [("4096", 6), ("8192", 7)])
 def test_a_longer_window_costs_one_byte_of_settings(sample, tiny_dir, window, profile):
-    """--window 4096 / 8192 are format 7's profiles 3 and 4: the default archive plus one byte
+    """--window 4096 / 8192 are format 8's profiles 6 and 7: the default archive plus one byte
     (the sample is shorter than any of the windows, so the residual is the same), and back."""
     from memzip.format.container import decode_archive
 
@@ -183,7 +183,7 @@ def test_stdout_and_stdin_both_ways(sample, tiny_dir, tmp_path):
     result = run("compress", sample, "-m", tiny_dir, "-c", *FAST)
     assert result.exit_code == 0, result.output
     raw = result.stdout_bytes
-    assert raw.startswith(b"\x89mz\x07") and not (tmp_path / "sample.txt.memz").exists()
+    assert raw.startswith(b"\x89mz\x08") and not (tmp_path / "sample.txt.memz").exists()
     back = runner.invoke(app, ["extract", "-"], input=raw)  # stdin in, stdout out (gzip -d's way)
     assert back.exit_code == 0, back.output
     assert back.stdout_bytes == sample.read_bytes()

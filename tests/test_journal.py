@@ -17,7 +17,7 @@ from memzip.options import CompressOptions
 
 TEXT = b"One chunk after another, the book goes into vectors. " * 4
 OPTIONS = CompressOptions(mem_vectors=1, max_steps=3, chunk_tokens=8, batch_size=2, store_fallback=False)
-FAST = ["--streams", "4", "--no-store", "--quiet"]
+FAST = ["--streams", "8", "--no-store", "--quiet"]  # two groups of 4 streams sharing a bias: 2 units
 
 
 def interrupt_unit(monkeypatch, index: int, engine=memzip.exact.engine.ExactEngine):
@@ -52,7 +52,7 @@ def test_library_resume_gives_identical_archive(tiny, tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("options, module", [
-    (CompressOptions(streams=4, store_fallback=False), memzip.exact.engine.ExactEngine),
+    (CompressOptions(streams=8, store_fallback=False), memzip.exact.engine.ExactEngine),
     (CompressOptions(engine="float", chunk_tokens=8, batch_size=2, store_fallback=False), memzip.ranks.engine.RanksEngine),
 ], ids=["exact-streams", "float-groups"])
 def test_model_only_compression_resumes_too(options, module, tiny, tmp_path, monkeypatch):
@@ -67,17 +67,20 @@ def test_model_only_compression_resumes_too(options, module, tiny, tmp_path, mon
     assert encode_archive(resumed) == encode_archive(reference)
 
 
-def test_a_stream_is_a_small_unit_of_work(tiny):
-    """Streams are at most STREAM_TOKENS long, so an interruption loses at most one stream's work
-    (about 15 seconds on two CPU cores at the measured speed) whatever the file's size."""
+def test_a_group_of_streams_is_a_small_unit_of_work(tiny):
+    """Streams are at most STREAM_TOKENS long and a unit is a group of 4 (that share an adaptive
+    bias), so an interruption loses at most 4 streams' work (2-5 minutes on two CPU cores at the
+    measured speeds) whatever the file's size."""
     from memzip.options import STREAM_TOKENS
-    from memzip.planning import chunk_spans
+    from memzip.planning import chunk_spans, units
 
     job = plan(CompressOptions(), tiny)
     spans = chunk_spans(tiny, job, list(range(10 * STREAM_TOKENS + 5)))
     assert max(b - a for a, b in spans) <= STREAM_TOKENS and len(spans) == 11
     # under 2 x 4,096 tokens one stream; then up to 4 streams of at least 4,096
     assert len(chunk_spans(tiny, job, list(range(8191)))) == 1 and len(chunk_spans(tiny, job, list(range(900)))) == 1
+    assert job.chunks_per_unit == 4 and units(job, [[1]] * 11) == [0, 4, 8]
+    assert plan(CompressOptions(adaptive_bias=False), tiny).chunks_per_unit == 1
     assert len(chunk_spans(tiny, job, list(range(8192)))) == 2 and len(chunk_spans(tiny, job, list(range(12288)))) == 3
     assert len(chunk_spans(tiny, job, list(range(20000)))) == 4
 
@@ -139,7 +142,7 @@ def test_cli_interrupt_then_rerun(tiny_dir, tmp_path, monkeypatch):
     result = runner.invoke(app, ["compress", str(source), "-m", str(tiny_dir), *FAST])
     assert result.exit_code == 130
     message = " ".join(result.stderr.split())
-    assert "interrupted; 1 of 4 units of work" in message and "are saved in" in message and "--resume" in message
+    assert "interrupted; 1 of 2 units of work" in message and "are saved in" in message and "--resume" in message
     assert not target.exists()  # no half-written archive under the final name
     assert (tmp_path / "book.txt.memz.journal").exists()
     assert source.read_bytes() == TEXT

@@ -44,7 +44,7 @@ def test_exact_archives_name_the_engine_and_every_setting(tiny):
     archive, _ = compress_bytes(INPUTS["ascii"] * 3, tiny, MODEL_ONLY)
     decode = archive.header.decode
     assert decode.engine == ENGINE and decode.window == 16 and decode.margin is None and decode.batch_size is None
-    assert decode.exact["weight_bits"] == 12 and decode.coding == {"value_bits": 28, "grid_bits": 10, "bias_bits": 3,
+    assert decode.exact["weight_bits"] == 12 and decode.coding == {"value_bits": 28, "grid_bits": 10, "bias_bits": 3, "bias_streams": 4,
                                                                      "kind": "distribution"}
     assert "group_digests" not in archive.arrays
     # the coder spends what the model's probabilities say (--no-adapt), and less with the bias on
@@ -61,6 +61,7 @@ def test_streams_split_the_text_evenly_and_decode_in_any_batch(tiny):
     archive, _ = compress_bytes(data, tiny, dataclasses.replace(MODEL_ONLY, streams=5))
     sizes = archive.arrays["chunk_tokens"].tolist()
     assert len(sizes) == 5 and max(sizes) - min(sizes) <= 1
+    assert archive.header.units == 2  # streams 0-3 share an adaptive bias and decode together, 4 has its own
     assert archive.arrays["residual_offsets"].tolist()[-1] == archive.arrays["residual"].size
     for batch in (1, 2, 5, None):
         assert extract_bytes(archive, tiny, batch_size=batch) == data
@@ -310,15 +311,16 @@ def test_mixed_line_endings_are_coded_as_they_are(tiny):
     assert extract_bytes(decode_archive(encode_archive(archive)), tiny) == data
 
 
-def test_the_defaults_are_written_as_profile_2_no_adapt_as_1_and_other_settings_in_full(tiny):
+def test_the_defaults_are_written_as_profile_5_no_adapt_as_1_and_other_settings_in_full(tiny):
     from memzip.format import compact
 
     data = INPUTS["ascii"] * 3
     default, _ = compress_bytes(data, tiny, CompressOptions(store_fallback=False))
     plain, _ = compress_bytes(data, tiny, CompressOptions(store_fallback=False, adaptive_bias=False))
     other, _ = compress_bytes(data, tiny, CompressOptions(store_fallback=False, window=1024))
-    assert (default.header.decode.profile, plain.header.decode.profile, other.header.decode.profile) == (2, 1, None)
+    assert (default.header.decode.profile, plain.header.decode.profile, other.header.decode.profile) == (5, 1, None)
     assert default.header.decode.coding["bias_bits"] == 3 and "bias_bits" not in plain.header.decode.coding
+    assert default.header.decode.coding["bias_streams"] == 4 and "bias_streams" not in plain.header.decode.coding
     raw_default, raw_plain, raw_other = encode_archive(default), encode_archive(plain), encode_archive(other)
     assert not raw_default[4] & compact.SETTINGS and raw_plain[4] & compact.SETTINGS and raw_plain[5] == 1
     assert raw_other[4] & compact.SETTINGS and raw_other[5] == 0
@@ -332,7 +334,9 @@ def test_coding_settings_the_coder_cannot_use_are_refused_as_a_header_error(tiny
     from memzip.errors import HeaderFormatError
 
     archive, _ = compress_bytes(INPUTS["ascii"], tiny, CompressOptions(store_fallback=False))
-    for coding in ({**archive.header.decode.coding, "bias_bits": 40}, {**archive.header.decode.coding, "later": 1}):
+    for coding in ({**archive.header.decode.coding, "bias_bits": 40}, {**archive.header.decode.coding, "later": 1},
+                   {**archive.header.decode.coding, "bias_streams": 0},
+                   {**archive.header.decode.coding, "bias_bits": 0, "bias_streams": 2}):
         archive.header.decode.coding, archive.header.decode.profile = coding, None
         with pytest.raises(HeaderFormatError, match="coding settings"):
             extract_bytes(decode_archive(encode_archive(archive)), tiny)

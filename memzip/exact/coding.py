@@ -48,12 +48,38 @@ class CodingSettings:
     # 0: none; k: an adaptive bias over the vocabulary learning at 2^-k logits a token
     # (memzip/exact/adaptive.py). Archives before format 6 have no such key: 0.
     bias_bits: int = 0
+    # consecutive streams that share one bias, decoded in lockstep (memzip/exact/streams.py).
+    # Archives before format 8 have no such key: 1, a bias per stream.
+    bias_streams: int = 1
 
     def to_header(self, kind: str) -> dict:
         fields = asdict(self)
         if not self.bias_bits:
             del fields["bias_bits"]  # as formats 2-5 recorded them, so profile 1 still matches
+        if self.bias_streams == 1:
+            del fields["bias_streams"]  # as formats 6-7 recorded them, so profiles 2-4 still match
         return {**fields, "kind": kind}
+
+
+CODING_SETTINGS = CodingSettings()  # without the adaptive bias: streams with vectors, --no-adapt
+# The adaptive bias's learning rate, 2^-3 logits a token: of 2^-2..2^-5 the best on 20 KB of
+# alice29.txt (float simulation, docs/benchmarks.md §1).
+ADAPTIVE_BIAS_BITS = 3
+# Streams that share one bias (format 8): on alice29.txt in 4 streams, one bias learning from all
+# four instead of one each codes 0.64% fewer bytes (docs/benchmarks.md §1). Four, not every
+# stream of a file: a group is the unit that compression journals and torchrun ranks share out.
+ADAPTIVE_BIAS_STREAMS = 4
+MAX_BIAS_STREAMS = 64
+
+
+def coding_settings(options) -> CodingSettings:
+    """How a job's streams are coded: model-only streams learn a bias over the vocabulary as they
+    go (memzip/exact/adaptive.py), shared by groups of streams, unless the user said --no-adapt;
+    streams with [mem] vectors are coded against the model's own first choice, which is what their
+    vectors were fitted for."""
+    if options.mem_vectors or not options.adaptive_bias:
+        return CODING_SETTINGS
+    return CodingSettings(bias_bits=ADAPTIVE_BIAS_BITS, bias_streams=ADAPTIVE_BIAS_STREAMS)
 
 
 @dataclass
@@ -68,6 +94,11 @@ class CodedRows:
     first_lows: list[int]
     first_freqs: list[int]
 
+    def select(self, rows: list[int]) -> "CodedRows":
+        """The rows `rows`, in that order."""
+        return CodedRows(*([column[i] for i in rows] for column in (
+            self.targets, self.lows, self.highs, self.totals, self.firsts, self.first_lows, self.first_freqs)))
+
 
 class Distribution:
     """Integer frequencies from exact logits."""
@@ -79,6 +110,9 @@ class Distribution:
         self._int_table = self._table.to(torch.int64).cpu().numpy()
         if not 0 <= settings.bias_bits <= settings.grid_bits + FRACTION_BITS:
             raise ValueError(f"bias_bits {settings.bias_bits} is outside 0..{settings.grid_bits + FRACTION_BITS}")
+        if not 1 <= settings.bias_streams <= (MAX_BIAS_STREAMS if settings.bias_bits else 1):
+            raise ValueError(f"bias_streams {settings.bias_streams} is outside 1..{MAX_BIAS_STREAMS}, or set "
+                             "without a bias")
         largest = vocab * int(self._table[0])
         if largest > max_total(REGISTER_BITS) or largest >= 2 ** 53:
             raise ValueError(f"value_bits {settings.value_bits} is too large for a vocabulary of {vocab}")
@@ -94,11 +128,12 @@ class Distribution:
         """Running sums of the frequencies: token t's interval is [c[t-1], c[t]); exact in float64."""
         return self.frequencies(logits).cumsum_(dim=-1)
 
-    def adaptive_bias(self, streams: int) -> VocabularyBias | None:
-        """The biases of `streams` streams, all zero, where the settings have one."""
+    def adaptive_bias(self, biases: int) -> VocabularyBias | None:
+        """`biases` biases (one per group of settings.bias_streams streams), all zero, where the
+        settings have one."""
         if not self.settings.bias_bits:
             return None
-        return VocabularyBias(streams, self.vocab, self.settings.bias_bits, self.settings.grid_bits, self._int_table)
+        return VocabularyBias(biases, self.vocab, self.settings.bias_bits, self.settings.grid_bits, self._int_table)
 
     def rows(self, logits: torch.Tensor, targets: torch.Tensor, bias: VocabularyBias | None = None,
              stream: int = 0) -> CodedRows:

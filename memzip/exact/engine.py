@@ -28,11 +28,11 @@ import torch
 
 from memzip.engines import UnitResult
 from memzip.errors import HeaderFormatError
-from memzip.exact.coding import CodingSettings, Distribution
+from memzip.exact.coding import CodingSettings, Distribution, coding_settings
 from memzip.exact.integer import quantize
 from memzip.exact import build_engine
 from memzip.exact.model import ENGINE, Context, ExactLlama, ExactSettings, ExactWeights
-from memzip.exact.streams import compress_stream, extract_streams
+from memzip.exact.streams import compress_stream, compress_streams, extract_streams
 from memzip.format import vectors as storage
 from memzip.format.container import Archive
 from memzip.format.header import DecodeSettings, Header
@@ -44,19 +44,6 @@ from memzip.planning import Plan, free_bytes, host_available_bytes, stream_batch
 from memzip.vectors.fitting import cost_without_vectors, fit_and_store
 
 EXACT_SETTINGS = ExactSettings()
-CODING_SETTINGS = CodingSettings()  # without the adaptive bias: streams with vectors, --no-adapt
-# The adaptive bias's learning rate, 2^-3 logits a token: of 2^-2..2^-5 the best on 20 KB of
-# alice29.txt (float simulation, docs/benchmarks.md §1).
-ADAPTIVE_BIAS_BITS = 3
-
-
-def coding_settings(options) -> CodingSettings:
-    """How a job's streams are coded: model-only streams learn a bias over the vocabulary as they
-    go (memzip/exact/adaptive.py) unless the user said --no-adapt; streams with [mem] vectors are
-    coded against the model's own first choice, which is what their vectors were fitted for."""
-    if options.mem_vectors or not options.adaptive_bias:
-        return CODING_SETTINGS
-    return CodingSettings(bias_bits=ADAPTIVE_BIAS_BITS)
 
 
 def exact_model(loaded: LoadedModel, settings: ExactSettings = EXACT_SETTINGS, on_prepare=None) -> ExactLlama:
@@ -147,8 +134,8 @@ class ExactEngine:
         settings = DecodeSettings(engine=ENGINE, batch_size=None, margin=None, window=job.window,
                                   exact=EXACT_SETTINGS.to_header(),
                                   coding=coding_settings(job.options).to_header(coding_kind(job.options.mem_vectors)))
-        # format 7 writes a profile's settings (memzip/format/compact.py), streams starting at the
-        # model's document-start token, as a profile number: profile 2, the defaults, as no bytes
+        # format 8 writes a profile's settings (memzip/format/compact.py), streams starting at the
+        # model's document-start token, as a profile number: profile 5, the defaults, as no bytes
         default_start = job.layout == model_only_layout(loaded.tokenizer)
         settings.profile = matching_profile(settings, job.options.mem_vectors) if default_start else None
         return settings
@@ -189,8 +176,8 @@ class ExactEngine:
             extra = dict(ce_without_vectors_bits=cost_without_vectors(loaded, job.layout, chunks), packed=fitted.packed,
                          scales=fitted.scales, steps=[f.steps for f in fitted.fits],
                          losses=[f.loss for f in fitted.fits], accuracies=[f.accuracy for f in fitted.fits])
-        coded = [compress_stream(model, distribution, start, chunk, job.window, kind, on_tokens=progress.tokens)
-                 for start, chunk in zip(starts, chunks)]
+        coded = compress_streams(model, distribution, torch.stack(starts), chunks, job.window, kind,
+                                 on_tokens=progress.tokens)
         return UnitResult(first, b"".join(c.residual for c in coded), [c.misses for c in coded],
                           [c.coded_bits for c in coded], [c.model_bits for c in coded],
                           residual_lengths=[len(c.residual) for c in coded], seconds=time.perf_counter() - started,
@@ -215,8 +202,9 @@ class ExactEngine:
 
     def extract_units(self, archive: Archive, loaded: LoadedModel, units: list[int], progress,
                       batch_size: int | None = None, hint=None) -> dict[int, list[list[int]]]:
-        """Decode the streams (or chunks) `units`, `batch_size` side by side (default: planned from
-        memory; any batch decodes the same)."""
+        """Decode the units `units` (a stream or chunk each, or a group of streams sharing an
+        adaptive bias), about `batch_size` streams side by side (default: planned from memory;
+        whole groups, and any batch decodes the same)."""
         header = archive.header
         decode = header.decode
         model = exact_model(loaded, settings_of(header))
@@ -230,7 +218,7 @@ class ExactEngine:
         offsets = archive.arrays["residual_offsets"].tolist()
         residual = archive.arrays["residual"].tobytes()
         prefix_tokens = model_only_layout(loaded.tokenizer).prefix if decode.prefix_tokens is None \
-            else decode.prefix_tokens  # None: a profile (formats 5-7): the model's document-start token
+            else decode.prefix_tokens  # None: a profile (formats 5-8): the model's document-start token
         layout = Layout(tuple(prefix_tokens), tuple(decode.infix_tokens))
         prefix, infix = _layout_rows(model, layout.prefix), _layout_rows(model, layout.infix)
         vectors = None
@@ -238,10 +226,13 @@ class ExactEngine:
             v = header.vectors
             vectors = exact_vectors(archive.arrays["vectors"], archive.arrays.get("vector_scales"), v.dtype,
                                     v.code_dims, header.model.d_model)
-        batch = batch_size or planned_batch(model, len(units), decode.window)
-        out: dict[int, list[list[int]]] = {}
-        for a in range(0, len(units), batch):
-            part = units[a:a + batch]
+        per_unit = header.chunks_per_unit
+        streams = [i for u in units for i in range(u * per_unit, min((u + 1) * per_unit, len(lengths)))]
+        batch = batch_size or planned_batch(model, len(streams), decode.window)
+        batch = -(-batch // per_unit) * per_unit  # whole groups: they decode in lockstep
+        decoded_streams: dict[int, list[int]] = {}
+        for a in range(0, len(streams), batch):
+            part = streams[a:a + batch]
             if vectors is None:
                 starts = prefix[None].expand(len(part), -1, -1)
             else:
@@ -249,8 +240,9 @@ class ExactEngine:
             decoded = extract_streams(model, distribution, starts,
                                       [residual[offsets[i]:offsets[i + 1]] for i in part], [lengths[i] for i in part],
                                       decode.window, decode.coding["kind"], on_tokens=progress.tokens)
-            out.update({i: [tokens] for i, tokens in zip(part, decoded)})
-        return out
+            decoded_streams.update(zip(part, decoded))
+        return {u: [decoded_streams[i] for i in range(u * per_unit, min((u + 1) * per_unit, len(lengths)))]
+                for u in units}
 
     def failure_hint(self, header: Header, loaded: LoadedModel) -> str:
         return ("The exact engine decodes the same on every machine, so this archive is damaged or was made "

@@ -79,53 +79,92 @@ def compress_stream(model: ExactLlama, distribution: Distribution, start: torch.
                     window: int, kind: str = "distribution", block: int = 512,
                     on_tokens: Callable[[int], None] | None = None) -> CodedStream:
     """Code `tokens` decoded from `start` rows [s, d] (float64)."""
-    encoder = StreamEncoder(kind)
-    if not tokens:
-        return CodedStream(encoder.finish(), 0.0, 0.0, 0)
-    device = model.device
-    targets = torch.tensor(tokens, device=device)
-    inputs = torch.cat([start.to(device), model.embed(targets[:-1])])  # position i codes token i - s + 1
-    first_coding = start.shape[0] - 1
-    context = model.new_context(1, window, window + block)
+    return compress_streams(model, distribution, start[None], [tokens], window, kind, block, on_tokens)[0]
+
+
+def compress_streams(model: ExactLlama, distribution: Distribution, starts: torch.Tensor, streams: list[list[int]],
+                     window: int, kind: str = "distribution", block: int = 512,
+                     on_tokens: Callable[[int], None] | None = None) -> list[CodedStream]:
+    """Code `streams` side by side, each decoded from its start rows (`starts` [G, s, d], float64),
+    in the order extraction decodes them: position by position, and at each position the streams
+    still running in index order. With an adaptive bias the streams share one (the archive's
+    `bias_streams` is at least G): it learns each token before the next stream's is coded, so a
+    stream's bias learns from the whole group's text, not only its own."""
+    count, lengths = len(streams), [len(tokens) for tokens in streams]
+    encoders = [StreamEncoder(kind) for _ in streams]
+    model_bits = [0.0] * count
+    device, longest = model.device, max(lengths, default=0)
+    if longest == 0:
+        return [CodedStream(e.finish(), 0.0, 0.0, 0) for e in encoders]
+    targets = torch.zeros(count, longest, dtype=torch.long, device=device)  # token 0 pads the shorter streams
+    for g, tokens in enumerate(streams):
+        targets[g, :len(tokens)] = torch.tensor(tokens, dtype=torch.long, device=device)
+    inputs = torch.cat([starts.to(device), model.embed(targets[:, :-1])], dim=1)  # position i codes token i - s + 1
+    first_coding = starts.shape[1] - 1
+    ends = torch.tensor(lengths, device=device)
+    context = model.new_context(count, window, window + block)
     bias = distribution.adaptive_bias(1)
-    model_bits = 0.0
-    for a in range(0, inputs.shape[0], block):
-        rows = inputs[a:a + block]
-        coding = torch.arange(max(0, first_coding - a), rows.shape[0], device=device)  # positions that code a token
-        with _timed("forward"):
-            hidden = model.forward(rows[None], context, coding)[0]
-        coded = a + int(coding[0]) - first_coding if coding.numel() else 0
-        for part in hidden.split(LOGIT_ROWS):
+    for a in range(0, inputs.shape[1], block):
+        rows = inputs[:, a:a + block]
+        coding = torch.arange(max(0, first_coding - a), rows.shape[1], device=device)  # positions that code a token
+        if coding.numel() == 0:
             with _timed("forward"):
-                logits = model.logits(part)
-            wanted = targets[coded:coded + part.shape[0]]
+                model.forward(rows, context, coding)
+            continue
+        with _timed("forward"):
+            hidden = model.forward(rows, context, coding)  # [G, n, d]
+        coded = a + int(coding[0]) - first_coding
+        for part in hidden.split(max(1, LOGIT_ROWS // count), dim=1):
+            n = part.shape[1]
+            with _timed("forward"):
+                logits = model.logits(part.reshape(count * n, -1)).view(count, n, -1).transpose(0, 1)  # [n, G, V]
+            running = (torch.arange(coded, coded + n, device=device)[:, None] < ends).reshape(-1)
+            order = running.nonzero()[:, 0]  # (position, stream) pairs in coding order
+            logits = logits.reshape(n * count, -1).index_select(0, order)
+            wanted = targets[:, coded:coded + n].T.reshape(-1).index_select(0, order)
+            of_stream = (order % count).tolist()
+            rows_of = {g: [i for i, s in enumerate(of_stream) if s == g] for g in dict.fromkeys(of_stream)}
             with _timed("coding"):
-                encoder.code(distribution.rows(logits, wanted, bias))
-            model_bits += ideal_bits(logits, wanted)
-            coded += part.shape[0]
-        if on_tokens and coding.numel():
-            on_tokens(coding.numel())
-    return CodedStream(encoder.finish(), encoder.bits, model_bits, encoder.misses)
+                coded_rows = distribution.rows(logits, wanted, bias)
+                for g, mine in rows_of.items():
+                    encoders[g].code(coded_rows.select(mine) if len(rows_of) > 1 else coded_rows)
+            for g, mine in rows_of.items():
+                index = torch.tensor(mine, device=device)
+                model_bits[g] += ideal_bits(logits.index_select(0, index), wanted.index_select(0, index))
+            if on_tokens:
+                on_tokens(len(of_stream))
+            coded += n
+    return [CodedStream(e.finish(), e.bits, bits, e.misses) for e, bits in zip(encoders, model_bits)]
 
 
 def extract_streams(model: ExactLlama, distribution: Distribution, starts: torch.Tensor, residuals: list[bytes],
                     lengths: list[int], window: int, kind: str = "distribution",
                     on_tokens: Callable[[int], None] | None = None) -> list[list[int]]:
-    """Decode streams side by side: `starts` [B, s, d], their residual bytes and token counts."""
+    """Decode streams side by side: `starts` [B, s, d], their residual bytes and token counts.
+    With an adaptive bias, streams i and j share one where i // bias_streams == j // bias_streams
+    (the caller hands over whole groups), and at each step they take turns in index order, as
+    compress_streams coded them."""
     produced: list[list[int]] = [[] for _ in lengths]
     active = [i for i, n in enumerate(lengths) if n > 0]
     if not active:
         return produced
     decoders = {i: StreamDecoder(residuals[i], kind) for i in active}
-    bias = distribution.adaptive_bias(len(lengths))  # one per stream, or None
+    group = distribution.settings.bias_streams
+    bias = distribution.adaptive_bias(-(-len(lengths) // group))  # one per group of streams, or None
     context = model.new_context(len(active), window)
     with _timed("forward"):
         hidden = model.forward(starts[active].to(model.device), context)[:, 0]
     while True:
         with _timed("forward"):
             logits = model.logits(hidden)
+        tokens = [0] * len(active)
         with _timed("coding"):
-            tokens = decode_tokens(distribution, logits, [decoders[i] for i in active], bias, active)
+            for rows in _turns(active, group if bias is not None else len(lengths)):
+                mine = logits if len(rows) == len(active) else logits[rows]
+                found = decode_tokens(distribution, mine, [decoders[active[j]] for j in rows], bias,
+                                      [active[j] // group for j in rows])
+                for j, token in zip(rows, found):
+                    tokens[j] = token
         for i, token in zip(active, tokens):
             produced[i].append(token)
         if on_tokens:
@@ -139,3 +178,18 @@ def extract_streams(model: ExactLlama, distribution: Distribution, starts: torch
         fed = model.embed(torch.tensor(tokens, device=model.device)[:, None])
         with _timed("forward"):
             hidden = model.forward(fed, context)[:, 0]
+
+
+def _turns(active: list[int], group: int) -> list[list[int]]:
+    """Rows of `active` (stream indices, ascending) decoded together in one extraction step: the
+    first running stream of every group of `group` streams, then the second, and so on; rows in
+    one turn never share a bias."""
+    turns: list[list[int]] = []
+    seen: dict[int, int] = {}
+    for j, i in enumerate(active):
+        turn = seen.get(i // group, 0)
+        seen[i // group] = turn + 1
+        if turn == len(turns):
+            turns.append([])
+        turns[turn].append(j)
+    return turns

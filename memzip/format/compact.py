@@ -28,8 +28,8 @@ from memzip.format.header import (CODING_KINDS, EXACT_ENGINES, MAX_CHUNK_TOKENS,
                                   ModelIdentity, TextInfo, VectorLayout, parse_header)
 
 MAGIC = b"\x89mz"  # 3 bytes: a high-bit byte (7-bit transports), "mz"
-VERSION = 7  # what memzip writes
-VERSIONS = (5, 6, 7)  # the versions of this layout; they differ only in which profiles they know
+VERSION = 8  # what memzip writes
+VERSIONS = (5, 6, 7, 8)  # the versions of this layout; they differ only in which profiles they know
 FRAMING = len(MAGIC) + 1 + 2  # bytes that are neither header fields nor payload: magic, version, CRC-16
 
 # flags, a varint; a reader MUST refuse bits it does not know
@@ -65,11 +65,16 @@ PROFILE_2 = {**PROFILE_1, "coding": {**PROFILE_1["coding"], "bias_bits": 3}}
 # slower coding both ways (docs/benchmarks.md §1), one byte of settings instead of ~60.
 PROFILE_3 = {**PROFILE_2, "window": 4096}
 PROFILE_4 = {**PROFILE_2, "window": 8192}
-PROFILES = {1: PROFILE_1, 2: PROFILE_2, 3: PROFILE_3, 4: PROFILE_4}  # 0: the settings are JSON in the header
-IMPLICIT_PROFILE = {5: 1, 6: 2, 7: 2}  # what a header without SETTINGS uses, by version
+# Profiles 5-7 (format 8; 5 its defaults): profiles 2-4 with one bias shared by each group of 4
+# consecutive streams, decoded in lockstep (memzip/exact/streams.py).
+PROFILE_5, PROFILE_6, PROFILE_7 = ({**p, "coding": {**p["coding"], "bias_streams": 4}}
+                                   for p in (PROFILE_2, PROFILE_3, PROFILE_4))
+PROFILES = {1: PROFILE_1, 2: PROFILE_2, 3: PROFILE_3, 4: PROFILE_4, 5: PROFILE_5, 6: PROFILE_6,
+            7: PROFILE_7}  # 0: the settings are JSON in the header
+IMPLICIT_PROFILE = {5: 1, 6: 2, 7: 2, 8: 5}  # what a header without SETTINGS uses, by version
 # The profiles a version knows (numbered in the order formats adopted them): it writes one of
 # them other than its implicit one as its number (SETTINGS + one varint), a later one as JSON.
-LAST_PROFILE = {5: 1, 6: 2, 7: 4}
+LAST_PROFILE = {5: 1, 6: 2, 7: 4, 8: 7}
 
 MAX_NAME = 4096  # bytes of a model name (an alias, hub id or path) or a file name
 MAX_SETTINGS_BYTES = 1 << 20
@@ -101,8 +106,8 @@ def model_reference(identity: ModelIdentity) -> str:
 
 
 def encode(archive, tensors_raw: bytes, dictionary, version: int = VERSION) -> tuple[bytes, int]:
-    """Format 7's bytes (or 5's or 6's, for tests of what memzip 0.4 and 0.5 wrote) of `archive` (arrays already
-    checked), its tensors (safetensors, or b"") compressed with `dictionary` into the tensors
+    """Format 8's bytes (or 5's-7's, for tests of what memzip 0.4-0.6 wrote) of `archive` (arrays
+    already checked), its tensors (safetensors, or b"") compressed with `dictionary` into the tensors
     frame; and where the header ends (after its check), which is where the residual or the stored
     bytes begin."""
     header, arrays = archive.header, archive.arrays
@@ -426,4 +431,4 @@ def _file_name(name: str | None) -> str | None:
     return name
 
 
-__all__ = ["MAGIC", "VERSION", "VERSIONS", "PROFILE_1", "PROFILE_2", "PROFILE_3", "PROFILE_4", "encode", "decode", "model_fingerprint", "CODING_KINDS", "EXACT_ENGINES"]
+__all__ = ["MAGIC", "VERSION", "VERSIONS", "PROFILE_1", "PROFILE_2", "PROFILE_3", "PROFILE_4", "PROFILE_5", "PROFILE_6", "PROFILE_7", "encode", "decode", "model_fingerprint", "CODING_KINDS", "EXACT_ENGINES"]

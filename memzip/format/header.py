@@ -69,7 +69,7 @@ class DecodeSettings:
     # float-ranks: choices tolerate logits that differ from the compressor's by less than
     # margin / 2 (memzip/ranks/ranking.py); None for the exact engines, which need no margin.
     margin: float | None = 0.01
-    # fed before the [mem] vectors; None (formats 5-7, a profile): the model's document-start token
+    # fed before the [mem] vectors; None (formats 5-8, a profile): the model's document-start token
     prefix_tokens: list[int] | None = field(default_factory=list)
     infix_tokens: list[int] = field(default_factory=list)  # fed after them, before the text
     # Where the archive was made (informational: other hardware is checked by the digests).
@@ -80,9 +80,9 @@ class DecodeSettings:
     window: int | None = None  # exact: positions attention sees besides the first (the sink)
     exact: dict | None = None  # exact: the engine's bit widths (memzip/exact/model.ExactSettings)
     coding: dict | None = None  # exact: how logits become frequencies (memzip/exact/coding.py) and "kind"
-    # formats 5-7: the number of the profile whose settings these are (memzip/format/compact.py
-    # PROFILES) when the streams start at the model's document-start token; format 7 writes its
-    # profile 2 (the defaults) as no bytes, profiles 1, 3 and 4 as one
+    # formats 5-8: the number of the profile whose settings these are (memzip/format/compact.py
+    # PROFILES) when the streams start at the model's document-start token; format 8 writes its
+    # profile 5 (the defaults) as no bytes, profiles 1-4, 6 and 7 as one
     profile: int | None = None
 
     @property
@@ -141,6 +141,19 @@ class Header:
         if fields["text"]["line_endings"] is None:
             del fields["text"]["line_endings"]
         return json.dumps(fields, sort_keys=True, separators=(",", ":"), allow_nan=False).encode("utf-8")
+
+    @property
+    def chunks_per_unit(self) -> int:
+        """Chunks that decode together, as one unit of work (a torchrun rank's share, a journal
+        entry): float-ranks, a chunk group; the exact engine, a group of streams sharing one
+        adaptive bias (format 8), else one stream or chunk."""
+        if self.decode is None:
+            return 1
+        return self.decode.batch_size or max(1, (self.decode.coding or {}).get("bias_streams", 1))
+
+    @property
+    def units(self) -> int:
+        return -(-self.text.chunks // self.chunks_per_unit)
 
     @property
     def groups(self) -> int:

@@ -30,8 +30,8 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
-from memzip.exact.coding import Distribution
-from memzip.exact.engine import CODING_SETTINGS, _layout_rows, exact_model, exact_vectors
+from memzip.exact.coding import CODING_SETTINGS, Distribution
+from memzip.exact.engine import _layout_rows, exact_model, exact_vectors
 from memzip.exact.streams import compress_stream
 from memzip.format import vectors as storage
 from memzip.layout import Layout
