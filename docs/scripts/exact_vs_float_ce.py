@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 import memzip.exact.streams as streams
-from memzip.exact.coding import Distribution
-from memzip.exact.engine import CODING_SETTINGS, _layout_rows, exact_model
+from memzip.exact.coding import CODING_SETTINGS, Distribution
+from memzip.exact.engine import _layout_rows, exact_model
 from memzip.models import load_model, resolve_model
 from stages_on_bias_sim import dump_logits  # beside this script
 
