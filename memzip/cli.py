@@ -58,7 +58,7 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or me
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print a JSON result on stdout (implies no progress); errors too.")]
 ArchiveArg = Annotated[Path, typer.Argument(help="A .memz archive ('-': stdin).", show_default=False)]
 ArchivesArg = Annotated[list[Path], typer.Argument(help=".memz archives ('-': stdin).", show_default=False)]
-BatchOpt = Annotated[Optional[int], typer.Option("--batch-size", help=f"Streams decoded side by side (default: from memory, at most {MAX_STREAMS_AT_ONCE}, even rounds; any value decodes the same).")]
+BatchOpt = Annotated[Optional[int], typer.Option("--batch-size", help=f"Streams decoded side by side (default: from memory, at most {MAX_STREAMS_AT_ONCE}, even rounds; rounded up to whole groups of streams that share an adaptive bias, 4 in format 8; any value decodes the same).")]
 RECIPE_HELP = ("How [mem] vectors are fitted: " + ", ".join(RECIPES) + " (long, long-hinge: 2000 cosine-decayed "
                "steps for chunks near capacity; paper: the authors' code as it runs).")
 RecipeOpt = Annotated[str, typer.Option("--recipe", help=RECIPE_HELP)]
@@ -230,7 +230,7 @@ def compress(
     store: Annotated[bool, typer.Option("--store/--no-store", help="Store the bytes as they are where that is smaller than the model's archive (default); --no-store always writes the model's.")] = True,
     check: Annotated[str, typer.Option("--check", help="How extraction verifies the original: digest (the first 8 bytes of its SHA-256, the default) or sha256 (all 32).")] = "digest",
     crlf: Annotated[bool, typer.Option("--crlf-as-lf/--keep-crlf", help="Code a file whose lines all end in CR LF with LF alone and a flag (default; ~3% smaller on such text); --keep-crlf codes the CRs too.")] = True,
-    adapt: Annotated[bool, typer.Option("--adapt/--no-adapt", help="Learn a bias over the vocabulary as the text is coded (default; ~1% smaller on book text); --no-adapt codes with the model's probabilities alone.")] = True,
+    adapt: Annotated[bool, typer.Option("--adapt/--no-adapt", help="Learn a bias over the vocabulary as the text is coded, one for each 4 streams (default; ~2% smaller on book text); --no-adapt codes with the model's probabilities alone.")] = True,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
     force: ForceOpt = False,

@@ -4,8 +4,9 @@
     torchrun --nnodes 2 --nproc-per-node 8 --rdzv-backend c10d --rdzv-endpoint HOST:29500 \\
         -m memzip compress book.txt -m llama-3.1-8b
 
-Groups of chunks are independent (each decodes from its own start, with its own residual
-stream), so rank r takes the groups g with g % world_size == r. Chunk boundaries are computed
+Groups of chunks or streams (units of work) are independent (each decodes from its own starts,
+with its own residual streams and adaptive bias), so rank r takes the groups g with
+g % world_size == r. Chunk boundaries are computed
 once, on rank 0, and broadcast, so every rank cuts the text identically. Each rank journals its
 own groups (a killed job resumes per rank); rank 0 gathers the groups and writes the one archive,
 which extracts the same as one written by a single process: a group is decoded in the same batch
