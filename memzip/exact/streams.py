@@ -106,6 +106,7 @@ def compress_streams(model: ExactLlama, distribution: Distribution, starts: torc
     # on 2 CPU cores (docs/scripts/shared_bias_ab.py); the coding below is what they share
     contexts = [model.new_context(1, window, window + block) for _ in streams]
     bias = distribution.adaptive_bias(1)
+    assert bias is None or count <= distribution.settings.bias_streams, "more streams than share a bias"
     for a in range(0, inputs.shape[1], block):
         rows = inputs[:, a:a + block]
         coding = torch.arange(max(0, first_coding - a), rows.shape[1], device=device)  # positions that code a token
