@@ -23,7 +23,7 @@ TEXT = (Path(memzip.__file__).parent / "data" / "book.txt").read_bytes()[:3000]
 
 
 def parts(archive) -> tuple[bytes, bytes]:
-    raw = encode_archive(archive)  # also checks the arrays
+    encode_archive(archive)  # for its checks of the arrays
     from safetensors.numpy import save
 
     payload = save({k: v for k, v in archive.arrays.items() if v.size or k not in (
