@@ -227,7 +227,11 @@ class ExactEngine:
             vectors = exact_vectors(archive.arrays["vectors"], archive.arrays.get("vector_scales"), v.dtype,
                                     v.code_dims, header.model.d_model)
         per_unit = header.chunks_per_unit
-        streams = [i for u in units for i in range(u * per_unit, min((u + 1) * per_unit, len(lengths)))]
+
+        def streams_of(unit: int) -> range:
+            return range(unit * per_unit, min((unit + 1) * per_unit, len(lengths)))
+
+        streams = [i for u in units for i in streams_of(u)]
         batch = batch_size or planned_batch(model, len(streams), decode.window)
         batch = -(-batch // per_unit) * per_unit  # whole groups: they decode in lockstep
         decoded_streams: dict[int, list[int]] = {}
@@ -241,8 +245,7 @@ class ExactEngine:
                                       [residual[offsets[i]:offsets[i + 1]] for i in part], [lengths[i] for i in part],
                                       decode.window, decode.coding["kind"], on_tokens=progress.tokens)
             decoded_streams.update(zip(part, decoded))
-        return {u: [decoded_streams[i] for i in range(u * per_unit, min((u + 1) * per_unit, len(lengths)))]
-                for u in units}
+        return {u: [decoded_streams[i] for i in streams_of(u)] for u in units}
 
     def failure_hint(self, header: Header, loaded: LoadedModel) -> str:
         return ("The exact engine decodes the same on every machine, so this archive is damaged or was made "
