@@ -9,12 +9,8 @@ import argparse
 
 import memzip.exact.streams as streams
 from memzip.exact.coding import ADAPTIVE_BIAS_BITS, CodingSettings, Distribution
-from memzip.exact.engine import _layout_rows, exact_model
-from memzip.layout import model_only_layout
-from memzip.models import load_model, resolve_model
 from memzip.options import EXACT_WINDOW
-from memzip.planning import even_spans
-from memzip.textcodec import TextCodec, crlf_as_lf
+from shared_bias_ab import text_streams  # beside this script
 
 
 def main() -> None:
@@ -24,14 +20,9 @@ def main() -> None:
     parser.add_argument("--streams", type=int, default=8)
     parser.add_argument("--groups", default="4,8,1", help="streams per bias to try, comma-separated")
     args = parser.parse_args()
-    data = open(args.file, "rb").read()[:args.limit]
-    data = crlf_as_lf(data) or data  # as memzip codes it
-    loaded = load_model(resolve_model("embedded"), device="cpu")
-    tokens = TextCodec(loaded.tokenizer).encode(data).tokens.tolist()
-    model = exact_model(loaded)
-    start = _layout_rows(model, model_only_layout(loaded.tokenizer).prefix)
-    chunks = [tokens[a:b] for a, b in even_spans(len(tokens), -(-len(tokens) // args.streams))]
-    print(f"{args.file}, first {args.limit:,} bytes: {len(tokens):,} tokens in {len(chunks)} streams", flush=True)
+    model, start, chunks, _ = text_streams(args.file, args.limit, args.streams)
+    print(f"{args.file}, first {args.limit:,} bytes: {sum(map(len, chunks)):,} tokens in {len(chunks)} streams",
+          flush=True)
     for group in map(int, args.groups.split(",")):
         settings = CodingSettings(bias_bits=ADAPTIVE_BIAS_BITS, bias_streams=group)
         distribution = Distribution(settings, model.shape.vocab, model.device)

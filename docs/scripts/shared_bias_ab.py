@@ -19,24 +19,32 @@ from memzip.planning import even_spans
 from memzip.textcodec import TextCodec, crlf_as_lf
 
 
+def text_streams(path: str, limit: int, count: int):
+    """(the exact model, its start row, the first `limit` bytes of `path` as memzip codes them cut
+    into `count` even streams of tokens, those bytes' length). docs/scripts/bias_group_size.py
+    uses it too."""
+    data = open(path, "rb").read()[:limit]
+    data = crlf_as_lf(data) or data  # as memzip codes it
+    loaded = load_model(resolve_model("embedded"), device="cpu")
+    tokens = TextCodec(loaded.tokenizer).encode(data).tokens.tolist()
+    model = exact_model(loaded)
+    start = _layout_rows(model, model_only_layout(loaded.tokenizer).prefix)
+    return model, start, [tokens[a:b] for a, b in even_spans(len(tokens), -(-len(tokens) // count))], len(data)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("file")
     parser.add_argument("--limit", type=int, default=60000, help="the first N bytes")
     parser.add_argument("--streams", type=int, default=4)
     args = parser.parse_args()
-    data = open(args.file, "rb").read()[:args.limit]
-    data = crlf_as_lf(data) or data  # as memzip codes it
-    loaded = load_model(resolve_model("embedded"), device="cpu")
-    tokens = TextCodec(loaded.tokenizer).encode(data).tokens.tolist()
-    model = exact_model(loaded)
-    start = _layout_rows(model, model_only_layout(loaded.tokenizer).prefix)
-    chunks = [tokens[a:b] for a, b in even_spans(len(tokens), -(-len(tokens) // args.streams))]
+    model, start, chunks, text_bytes = text_streams(args.file, args.limit, args.streams)
+    tokens = sum(len(c) for c in chunks)
     vocab = model.shape.vocab
     shared = Distribution(CodingSettings(bias_bits=ADAPTIVE_BIAS_BITS, bias_streams=len(chunks)), vocab, model.device)
     own = Distribution(CodingSettings(bias_bits=ADAPTIVE_BIAS_BITS), vocab, model.device)
     streams.compress_stream(model, own, start, chunks[0][:600], EXACT_WINDOW)  # one-time work outside the clock
-    print(f"{args.file}, first {args.limit:,} bytes ({len(data):,} with CR LF as LF): {len(tokens):,} tokens in "
+    print(f"{args.file}, first {args.limit:,} bytes ({text_bytes:,} with CR LF as LF): {tokens:,} tokens in "
           f"{len(chunks)} streams")
     for _ in range(2):
         for name in ("one group, one bias", "one by one, a bias each"):
@@ -48,7 +56,7 @@ def main() -> None:
                 else:
                     coded = [streams.compress_stream(model, own, start, c, EXACT_WINDOW) for c in chunks]
                 seconds = time.perf_counter() - began
-            print(f"{name}: {len(tokens) / seconds:.1f} tokens/s, {sum(len(c.residual) for c in coded):,} B; "
+            print(f"{name}: {tokens / seconds:.1f} tokens/s, {sum(len(c.residual) for c in coded):,} B; "
                   f"forward {timings.forward:.1f} s, coding {timings.coding:.1f} s", flush=True)
 
 
