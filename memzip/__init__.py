@@ -12,7 +12,7 @@ reads and writes `.memz` files without torch; docs/format.md is its specificatio
 docs/architecture.md the map of the rest.
 """
 
-__version__ = "0.7.0"
+__version__ = "0.8.0"
 
 __all__ = ["Model", "compress", "decompress", "__version__"]
 

@@ -21,8 +21,8 @@ from rich.console import Console
 from memzip import __version__
 from memzip.errors import MemzipError, UsageError
 from memzip.models import DEFAULT_MODEL
-from memzip.options import (CPU_BATCH_SIZE, DEFAULT_MARGIN, EXACT_WINDOW, MAX_STREAMS_AT_ONCE, SMALL_FILE_STREAMS,
-                            SMALL_STREAM_TOKENS, STREAM_TOKENS)
+from memzip.options import (CPU_BATCH_SIZE, DEFAULT_MARGIN, EXACT_WINDOW, MAX_STREAMS_AT_ONCE, ONE_STREAM_WINDOW,
+                            SMALL_FILE_STREAMS, SMALL_STREAM_TOKENS, STREAM_TOKENS)
 from memzip.vectors.recipes import RECIPES
 
 app = typer.Typer(
@@ -216,7 +216,7 @@ def compress(
     stdout: StdoutOpt = False,
     mem_vectors: Annotated[int, typer.Option("--mem-vectors", help="[mem] vectors fitted per chunk (the paper's method). 0: the model codes the text alone, fewest bytes and no fitting.")] = 0,
     engine: Annotated[str, typer.Option("--engine", help="auto (exact wherever the model is Llama-architecture), exact (the same logits on every machine, the model's probabilities coded), or float (rank choices under --margin).")] = "auto",
-    window: Annotated[Optional[int], typer.Option("--window", help=f"Exact engine: positions attention sees besides the first (default {EXACT_WINDOW}). 4096: ~0.7% fewer bytes on long files, 15-35% slower both ways; 4096 and 8192 cost 1 byte of settings, other values ~60.")] = None,
+    window: Annotated[Optional[int], typer.Option("--window", help=f"Exact engine: positions attention sees besides the first (default {ONE_STREAM_WINDOW} for a file of one stream, {EXACT_WINDOW} for several). {ONE_STREAM_WINDOW} on a book in streams: ~0.6% fewer bytes, ~35% slower compression; 2048, 4096 and 8192 cost at most 1 byte of settings, other values ~60.")] = None,
     streams: Annotated[Optional[int], typer.Option("--streams", help=f"Exact engine, model-only: streams decoded side by side (default: one per {STREAM_TOKENS:,} tokens, up to {SMALL_FILE_STREAMS} of at least {SMALL_STREAM_TOKENS:,} for smaller files, one under {2 * SMALL_STREAM_TOKENS:,}). More: faster extraction (on 2 cores one stream ~60 tokens/s, 4 ~120-200); fewer: fewer bytes (alice29.txt in 1 stream instead of 4: -1.1%).")] = None,
     chunk_tokens: Annotated[Optional[int], typer.Option("--chunk-tokens", help="Tokens per chunk (with vectors: default the model's registry length; float engine: 1024).")] = None,
     margin: Annotated[Optional[float], typer.Option("--margin", help=f"Float engine: logit differences the archive tolerates on another machine, x2 (default {DEFAULT_MARGIN['float32']} for float32 models, {DEFAULT_MARGIN['bfloat16']} for bfloat16).")] = None,
@@ -415,7 +415,7 @@ def stats(archive: ArchiveArg,
             ("xz -9", f"{report['xz_bytes']} bytes  x{report['xz_ratio']}  {bpb(report['xz_bits_per_byte'])}"),
         ]
     else:
-        rows.append(("zstd -19, xz -9", "not recorded: formats 5-8 keep only what decoding needs (--decode "
+        rows.append(("zstd -19, xz -9", "not recorded: formats 5-9 keep only what decoding needs (--decode "
                                         "measures them)"))
     if report["mode"] != "stored":
         if report["model_ce_bits_per_byte"] is not None:
@@ -459,7 +459,7 @@ def info(archive: ArchiveArg, json_out: JsonOpt = False):
         _emit_json(header)
         return
     for section, values in header.items():
-        if isinstance(values, dict):  # what the file records (formats 5-8 leave out what they derive)
+        if isinstance(values, dict):  # what the file records (formats 5-9 leave out what they derive)
             shown = {k: v for k, v in values.items() if v not in ("", None, 0) or k in ("mem_vectors", "bytes")}
             if shown:
                 typer.echo(f"{section}:")

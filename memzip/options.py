@@ -25,14 +25,16 @@ CHUNKINGS = ("auto", "information", "length")
 # On a GPU the batch is planned from its free memory (memzip/planning.py, `auto_batch_size`).
 CPU_BATCH_SIZE = {True: 8, False: 32}
 ENGINES = ("auto", "exact", "float")
-# The exact engine, model-only: attention sees the sink and the last EXACT_WINDOW positions.
-# Longer windows cost fewer bytes and much more time, because attention, not the weights,
-# dominates a small model's work at these lengths (one thread, machine A, docs/benchmarks.md §1):
-# the exact model's cross-entropy on 20 KB of alice29.txt (one stream) is 1.085 bits/byte at
-# 2,048 and 1.077 at 4,096 (-0.74%) for 15% slower compression and 12% slower extraction; on
-# the whole book (4 streams of ~9,600 tokens) 1.056 and 1.049 (-0.66%) for 35% slower
-# compression. 2,048 stays the default; --window 4096 and 8192 cost one byte of settings
-# (format 8's profiles 6 and 7). A file is cut into streams decoded side by side: every stream
+# The exact engine, model-only: attention sees the sink and the last EXACT_WINDOW positions, or
+# ONE_STREAM_WINDOW where the whole file is one stream. Longer windows cost fewer bytes and more
+# time, because attention, not the weights, dominates a small model's work at these lengths
+# (one thread, machine A, docs/benchmarks.md §1): on 20 KB of alice29.txt (one stream) 4,096
+# positions code 0.6% fewer bytes than 2,048 for 15% slower compression and 12% slower
+# extraction; on the whole book (4 streams of ~9,800 tokens) 0.56% fewer for 35% slower
+# compression (65% of the speed). So a file of one stream (under 2 x SMALL_STREAM_TOKENS tokens,
+# ~30 KB of English: seconds either way) gets 4,096, the implicit profile of format 9, and a file
+# of several keeps 2,048 (one byte of settings); --window chooses either way (format 9's
+# profiles 8-10: 4,096, 2,048, 8,192). A file is cut into streams decoded side by side: every stream
 # after the first costs ~33 bytes (its start has no context) and makes extraction faster, so
 # streams are at most STREAM_TOKENS long; a file of under 2 x SMALL_STREAM_TOKENS tokens (~30 KB
 # of English) is one stream, and larger ones get up to SMALL_FILE_STREAMS streams of at least
@@ -40,6 +42,7 @@ ENGINES = ("auto", "exact", "float")
 # 12,288 rather than 8,192: whole alice29.txt in 4 streams instead of 6 (66 bytes, 0.003
 # bits/byte, for a slower extraction at batch 4) and a 1 MB book in 28, one batch, instead of 42.
 EXACT_WINDOW = 2048
+ONE_STREAM_WINDOW = 4096
 STREAM_TOKENS = 12288
 SMALL_FILE_STREAMS = 4
 SMALL_STREAM_TOKENS = 4096

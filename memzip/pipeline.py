@@ -33,7 +33,8 @@ from memzip.models import LoadedModel
 from memzip.options import CompressOptions, ProgressCallback, ProgressEvent, preparation_reporter
 from memzip.vectors.chunking import token_costs
 from memzip.layout import model_only_layout
-from memzip.planning import ChunkReport, CompressReport, Plan, chunk_spans, model_only_chunk_tokens, plan, units
+from memzip.planning import (ChunkReport, CompressReport, Plan, chunk_spans, model_only_chunk_tokens, plan, units,
+                             with_stream_window)
 from memzip.format.stats import baselines
 from memzip.textcodec import EncodedText, TextCodec, crlf_as_lf, lf_as_crlf
 
@@ -103,6 +104,7 @@ def compress_bytes(data: bytes, loaded: LoadedModel, options: CompressOptions | 
         if reason:
             return stored_archive(data, text, {"stored_because": reason}, base), _finished(report)
     spans = world.broadcast(chunk_spans(loaded, job, tokens) if world.is_main else None)
+    job = with_stream_window(job, len(spans))
     chunks = [tokens[a:b] for a, b in spans]
     firsts = units(job, chunks)
     mine = [firsts[g] for g in world.mine(len(firsts))]

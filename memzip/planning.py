@@ -18,7 +18,7 @@ vectors, into chunks each held by one group of vectors, by length or by informat
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 
 from memzip.vectors.chunking import information_chunks, token_costs
@@ -29,8 +29,8 @@ from memzip.format.header import FLOAT_RANKS
 from memzip.layout import Layout, model_only_layout
 from memzip.models import LoadedModel
 from memzip.vectors.optimize import VectorSpace, recipe_layout
-from memzip.options import (CPU_BATCH_SIZE, DEFAULT_MARGIN, EXACT_WINDOW, MODEL_ONLY_CHUNK_TOKENS, SMALL_FILE_STREAMS,
-                            SMALL_STREAM_TOKENS, STREAM_TOKENS, CompressOptions)
+from memzip.options import (CPU_BATCH_SIZE, DEFAULT_MARGIN, EXACT_WINDOW, MODEL_ONLY_CHUNK_TOKENS, ONE_STREAM_WINDOW,
+                            SMALL_FILE_STREAMS, SMALL_STREAM_TOKENS, STREAM_TOKENS, CompressOptions)
 from memzip.vectors.recipes import Recipe, get_recipe
 
 
@@ -140,6 +140,15 @@ def chunk_spans(loaded: LoadedModel, job: Plan, tokens: list[int]) -> list[tuple
         costs = token_costs(loaded.model, tokens, list(job.layout.prefix))
         return information_chunks(costs, job.nats_per_chunk, max_tokens=2 * job.chunk_tokens)
     return even_spans(len(tokens), job.chunk_tokens)
+
+
+def with_stream_window(job: Plan, streams: int) -> Plan:
+    """The plan with the exact engine's default window for this many model-only streams, where the
+    user chose none: ONE_STREAM_WINDOW for one stream, EXACT_WINDOW for several (memzip/options.py
+    says why)."""
+    if not job.exact or job.options.window is not None or job.options.mem_vectors:
+        return job
+    return replace(job, window=ONE_STREAM_WINDOW if streams == 1 else EXACT_WINDOW)
 
 
 def even_spans(total: int, longest: int) -> list[tuple[int, int]]:

@@ -67,7 +67,7 @@ def test_the_input_s_mode_and_time_go_to_the_archive_and_come_back(book, tiny_di
     os.utime(book, ns=(1_600_000_000_000_000_000, 1_600_000_000_123_456_789))
     archive = tmp_path / "kept.memz"
     compress_file(str(book), archive, model=str(tiny_dir))
-    assert archive_header(archive).format_version == 8
+    assert archive_header(archive).format_version == 9
     assert archive.stat().st_mode & 0o777 == 0o640 and archive.stat().st_mtime_ns == 1_600_000_000_123_456_789
     out = tmp_path / "back.txt"
     extract_file(archive, out)

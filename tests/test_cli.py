@@ -10,6 +10,7 @@ from memzip.cli import app
 
 runner = CliRunner()
 FAST = ["--streams", "2", "--no-store", "--quiet"]  # the tiny random model: keep its archive, not the bytes
+ONE_STREAM = ["--streams", "1", "--no-store", "--quiet"]
 VECTORS = ["--mem-vectors", "1", "--max-steps", "5", "--chunk-tokens", "16", "--no-store", "--quiet"]
 
 
@@ -50,7 +51,7 @@ def test_compress_extract_stats_info(sample, tiny_dir, tmp_path):
 
     result = run("stats", archive)
     text = " ".join(result.stdout.split())
-    assert "model-only" in text and "exact engine" in text and "format 8" in text
+    assert "model-only" in text and "exact engine" in text and "format 9" in text
     assert "zstd -19, xz -9 not recorded" in text  # format 5 keeps only what decoding needs
 
     import zstandard  # --decode measures them on the decoded original
@@ -163,27 +164,44 @@ def test_the_summary_says_what_streams_trade(sample, tiny_dir):
     assert "in 2 streams (fewer with --streams: fewer bytes, slower extraction)" in result.stderr
 
 
-@pytest.mark.parametrize("window, profile", [("4096", 6), ("8192", 7)])
-def test_a_longer_window_costs_one_byte_of_settings(sample, tiny_dir, window, profile):
-    """--window 4096 / 8192 are format 8's profiles 6 and 7: the default archive plus one byte
+@pytest.mark.parametrize("window, profile", [("2048", 9), ("8192", 10)])
+def test_another_window_costs_one_byte_of_settings(sample, tiny_dir, window, profile):
+    """A file of one stream is coded with a window of 4,096 (format 9's implicit profile 8);
+    --window 2048 (what a file of several streams gets, profile 9) and 8192 (10) cost one byte
     (the sample is shorter than any of the windows, so the residual is the same), and back."""
     from memzip.format.container import decode_archive
 
-    default, longer = run("compress", sample, "-m", tiny_dir, "-c", *FAST), \
-        run("compress", sample, "-m", tiny_dir, "-c", "--window", window, *FAST)
-    assert default.exit_code == longer.exit_code == 0, longer.output
-    assert len(longer.stdout_bytes) == len(default.stdout_bytes) + 1
-    decode = decode_archive(longer.stdout_bytes).header.decode
+    default, other = run("compress", sample, "-m", tiny_dir, "-c", *ONE_STREAM), \
+        run("compress", sample, "-m", tiny_dir, "-c", "--window", window, *ONE_STREAM)
+    assert default.exit_code == other.exit_code == 0, other.output
+    decode = decode_archive(default.stdout_bytes).header.decode
+    assert (decode.window, decode.profile) == (4096, 8)
+    assert run("compress", sample, "-m", tiny_dir, "-c", "--window", "4096", *ONE_STREAM).stdout_bytes == default.stdout_bytes
+    assert len(other.stdout_bytes) == len(default.stdout_bytes) + 1
+    decode = decode_archive(other.stdout_bytes).header.decode
     assert (decode.window, decode.profile) == (int(window), profile)
-    back = runner.invoke(app, ["extract", "-"], input=longer.stdout_bytes)
+    back = runner.invoke(app, ["extract", "-"], input=other.stdout_bytes)
     assert back.exit_code == 0 and back.stdout_bytes == sample.read_bytes()
+
+
+def test_a_file_of_several_streams_keeps_the_shorter_window(sample, tiny_dir):
+    """Streams side by side are coded with a window of 2,048 (profile 9), as the faster choice
+    where extraction is meant to be fast; --window still overrides."""
+    from memzip.format.container import decode_archive
+
+    several = run("compress", sample, "-m", tiny_dir, "-c", *FAST)
+    assert several.exit_code == 0, several.output
+    decode = decode_archive(several.stdout_bytes).header.decode
+    assert (decode.window, decode.profile) == (2048, 9)
+    longer = run("compress", sample, "-m", tiny_dir, "-c", "--window", "4096", *FAST)
+    assert decode_archive(longer.stdout_bytes).header.decode.window == 4096
 
 
 def test_stdout_and_stdin_both_ways(sample, tiny_dir, tmp_path):
     result = run("compress", sample, "-m", tiny_dir, "-c", *FAST)
     assert result.exit_code == 0, result.output
     raw = result.stdout_bytes
-    assert raw.startswith(b"\x89mz\x08") and not (tmp_path / "sample.txt.memz").exists()
+    assert raw.startswith(b"\x89mz\x09") and not (tmp_path / "sample.txt.memz").exists()
     back = runner.invoke(app, ["extract", "-"], input=raw)  # stdin in, stdout out (gzip -d's way)
     assert back.exit_code == 0, back.output
     assert back.stdout_bytes == sample.read_bytes()

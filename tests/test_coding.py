@@ -113,12 +113,13 @@ def _skewed_text(generator, steps: int, vocab: int) -> tuple[torch.Tensor, torch
     return logits, targets
 
 
-@pytest.mark.parametrize("bias_bits", [1, 3, 8])
-def test_the_adaptive_bias_is_the_same_integers_compiled_and_in_torch(bias_bits):
+@pytest.mark.parametrize("bias_bits, fresh_bits", [(1, 0), (3, 0), (8, 0), (3, 1), (3, 3), (8, 2)])
+def test_the_adaptive_bias_is_the_same_integers_compiled_and_in_torch(bias_bits, fresh_bits):
     """kernels.adaptive_coded_rows (one stream, in order, learning after each row) and the torch
-    path: the same intervals, totals, first choices and the same bias after every row."""
+    path: the same intervals, totals, first choices and the same bias after every row, with
+    tokens not coded yet learning at the same rate or faster (fresh_bits)."""
     generator = torch.Generator().manual_seed(5)
-    distribution = Distribution(CodingSettings(bias_bits=bias_bits), 3000, "cpu")
+    distribution = Distribution(CodingSettings(bias_bits=bias_bits, fresh_bits=fresh_bits), 3000, "cpu")
     logits, targets = _skewed_text(generator, 120, 3000)
     compiled, reference = distribution.adaptive_bias(1), distribution.adaptive_bias(1)
     for a in range(0, 120, 50):  # in blocks, as compress_stream hands them over
@@ -126,7 +127,8 @@ def test_the_adaptive_bias_is_the_same_integers_compiled_and_in_torch(bias_bits)
         expected = _torch_path(distribution.rows, logits[a:a + 50], targets[a:a + 50], reference)
         assert got == expected
         assert np.array_equal(compiled.values, reference.values)
-    assert compiled.values.any()
+        assert np.array_equal(compiled.fresh, reference.fresh)
+    assert compiled.values.any() and 0 < compiled.fresh.sum() < 3000 - 4  # the favourites and more were coded
 
 
 def test_the_adaptive_bias_learns_the_text_s_favourite_tokens():
@@ -148,12 +150,13 @@ def test_the_adaptive_bias_learns_the_text_s_favourite_tokens():
     assert costs[3] < 0.9 * costs[0], costs  # measured: 788 against 967 bytes
 
 
-def test_adaptive_streams_decode_side_by_side_compiled_and_in_torch():
+@pytest.mark.parametrize("fresh_bits", [0, 1])
+def test_adaptive_streams_decode_side_by_side_compiled_and_in_torch(fresh_bits):
     """Several streams with a bias each, decoded one step at a time in one batch (each row its
     own stream's bias; streams in a different order than their rows), compiled and in torch."""
     from memzip.exact.coding import StreamDecoder as Decoder
     generator = torch.Generator().manual_seed(7)
-    distribution = Distribution(CodingSettings(bias_bits=3), 3000, "cpu")
+    distribution = Distribution(CodingSettings(bias_bits=3, fresh_bits=fresh_bits), 3000, "cpu")
     steps, count = 60, 4
     texts = [_skewed_text(generator, steps, 3000) for _ in range(count)]
     data = []
@@ -170,3 +173,13 @@ def test_adaptive_streams_decode_side_by_side_compiled_and_in_torch():
             call = (decode_tokens, distribution, logits, decoders, bias, order)
             tokens = call[0](*call[1:]) if path == "compiled" else _torch_path(*call)
             assert tokens == [int(texts[s][1][step]) for s in order], (path, step)
+
+
+@pytest.mark.parametrize("settings", [dict(fresh_bits=1), dict(bias_bits=3, fresh_bits=4),
+                                      dict(bias_bits=1, fresh_bits=2), dict(bias_bits=3, bias_streams=65),
+                                      dict(bias_streams=2)])
+def test_coding_settings_outside_their_ranges_are_refused(settings):
+    """A faster rate for new tokens needs a bias, at most 2^3 times its rate and a rate of at most
+    2^26 bias units (so rate x frequency stays below 2^55); sharing needs a bias too."""
+    with pytest.raises(ValueError, match="fresh_bits|bias_streams"):
+        Distribution(CodingSettings(**settings), 3000, "cpu")

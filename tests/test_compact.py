@@ -1,6 +1,6 @@
-"""Formats 5-8, the compact container (docs/format.md §0): its bytes as the spec lays them out,
-the profile that makes memzip's defaults cost no bytes (profile 5 in version 8, 2 in versions 6
-and 7, 1 in version 5), the profiles that cost one, the flags a reader must refuse, and damage anywhere in the header named as damage."""
+"""Formats 5-9, the compact container (docs/format.md §0): its bytes as the spec lays them out,
+the profile that makes memzip's defaults cost no bytes (profile 8 in version 9, 5 in version 8, 2
+in versions 6 and 7, 1 in version 5), the profiles that cost one, the flags a reader must refuse, and damage anywhere in the header named as damage."""
 
 from __future__ import annotations
 
@@ -26,9 +26,9 @@ FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCh
 FINGERPRINT = bytes.fromhex("0123456789abcdef")
 
 
-def default_archive(tokens=(4, 4), residual=b"\x13\x37\x42", offsets=(0, 2, 3), profile=5, **text) -> Archive:
-    """A model-only archive at memzip's default settings (profile 5; 1 without the adaptive bias,
-    6 and 7 at windows of 4,096 and 8,192) of the default model: one residual stream per chunk."""
+def default_archive(tokens=(4, 4), residual=b"\x13\x37\x42", offsets=(0, 2, 3), profile=8, **text) -> Archive:
+    """A model-only archive at memzip's default settings (profile 8; 11 without the adaptive bias,
+    9 and 10 at windows of 4,096 and 8,192) of the default model: one residual stream per chunk."""
     header = make_header(**{"sha256": hashlib.sha256(b"original").hexdigest()[:16], "chunks": len(tokens),
                             "tokens": sum(tokens), **text})
     header.memzip_version, header.encode = "", {}
@@ -67,7 +67,7 @@ def test_a_default_archive_is_what_the_spec_lays_out():
     check = hashlib.sha256(b"original").digest()[:8]
     # magic, version, flags (MODEL), fingerprint, check, 12 bytes, 2 chunks as 2C = 4 and 8 tokens
     # (4 + 4: even), the first stream's length 2, the CRC-16 of all that; the residual to the end
-    head = b"\x89mz\x08" + bytes([compact.MODEL]) + FINGERPRINT + check + bytes([12, 4, 8, 2])
+    head = b"\x89mz\x09" + bytes([compact.MODEL]) + FINGERPRINT + check + bytes([12, 4, 8, 2])
     assert GOOD == with_crc(head) + b"\x13\x37\x42"
     decoded = decode_archive(GOOD)
     assert_archives_equal(decoded, default_archive())
@@ -126,13 +126,13 @@ def test_stored_bytes_are_zstd_unless_that_grows_them(data, raw):
     assert back.arrays["stored"].tobytes() == data
 
 
-def test_profile_5_is_what_memzip_writes_by_default_1_without_the_bias_6_and_7_at_longer_windows():
+def test_profile_8_is_what_memzip_writes_for_one_stream_9_for_several_11_and_12_without_the_bias():
     from dataclasses import replace
 
     from memzip.exact.coding import coding_settings
     from memzip.exact.engine import EXACT_SETTINGS, coding_kind
     from memzip.options import CompressOptions
-    from memzip.options import EXACT_WINDOW
+    from memzip.options import EXACT_WINDOW, ONE_STREAM_WINDOW
 
     options = CompressOptions()
     assert (options.window, options.mem_vectors) == (None, 0)
@@ -140,16 +140,23 @@ def test_profile_5_is_what_memzip_writes_by_default_1_without_the_bias_6_and_7_a
     assert (compact.PROFILE_3["window"], compact.PROFILE_4["window"]) == (4096, 8192)
     assert (compact.PROFILE_6["window"], compact.PROFILE_7["window"]) == (4096, 8192)
     assert compact.PROFILE_5 == {**compact.PROFILE_2, "coding": {**compact.PROFILE_2["coding"], "bias_streams": 4}}
-    for profile, adaptive in ((7, True), (6, True), (5, True), (1, False)):
+    assert ONE_STREAM_WINDOW == compact.PROFILE_8["window"] == compact.PROFILE_12["window"] == 4096
+    assert (compact.PROFILE_9["window"], compact.PROFILE_10["window"], compact.PROFILE_11["window"]) == (2048, 8192,
+                                                                                                          2048)
+    for profile, adaptive in ((8, True), (9, True), (10, True), (11, False), (12, False)):
         assert EXACT_SETTINGS.to_header() == compact.PROFILES[profile]["exact"]
         coding = coding_settings(replace(options, adaptive_bias=adaptive)).to_header(coding_kind(0))
         assert coding == compact.PROFILES[profile]["coding"]
+    for old, new in ((5, 8), (1, 11)):  # format 9 changes only these settings
+        assert compact.PROFILES[new]["exact"] == {**compact.PROFILES[old]["exact"], "peak_scales": 1}
+        assert compact.PROFILES[new]["coding"] == {**compact.PROFILES[old]["coding"],
+                                                   **({"fresh_bits": 1} if new == 8 else {})}
 
 
-@pytest.mark.parametrize("profile", [1, 2, 3, 4, 6, 7])
-def test_every_other_profile_costs_one_byte_in_version_8(profile):
-    """--no-adapt (profile 1), --window 4096 (6), --window 8192 (7), and what memzip 0.5-0.6 wrote
-    (2-4): the SETTINGS flag and the profile number, no settings frame; read back as that
+@pytest.mark.parametrize("profile", [1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12])
+def test_every_other_profile_costs_one_byte_in_version_9(profile):
+    """Several streams (profile 9), --window 8192 (10), --no-adapt (11, 12), and what memzip
+    0.4-0.7 wrote (1-7): the SETTINGS flag and the profile number, no settings frame; read back as that
     profile's settings."""
     old = default_archive(profile=profile)
     data = encode_archive(old)
@@ -178,10 +185,10 @@ def test_older_versions_write_a_later_profile_as_its_settings(version, profile, 
                                                 compact.PROFILES[profile]["coding"])
 
 
-@pytest.mark.parametrize("version, profile", [(5, 1), (6, 2), (7, 2), (8, 5)])
+@pytest.mark.parametrize("version, profile", [(5, 1), (6, 2), (7, 2), (8, 5), (9, 8)])
 def test_a_header_without_settings_is_its_versions_implicit_profile(version, profile):
     """Format 5 (memzip 0.4) wrote profile 1 as no bytes, formats 6 and 7 profile 2, format 8
-    profile 5: the same bytes under each version read as that version's profile."""
+    profile 5, format 9 profile 8: the same bytes under each version read as that version's profile."""
     as_version = with_crc(bytes([0x89, 0x6D, 0x7A, version]) + GOOD[4:-5]) + GOOD[-3:]
     decoded = decode_archive(as_version).header
     assert decoded.format_version == version and decoded.decode.profile == profile
@@ -189,7 +196,7 @@ def test_a_header_without_settings_is_its_versions_implicit_profile(version, pro
                                                               compact.PROFILES[profile]["window"])
 
 
-@pytest.mark.parametrize("version, profile", [(8, 5), (8, 8), (7, 2), (7, 5), (6, 2), (6, 3), (6, 4), (5, 1), (5, 2)])
+@pytest.mark.parametrize("version, profile", [(9, 8), (9, 13), (8, 5), (8, 8), (7, 2), (7, 5), (6, 2), (6, 3), (6, 4), (5, 1), (5, 2)])
 def test_a_profile_the_version_does_not_write_is_refused(version, profile):
     from memzip.format.compact import varint
 
@@ -206,13 +213,13 @@ def test_a_profile_the_version_does_not_write_is_refused(version, profile):
 def test_unknown_flags_are_refused(flag):
     from memzip.format.compact import varint
 
-    data = with_crc(b"\x89mz\x08" + varint(compact.MODEL | flag) + GOOD[5:-5]) + GOOD[-3:]
+    data = with_crc(b"\x89mz\x09" + varint(compact.MODEL | flag) + GOOD[5:-5]) + GOOD[-3:]
     with pytest.raises(UnsupportedVersionError, match="feature flags"):
         decode_archive(data)
 
 
 def test_other_versions_of_the_compact_magic_are_refused():
-    for version in (4, 9):
+    for version in (4, 10):
         with pytest.raises(UnsupportedVersionError, match=f"version {version}"):
             decode_archive(bytes([0x89, 0x6D, 0x7A, version]) + GOOD[4:])
 

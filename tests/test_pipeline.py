@@ -44,8 +44,9 @@ def test_exact_archives_name_the_engine_and_every_setting(tiny):
     archive, _ = compress_bytes(INPUTS["ascii"] * 3, tiny, MODEL_ONLY)
     decode = archive.header.decode
     assert decode.engine == ENGINE and decode.window == 16 and decode.margin is None and decode.batch_size is None
-    assert decode.exact["weight_bits"] == 12 and decode.coding == {"value_bits": 28, "grid_bits": 10, "bias_bits": 3, "bias_streams": 4,
-                                                                     "kind": "distribution"}
+    assert decode.exact["weight_bits"] == 12 and decode.exact["peak_scales"] == 1
+    assert decode.coding == {"value_bits": 28, "grid_bits": 10, "bias_bits": 3, "bias_streams": 4, "fresh_bits": 1,
+                             "kind": "distribution"}
     assert "group_digests" not in archive.arrays
     # the coder spends what the model's probabilities say (--no-adapt), and less with the bias on
     # a text that repeats itself (measured: 284.2 against 286.1 bits)
@@ -311,21 +312,42 @@ def test_mixed_line_endings_are_coded_as_they_are(tiny):
     assert extract_bytes(decode_archive(encode_archive(archive)), tiny) == data
 
 
-def test_the_defaults_are_written_as_profile_5_no_adapt_as_1_and_other_settings_in_full(tiny):
+def test_the_defaults_are_written_as_profiles_8_and_9_no_adapt_as_12_and_11_other_settings_in_full(tiny):
+    """One stream: window 4,096 (profile 8, no bytes; --no-adapt 12); several: 2,048 (profile 9;
+    --no-adapt 11); any other window: the settings in full."""
     from memzip.format import compact
 
     data = INPUTS["ascii"] * 3
-    default, _ = compress_bytes(data, tiny, CompressOptions(store_fallback=False))
-    plain, _ = compress_bytes(data, tiny, CompressOptions(store_fallback=False, adaptive_bias=False))
+    archives = {(streams, adapt): compress_bytes(data, tiny, CompressOptions(store_fallback=False, streams=streams,
+                                                                          adaptive_bias=adapt))[0]
+                for streams in (1, 2) for adapt in (True, False)}
     other, _ = compress_bytes(data, tiny, CompressOptions(store_fallback=False, window=1024))
-    assert (default.header.decode.profile, plain.header.decode.profile, other.header.decode.profile) == (5, 1, None)
+    assert {key: (a.header.decode.profile, a.header.decode.window) for key, a in archives.items()} == {
+        (1, True): (8, 4096), (1, False): (12, 4096), (2, True): (9, 2048), (2, False): (11, 2048)}
+    assert other.header.decode.profile is None
+    default, plain = archives[1, True], archives[1, False]
     assert default.header.decode.coding["bias_bits"] == 3 and "bias_bits" not in plain.header.decode.coding
     assert default.header.decode.coding["bias_streams"] == 4 and "bias_streams" not in plain.header.decode.coding
-    raw_default, raw_plain, raw_other = encode_archive(default), encode_archive(plain), encode_archive(other)
-    assert not raw_default[4] & compact.SETTINGS and raw_plain[4] & compact.SETTINGS and raw_plain[5] == 1
+    raw = {key: encode_archive(a) for key, a in archives.items()}
+    assert not raw[1, True][4] & compact.SETTINGS
+    for key, profile in (((1, False), 12), ((2, True), 9), ((2, False), 11)):
+        assert raw[key][4] & compact.SETTINGS and raw[key][5] == profile
+    raw_other = encode_archive(other)
     assert raw_other[4] & compact.SETTINGS and raw_other[5] == 0
-    for raw in (raw_default, raw_plain, raw_other):
-        assert extract_bytes(decode_archive(raw), tiny) == data
+    for blob in (*raw.values(), raw_other):
+        assert extract_bytes(decode_archive(blob), tiny) == data
+
+
+def test_exact_settings_this_memzip_does_not_know_are_refused_as_a_header_error(tiny):
+    """A weight-scale rule other than 0 and 1, or an engine key this memzip does not know:
+    HeaderFormatError, before anything is decoded."""
+    from memzip.errors import HeaderFormatError
+
+    archive, _ = compress_bytes(INPUTS["ascii"], tiny, CompressOptions(store_fallback=False))
+    for exact in ({**archive.header.decode.exact, "peak_scales": 2}, {**archive.header.decode.exact, "later": 1}):
+        archive.header.decode.exact, archive.header.decode.profile = exact, None
+        with pytest.raises(HeaderFormatError, match="exact-engine settings"):
+            extract_bytes(decode_archive(encode_archive(archive)), tiny)
 
 
 def test_coding_settings_the_coder_cannot_use_are_refused_as_a_header_error(tiny):
@@ -336,7 +358,8 @@ def test_coding_settings_the_coder_cannot_use_are_refused_as_a_header_error(tiny
     archive, _ = compress_bytes(INPUTS["ascii"], tiny, CompressOptions(store_fallback=False))
     for coding in ({**archive.header.decode.coding, "bias_bits": 40}, {**archive.header.decode.coding, "later": 1},
                    {**archive.header.decode.coding, "bias_streams": 0},
-                   {**archive.header.decode.coding, "bias_bits": 0, "bias_streams": 2}):
+                   {**archive.header.decode.coding, "bias_bits": 0, "bias_streams": 2},
+                   {**archive.header.decode.coding, "fresh_bits": 4}):
         archive.header.decode.coding, archive.header.decode.profile = coding, None
         with pytest.raises(HeaderFormatError, match="coding settings"):
             extract_bytes(decode_archive(encode_archive(archive)), tiny)

@@ -13,10 +13,23 @@ from memzip.exact.weights import ExactWeights, unsupported_reason, weight_intege
 
 
 def test_weight_rows_fit_their_bits():
-    q, scale = weight_integers(torch.tensor([[1.0, -1.0, 0.999]], dtype=torch.float64), 8)
+    """Power-of-two scales (formats 2-8): a row's largest integer lies between 64 and 127."""
+    q, scale = weight_integers(torch.tensor([[1.0, -1.0, 0.999]], dtype=torch.float64), 8, peak=0)
     assert q.abs().max() <= 127 and torch.equal(scale, pow2(exponent(scale) - 1, torch.float64))
-    q, _ = weight_integers(torch.tensor([[0.99999, 0.5]], dtype=torch.float64), 8)
+    q, _ = weight_integers(torch.tensor([[0.99999, 0.5]], dtype=torch.float64), 8, peak=0)
     assert q[0, 0] == 127  # rounding would reach 128, which int8 cannot hold
+    q, _ = weight_integers(torch.tensor([[0.5, 0.26]], dtype=torch.float64), 8, peak=0)
+    assert q.tolist() == [[64, 33]]  # half the range unused: 0.5 is just inside its binade
+
+
+def test_peak_scales_use_every_integer_of_a_row():
+    """Format 9: the scale is the row's max |w| over 127 (for 8 bits) in float32, so the largest
+    weight is +-127 whatever its binade; a zero row keeps a scale of one."""
+    rows = torch.tensor([[0.5, 0.26, -0.1], [-3.0, 1.0, 0.0], [0.0, 0.0, 0.0]], dtype=torch.float64)
+    q, scale = weight_integers(rows, 8)
+    assert q.tolist() == [[127, 66, -25], [-127, 42, 0], [0, 0, 0]]
+    assert scale[:, 0].tolist() == [float(torch.tensor(0.5 / 127, dtype=torch.float32)),
+                                    float(torch.tensor(3.0 / 127, dtype=torch.float32)), 1.0]
 
 
 def test_rounded_weights_saved_and_loaded_are_the_same(weights, tmp_path):

@@ -19,17 +19,28 @@ from memzip.planning import even_spans
 from memzip.textcodec import TextCodec, crlf_as_lf
 
 
+def load_text(path: str, limit: int):
+    """(the embedded model loaded, the first `limit` bytes of `path` as memzip codes them in
+    tokens, those bytes' length)."""
+    data = open(path, "rb").read()[:limit]
+    data = crlf_as_lf(data) or data  # as memzip codes it
+    loaded = load_model(resolve_model("embedded"), device="cpu")
+    return loaded, TextCodec(loaded.tokenizer).encode(data).tokens.tolist(), len(data)
+
+
 def text_streams(path: str, limit: int, count: int):
     """(the exact model, its start row, the first `limit` bytes of `path` as memzip codes them cut
     into `count` even streams of tokens, those bytes' length). docs/scripts/bias_group_size.py
     uses it too."""
-    data = open(path, "rb").read()[:limit]
-    data = crlf_as_lf(data) or data  # as memzip codes it
-    loaded = load_model(resolve_model("embedded"), device="cpu")
-    tokens = TextCodec(loaded.tokenizer).encode(data).tokens.tolist()
+    loaded, tokens, text_bytes = load_text(path, limit)
     model = exact_model(loaded)
     start = _layout_rows(model, model_only_layout(loaded.tokenizer).prefix)
-    return model, start, [tokens[a:b] for a, b in even_spans(len(tokens), -(-len(tokens) // count))], len(data)
+    return model, start, cut(tokens, count), text_bytes
+
+
+def cut(tokens: list[int], count: int) -> list[list[int]]:
+    """`tokens` in `count` even streams, as memzip cuts them."""
+    return [tokens[a:b] for a, b in even_spans(len(tokens), -(-len(tokens) // count))]
 
 
 def main() -> None:

@@ -85,8 +85,13 @@ def exact_weights(loaded: LoadedModel, settings: ExactSettings, on_prepare=None)
 
 
 def settings_of(header: Header) -> ExactSettings:
-    """The exact engine's settings an archive records."""
-    return ExactSettings(**header.decode.exact)
+    """The exact engine's settings an archive records (HeaderFormatError: ones this memzip does
+    not know)."""
+    try:
+        return ExactSettings.of_header(header.decode.exact)
+    except (TypeError, ValueError) as exc:
+        raise HeaderFormatError(f"the archive's exact-engine settings are not ones this memzip can decode: {exc}") \
+            from None
 
 
 def coding_kind(mem_vectors: int) -> str:
@@ -134,8 +139,8 @@ class ExactEngine:
         settings = DecodeSettings(engine=ENGINE, batch_size=None, margin=None, window=job.window,
                                   exact=EXACT_SETTINGS.to_header(),
                                   coding=coding_settings(job.options).to_header(coding_kind(job.options.mem_vectors)))
-        # format 8 writes a profile's settings (memzip/format/compact.py), streams starting at the
-        # model's document-start token, as a profile number: profile 5, the defaults, as no bytes
+        # format 9 writes a profile's settings (memzip/format/compact.py), streams starting at the
+        # model's document-start token, as a profile number: profile 8, the defaults, as no bytes
         default_start = job.layout == model_only_layout(loaded.tokenizer)
         settings.profile = matching_profile(settings, job.options.mem_vectors) if default_start else None
         return settings
@@ -218,7 +223,7 @@ class ExactEngine:
         offsets = archive.arrays["residual_offsets"].tolist()
         residual = archive.arrays["residual"].tobytes()
         prefix_tokens = model_only_layout(loaded.tokenizer).prefix if decode.prefix_tokens is None \
-            else decode.prefix_tokens  # None: a profile (formats 5-8): the model's document-start token
+            else decode.prefix_tokens  # None: a profile (formats 5-9): the model's document-start token
         layout = Layout(tuple(prefix_tokens), tuple(decode.infix_tokens))
         prefix, infix = _layout_rows(model, layout.prefix), _layout_rows(model, layout.infix)
         vectors = None

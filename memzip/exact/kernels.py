@@ -963,23 +963,29 @@ if numba is not None:
         out[0], out[1], out[2], out[3], out[4], out[5], out[6] = low, high, total, first, first_low, first_freq, peak
 
     @numba.njit(inline="always")
-    def _learn(row, bias, token, peak, total, rate, table, step, shift):
+    def _learn(row, bias, fresh, token, peak, total, rate, fresh_rate, table, step, shift):
         """One step of gradient descent on the coded token's cost: every token's bias falls by
-        floor(rate * frequency / total) (its probability, in bias units), the coded token's rises
-        by rate. Only frequencies of at least ceil(total / rate) fall by one unit or more."""
+        floor(r * frequency / total) (its probability, in bias units) and the coded token's rises
+        by r, where r is `fresh_rate` for a token the group has not coded yet (fresh[t] = 1) and
+        `rate` once it has. Only frequencies of at least ceil(total / r) fall by one unit or more."""
         last = table.shape[0] - 1
         least = (total + rate - 1) // rate
+        least_fresh = (total + fresh_rate - 1) // fresh_rate
         for t in range(row.shape[0]):
             frequency = _biased_frequency(table, last, peak, row[t], bias[t], step, shift)
-            if frequency >= least:
+            if fresh[t]:
+                if frequency >= least_fresh:
+                    bias[t] -= frequency * fresh_rate // total
+            elif frequency >= least:
                 bias[t] -= frequency * rate // total
-        bias[token] += rate
+        bias[token] += fresh_rate if fresh[token] else rate
+        fresh[token] = 0
 
     @_compiled_serial
-    def _adaptive_coded_rows(logits, targets, bias, table, step, shift, rate, out):
+    def _adaptive_coded_rows(logits, targets, bias, fresh, table, step, shift, rate, fresh_rate, out):
         for i in range(logits.shape[0]):  # in order: each row's bias has learned the rows before it
             _biased_row(logits[i], bias, targets[i], table, step, shift, out[i])
-            _learn(logits[i], bias, targets[i], out[i, 6], out[i, 2], rate, table, step, shift)
+            _learn(logits[i], bias, fresh, targets[i], out[i, 6], out[i, 2], rate, fresh_rate, table, step, shift)
 
     @_compiled
     def _adaptive_decode_rows(logits, biases, streams, table, step, shift, out):
@@ -1005,17 +1011,21 @@ if numba is not None:
             out[k, 2] = total + _biased_frequency(table, last, peaks[i], logits[i, token], bias[token], step, shift)
 
     @_compiled
-    def _adaptive_learn(logits, biases, streams, tokens, peaks, totals, rate, table, step, shift):
+    def _adaptive_learn(logits, biases, fresh, streams, tokens, peaks, totals, rate, fresh_rate, table, step, shift):
         for i in numba.prange(logits.shape[0]):
-            _learn(logits[i], biases[streams[i]], tokens[i], peaks[i], totals[i], rate, table, step, shift)
+            _learn(logits[i], biases[streams[i]], fresh[streams[i]], tokens[i], peaks[i], totals[i], rate, fresh_rate,
+                   table, step, shift)
 
 
-def adaptive_coded_rows(logits: np.ndarray, targets: np.ndarray, bias: np.ndarray, table: np.ndarray, grid_bits: int,
-                        shift: int, rate: int) -> np.ndarray:
-    """Rows [n, V] float32 of one stream coded in order, its bias [V] int64 learning after each:
-    [n, 7] int64 of (low, high, total, first, first_low, first_freq, peak); `bias` is updated."""
+def adaptive_coded_rows(logits: np.ndarray, targets: np.ndarray, bias: np.ndarray, fresh: np.ndarray,
+                        table: np.ndarray, grid_bits: int, shift: int, rate: int, fresh_rate: int) -> np.ndarray:
+    """Rows [n, V] float32 of one stream coded in order, its bias [V] int64 learning after each
+    (`fresh` [V] uint8: 1 for the tokens not coded yet, which learn at `fresh_rate`):
+    [n, 7] int64 of (low, high, total, first, first_low, first_freq, peak); `bias` and `fresh` are
+    updated."""
     out = np.empty((logits.shape[0], 7), np.int64)
-    _adaptive_coded_rows(logits, targets, bias, table, np.float32(2.0 ** grid_bits), shift, rate, out)
+    _adaptive_coded_rows(logits, targets, bias, fresh, table, np.float32(2.0 ** grid_bits), shift, rate, fresh_rate,
+                         out)
     return out
 
 
@@ -1038,8 +1048,10 @@ def adaptive_find_tokens(logits: np.ndarray, biases: np.ndarray, streams: np.nda
     return out
 
 
-def adaptive_learn(logits: np.ndarray, biases: np.ndarray, streams: np.ndarray, tokens: np.ndarray,
-                   peaks: np.ndarray, totals: np.ndarray, rate: int, table: np.ndarray, grid_bits: int,
-                   shift: int) -> None:
-    """Each row's bias (biases[streams[i]], distinct rows) learns its decoded token, in place."""
-    _adaptive_learn(logits, biases, streams, tokens, peaks, totals, rate, table, np.float32(2.0 ** grid_bits), shift)
+def adaptive_learn(logits: np.ndarray, biases: np.ndarray, fresh: np.ndarray, streams: np.ndarray,
+                   tokens: np.ndarray, peaks: np.ndarray, totals: np.ndarray, rate: int, fresh_rate: int,
+                   table: np.ndarray, grid_bits: int, shift: int) -> None:
+    """Each row's bias (biases[streams[i]], distinct rows) learns its decoded token, in place
+    (and fresh[streams[i]] as adaptive_coded_rows)."""
+    _adaptive_learn(logits, biases, fresh, streams, tokens, peaks, totals, rate, fresh_rate, table,
+                    np.float32(2.0 ** grid_bits), shift)

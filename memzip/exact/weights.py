@@ -4,8 +4,8 @@ Rounding is a function of the float weights alone (done on the CPU in float64 fr
 weights, so it is the same on every machine). Its result, `ExactWeights`, is what the forward
 (memzip/exact/model.py) reads: per layer the integer weights of the query/key/value projection
 (RMSNorm's weight and 1/sqrt(head_dim) folded in), the attention output, the MLP's gate and up
-projections (the second norm folded in) and its down projection, each with a power-of-two scale
-per output row, and static power-of-two scales for the keys and values; then the output head
+projections (the second norm folded in) and its down projection, each with a scale per output
+row (`ExactSettings.peak_scales`), and static power-of-two scales for the keys and values; then the output head
 (the final norm folded in) and the float32 embedding rows.
 
 Rounding a model takes seconds and needs transformers' float model in memory; `save` and `load`
@@ -51,9 +51,28 @@ class ExactSettings:
     attention_grid_bits: int = 8  # score differences bucketed at 2^-8 (no measurable cost; a small table)
     silu_grid_bits: int = 11  # sigmoid tabulated at 2^-11 ...
     silu_limit: int = 16  # ... on [-16, 16]
+    # A weight row's scale. 0 (formats 2-8): the power of two that puts the row's max |w| in the
+    # top binade, so a row uses between half and all of its integers. 1 (format 9): the row's max
+    # |w| / (2^(b-1) - 1) rounded to float32, every row using all of them. Measured on the first
+    # 2,048 tokens of alice29.txt: 1 takes the exact engine's cross-entropy from 0.32% above the
+    # float32 model's to 0.00%, at no cost (the scale was already one float32 multiply).
+    peak_scales: int = 1
+
+    def __post_init__(self):
+        if self.peak_scales not in (0, 1):
+            raise ValueError(f"peak_scales is 0 or 1, not {self.peak_scales!r}")
 
     def to_header(self) -> dict:
-        return asdict(self)
+        """The settings as archives record them: archives before format 9 have no `peak_scales`,
+        which means power-of-two scales (`of_header`)."""
+        header = asdict(self)
+        if not self.peak_scales:
+            del header["peak_scales"]
+        return header
+
+    @classmethod
+    def of_header(cls, exact: dict) -> "ExactSettings":
+        return cls(**{"peak_scales": 0, **exact})
 
 
 @dataclass(frozen=True)
@@ -173,7 +192,7 @@ class ExactWeights:
         inverse_sqrt_head_dim = float(1 / tables.decimal_sqrt(shape.head_dim))
 
         def weight(matrix: torch.Tensor, bits: int = w) -> IntegerWeight:
-            q, scale = weight_integers(matrix, bits)
+            q, scale = weight_integers(matrix, bits, settings.peak_scales)
             return IntegerWeight.of(q, scale, bits, a)
 
         layers = []
@@ -185,7 +204,7 @@ class ExactWeights:
             # 1/sqrt(head_dim) (rounded once, from its decimal value) joins the query rows
             query = f64(p + "self_attn.q_proj.weight") * inverse_sqrt_head_dim
             qkv = torch.cat([query] + [f64(p + f"self_attn.{n}_proj.weight") for n in "kv"]) * norm1
-            q_int, q_scale = weight_integers(qkv, w)
+            q_int, q_scale = weight_integers(qkv, w, settings.peak_scales)
             key_scale, value_scale = _static_scales(shape, settings, q_int, q_scale)
             layers.append(LayerWeights(
                 IntegerWeight.of(q_int, q_scale, w, a),
@@ -258,12 +277,19 @@ class ExactWeights:
         return cls(shape, settings, tensors["embedding"], layers, head, stacked)
 
 
-def weight_integers(matrix: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Weights as integers in +-(2^(bits-1) - 1) with a power-of-two scale per output row (an
-    8-bit row then fits int8: the rare 128 that rounding reaches is clamped)."""
-    q, scale = quantize(matrix, bits, dim=1)
+def weight_integers(matrix: torch.Tensor, bits: int, peak: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weights (float64 rows) as integers in +-(2^(bits-1) - 1) with a scale per output row:
+    without `peak`, a power of two (an 8-bit row then fits int8: the rare 128 that rounding
+    reaches is clamped); with it, the row's max |w| / (2^(bits-1) - 1) rounded to float32 (one where
+    that is zero: a zero row), the integers round-half-even(w / scale) in float64. Every step is one
+    correctly rounded IEEE operation, so the integers are the same on every machine."""
     limit = float(2 ** (bits - 1) - 1)
-    return q.clamp_(-limit, limit), scale
+    if not peak:
+        q, scale = quantize(matrix, bits, dim=1)
+        return q.clamp_(-limit, limit), scale
+    scale = (matrix.abs().amax(dim=1, keepdim=True) / limit).to(F32).to(F64)
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    return torch.round(matrix / scale).clamp_(-limit, limit), scale
 
 
 def _static_scales(shape: Shape, settings: ExactSettings, q_int: torch.Tensor, q_scale: torch.Tensor):

@@ -28,8 +28,8 @@ from memzip.format.header import (CODING_KINDS, EXACT_ENGINES, MAX_CHUNK_TOKENS,
                                   ModelIdentity, TextInfo, VectorLayout, parse_header)
 
 MAGIC = b"\x89mz"  # 3 bytes: a high-bit byte (7-bit transports), "mz"
-VERSION = 8  # what memzip writes
-VERSIONS = (5, 6, 7, 8)  # the versions of this layout; they differ only in which profiles they know
+VERSION = 9  # what memzip writes
+VERSIONS = (5, 6, 7, 8, 9)  # the versions of this layout; they differ only in which profiles they know
 FRAMING = len(MAGIC) + 1 + 2  # bytes that are neither header fields nor payload: magic, version, CRC-16
 
 # flags, a varint; a reader MUST refuse bits it does not know
@@ -69,12 +69,24 @@ PROFILE_4 = {**PROFILE_2, "window": 8192}
 # consecutive streams, decoded in lockstep (memzip/exact/streams.py).
 PROFILE_5, PROFILE_6, PROFILE_7 = ({**p, "coding": {**p["coding"], "bias_streams": 4}}
                                    for p in (PROFILE_2, PROFILE_3, PROFILE_4))
+# Profiles 8-12 (format 9): each weight row's scale its max |w| over the integers' range instead of
+# a power of two (memzip/exact/weights.py `peak_scales`), and with the adaptive bias, tokens not
+# coded yet learning twice as fast (memzip/exact/adaptive.py `fresh_bits`). 8, the implicit one,
+# is what a file of one stream gets by default: a window of 4,096 (memzip/options.py); 9 what a
+# file of several streams gets, 2,048; 10 --window 8192; 11 and 12 --no-adapt at 2,048 and 4,096.
+_PEAK = {"peak_scales": 1}
+PROFILE_8, PROFILE_9, PROFILE_10 = ({**PROFILE_5, "exact": {**PROFILE_5["exact"], **_PEAK},
+                                     "coding": {**PROFILE_5["coding"], "fresh_bits": 1}, "window": window}
+                                    for window in (4096, 2048, 8192))
+PROFILE_11, PROFILE_12 = ({**PROFILE_1, "exact": {**PROFILE_1["exact"], **_PEAK}, "window": window}
+                          for window in (2048, 4096))
 PROFILES = {1: PROFILE_1, 2: PROFILE_2, 3: PROFILE_3, 4: PROFILE_4, 5: PROFILE_5, 6: PROFILE_6,
-            7: PROFILE_7}  # 0: the settings are JSON in the header
-IMPLICIT_PROFILE = {5: 1, 6: 2, 7: 2, 8: 5}  # what a header without SETTINGS uses, by version
+            7: PROFILE_7, 8: PROFILE_8, 9: PROFILE_9, 10: PROFILE_10, 11: PROFILE_11,
+            12: PROFILE_12}  # 0: the settings are JSON in the header
+IMPLICIT_PROFILE = {5: 1, 6: 2, 7: 2, 8: 5, 9: 8}  # what a header without SETTINGS uses, by version
 # The profiles a version knows (numbered in the order formats adopted them): it writes one of
 # them other than its implicit one as its number (SETTINGS + one varint), a later one as JSON.
-LAST_PROFILE = {5: 1, 6: 2, 7: 4, 8: 7}
+LAST_PROFILE = {5: 1, 6: 2, 7: 4, 8: 7, 9: 12}
 
 MAX_NAME = 4096  # bytes of a model name (an alias, hub id or path) or a file name
 MAX_SETTINGS_BYTES = 1 << 20
@@ -106,7 +118,7 @@ def model_reference(identity: ModelIdentity) -> str:
 
 
 def encode(archive, tensors_raw: bytes, dictionary, version: int = VERSION) -> tuple[bytes, int]:
-    """Format 8's bytes (or 5's-7's, for tests of what memzip 0.4-0.6 wrote) of `archive` (arrays
+    """Format 9's bytes (or 5's-8's, for tests of what memzip 0.4-0.7 wrote) of `archive` (arrays
     already checked), its tensors (safetensors, or b"") compressed with `dictionary` into the tensors
     frame; and where the header ends (after its check), which is where the residual or the stored
     bytes begin."""
@@ -297,7 +309,7 @@ class Reader:
 
 
 def decode(data: bytes, decompress, dictionary_version: int) -> tuple[Header, dict, dict, bytes | None]:
-    """(header, arrays but the tensors', the tensors frame's raw bytes or None) of format-5, -6 or -7
+    """(header, arrays but the tensors', the tensors frame's raw bytes or None) of format-5 to -9
     bytes; `decompress(frame, limit, what, error, version)` reads a zstd frame as container.py does."""
     version = data[len(MAGIC)]
     read = Reader(data, len(MAGIC) + 1)
@@ -431,4 +443,5 @@ def _file_name(name: str | None) -> str | None:
     return name
 
 
-__all__ = ["MAGIC", "VERSION", "VERSIONS", "PROFILE_1", "PROFILE_2", "PROFILE_3", "PROFILE_4", "PROFILE_5", "PROFILE_6", "PROFILE_7", "encode", "decode", "model_fingerprint", "CODING_KINDS", "EXACT_ENGINES"]
+__all__ = ["MAGIC", "VERSION", "VERSIONS", "PROFILE_1", "PROFILE_2", "PROFILE_3", "PROFILE_4", "PROFILE_5", "PROFILE_6", "PROFILE_7", "PROFILE_8", "PROFILE_9",
+           "PROFILE_10", "PROFILE_11", "PROFILE_12", "encode", "decode", "model_fingerprint", "CODING_KINDS", "EXACT_ENGINES"]

@@ -35,9 +35,9 @@ from memzip.format import vectors as storage
 from memzip.format.dictionary import ZSTD_DICTIONARY, ZSTD_DICTIONARY_V3
 from memzip.format.header import MAX_CHUNK_TOKENS, Header, parse_header
 
-MAGIC = b"\x89MEMZ\r\n\x1a"  # versions 2-4; versions 5-8 start with compact.MAGIC
-FORMAT_VERSION = 8  # what this memzip writes
-READABLE_VERSIONS = (2, 3, 4, 5, 6, 7, 8)
+MAGIC = b"\x89MEMZ\r\n\x1a"  # versions 2-4; versions 5-9 start with compact.MAGIC
+FORMAT_VERSION = 9  # what this memzip writes
+READABLE_VERSIONS = (2, 3, 4, 5, 6, 7, 8, 9)
 PREAMBLE_VERSIONS = (2, 3, 4)  # the versions that start with MAGIC and a 24-byte preamble
 # 24 bytes in every version: magic, version, flags, header_length, then
 PREAMBLE = struct.Struct("<8sHHIQ")  # versions 2-3: payload_length
@@ -62,8 +62,8 @@ TEXT_TENSORS = {
 _DICTS = {2: zstandard.ZstdCompressionDict(ZSTD_DICTIONARY, dict_type=zstandard.DICT_TYPE_RAWCONTENT),
           3: zstandard.ZstdCompressionDict(ZSTD_DICTIONARY_V3, dict_type=zstandard.DICT_TYPE_RAWCONTENT)}
 _DICTS[4] = _DICTS[3]  # version 4 changed the layout, not what its header frame holds
-_DICTS[5] = _DICTS[6] = _DICTS[7] = _DICTS[8] = _DICTS[3]  # versions 5-8's settings and tensors frames: the same JSON and safetensors
-_DICTS[None] = None  # formats 5-8: stored bytes are zstd without a dictionary
+_DICTS[5] = _DICTS[6] = _DICTS[7] = _DICTS[8] = _DICTS[9] = _DICTS[3]  # versions 5-9's settings and tensors frames: the same JSON and safetensors
+_DICTS[None] = None  # formats 5-9: stored bytes are zstd without a dictionary
 
 
 @dataclass
@@ -95,7 +95,7 @@ def _tensor(arrays: dict[str, np.ndarray], name: str) -> np.ndarray:
 
 
 def encode_archive(archive: Archive, version: int = FORMAT_VERSION) -> bytes:
-    """Serialize an archive (format version 8; 7, 6, 5 or 4 for tests of what older memzips wrote). The
+    """Serialize an archive (format version 9; 8, 7, 6, 5 or 4 for tests of what older memzips wrote). The
     arrays are checked against the header first, so a writer bug cannot produce a file the reader
     would refuse. Empty text-codec tensors are left out."""
     arrays = {name: np.ascontiguousarray(a) for name, a in archive.arrays.items()
@@ -179,7 +179,7 @@ def decode_archive(data: bytes) -> Archive:
 
 
 def _decode_compact(data: bytes) -> Archive:
-    """Versions 5-8 (memzip/format/compact.py)."""
+    """Versions 5-9 (memzip/format/compact.py)."""
     if len(data) < len(compact.MAGIC) + 1:
         raise TruncatedArchiveError("archive is truncated inside its preamble")
     version = data[len(compact.MAGIC)]

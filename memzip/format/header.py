@@ -69,7 +69,7 @@ class DecodeSettings:
     # float-ranks: choices tolerate logits that differ from the compressor's by less than
     # margin / 2 (memzip/ranks/ranking.py); None for the exact engines, which need no margin.
     margin: float | None = 0.01
-    # fed before the [mem] vectors; None (formats 5-8, a profile): the model's document-start token
+    # fed before the [mem] vectors; None (formats 5-9, a profile): the model's document-start token
     prefix_tokens: list[int] | None = field(default_factory=list)
     infix_tokens: list[int] = field(default_factory=list)  # fed after them, before the text
     # Where the archive was made (informational: other hardware is checked by the digests).
@@ -80,9 +80,9 @@ class DecodeSettings:
     window: int | None = None  # exact: positions attention sees besides the first (the sink)
     exact: dict | None = None  # exact: the engine's bit widths (memzip/exact/model.ExactSettings)
     coding: dict | None = None  # exact: how logits become frequencies (memzip/exact/coding.py) and "kind"
-    # formats 5-8: the number of the profile whose settings these are (memzip/format/compact.py
-    # PROFILES) when the streams start at the model's document-start token; format 8 writes its
-    # profile 5 (the defaults) as no bytes, profiles 1-4, 6 and 7 as one
+    # formats 5-9: the number of the profile whose settings these are (memzip/format/compact.py
+    # PROFILES) when the streams start at the model's document-start token; format 9 writes its
+    # profile 8 (the defaults) as no bytes, profiles 1-7, 9 and 10 as one
     profile: int | None = None
 
     @property

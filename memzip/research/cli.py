@@ -22,7 +22,7 @@ from memzip.cli import (BatchOpt, DeviceOpt, DtypeOpt, JsonOpt, ModelOpt, QuietO
                         app, reports_errors)
 from memzip.errors import UsageError
 from memzip.models import DEFAULT_MODEL
-from memzip.options import EXACT_WINDOW
+from memzip.options import EXACT_WINDOW, ONE_STREAM_WINDOW
 from memzip.vectors.recipes import get_recipe
 
 RESEARCH = "Research (measurements, not archiving)"
@@ -217,7 +217,7 @@ def bench_bytes(
     files: Annotated[list[Path], typer.Argument(help="Files to compress, extract and verify.", show_default=False)],
     model: ModelOpt = DEFAULT_MODEL,
     engines: Annotated[str, typer.Option("--engines", help="Engines to try, comma-separated: exact, float.")] = "exact",
-    windows: Annotated[str, typer.Option("--windows", help=f"Exact engine: windows to try, comma-separated (default {EXACT_WINDOW}).")] = "",
+    windows: Annotated[str, typer.Option("--windows", help=f"Exact engine: windows to try, comma-separated (default: {ONE_STREAM_WINDOW} for one stream, {EXACT_WINDOW} for several).")] = "",
     streams: Annotated[str, typer.Option("--streams", help="Exact engine: stream counts to try, comma-separated (default: by length).")] = "",
     chunk_tokens: Annotated[str, typer.Option("--chunk-tokens", help="Chunk lengths to try, comma-separated (default: the mode's).")] = "",
     margins: Annotated[str, typer.Option("--margins", help="Float engine: margins to try, comma-separated (default: the dtype's).")] = "",
@@ -292,7 +292,7 @@ def _on_off(value: str) -> bool:
 def bench_speed(
     file: Annotated[Path, typer.Argument(help="The file to compress and extract.", show_default=False)],
     model: ModelOpt = DEFAULT_MODEL,
-    window: Annotated[Optional[int], typer.Option("--window", help=f"Exact engine window (default {EXACT_WINDOW}).")] = None,
+    window: Annotated[Optional[int], typer.Option("--window", help=f"Exact engine window (default {ONE_STREAM_WINDOW} for one stream, {EXACT_WINDOW} for several).")] = None,
     streams: Annotated[Optional[int], typer.Option("--streams", help="Streams (default: by length).")] = None,
     batch_size: BatchOpt = None,
     extract: Annotated[bool, typer.Option("--extract/--no-extract", help="Also extract and time it.")] = True,

@@ -1,0 +1,24 @@
+#!/bin/bash
+# The runs behind docs/benchmarks.md §1 for memzip 0.8 (format 9: weight rows scaled by their max,
+# new tokens learning twice as fast, a window of 4,096 for files of one stream), one after
+# another: one torch process at a time. Run from the repository root with ../shared beside it;
+# JSON results (text for the ablations) and stderr go to $OUT.
+#   OUT=/tmp/bench OMP_NUM_THREADS=2 bash docs/scripts/benchmarks-0.8.sh 20k windows-20k ablation-20k book ablation-book small
+# `20k-0.7` and `book-0.7` run memzip 0.7 (format 8) from a worktree of its last commit, for
+# speeds measured on the same machine in the same session:
+#   git worktree add /tmp/memzip-0.7 c801ca4 && OLD=/tmp/memzip-0.7 bash docs/scripts/benchmarks-0.8.sh 20k-0.7 book-0.7
+set -u
+STEPS=${*:-20k windows-20k ablation-20k book ablation-book small}
+source "$(dirname "$0")/bench_setup.sh"
+run 20k memzip bench-bytes "$OUT/alice29-20k.txt" "$OUT/tinyshakespeare-20k.txt" --json
+run windows-20k memzip bench-bytes "$OUT/alice29-20k.txt" --windows 2048,4096 --json
+run ablation-20k python docs/scripts/format9_ablation.py $CORPUS/alice29.txt --limit 20000 --rounds 2
+run book memzip bench-bytes $CORPUS/alice29.txt --adapt on,off --json
+run ablation-book python docs/scripts/format9_ablation.py $CORPUS/alice29.txt --limit 0 --streams 4 --steps 0,2
+run asyoulik memzip bench-bytes $CORPUS/asyoulik.txt --no-extract --json
+run small bash docs/scripts/small_files.sh
+if [ -n "${OLD:-}" ]; then  # from $OLD, so that `python -m memzip` finds that copy first
+  corpus=$(realpath $CORPUS) out=$(realpath "$OUT")
+  run 20k-0.7 bash -c "cd $OLD && python -m memzip bench-bytes $out/alice29-20k.txt $out/tinyshakespeare-20k.txt --json"
+  run book-0.7 bash -c "cd $OLD && python -m memzip bench-bytes $corpus/alice29.txt --json"
+fi
