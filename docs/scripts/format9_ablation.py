@@ -36,11 +36,12 @@ def main() -> None:
     parser.add_argument("--steps", default="", help="which of the steps, e.g. 0,3 (default: all)")
     args = parser.parse_args()
     loaded, tokens, text_bytes = load_text(args.file, args.limit or 1 << 40)
+    original_bytes = len(open(args.file, "rb").read()[:args.limit or None])  # bits/byte of these, as memzip reports
     chunks = cut(tokens, args.streams)
     start = _layout_rows(exact_model(loaded), model_only_layout(loaded.tokenizer).prefix)
     tokens = len(tokens)
     steps = [STEPS[int(i)] for i in args.steps.split(",")] if args.steps else STEPS
-    print(f"{args.file}, first {args.limit or 'all':,} bytes ({text_bytes:,} with CR LF as LF): {tokens:,} tokens "
+    print(f"{args.file}, first {original_bytes:,} bytes ({text_bytes:,} with CR LF as LF): {tokens:,} tokens "
           f"in {len(chunks)} stream(s)")
     for _ in range(args.rounds):
         for name, settings, fresh_bits, window in steps:
@@ -56,7 +57,7 @@ def main() -> None:
                                    for g in range(0, len(chunks), ADAPTIVE_BIAS_STREAMS))]
             seconds = time.perf_counter() - began
             residual = sum(len(c.residual) for group in coded for c in group)
-            print(f"{name}: {residual:,} B ({8 * residual / text_bytes:.4f} bits/byte), {tokens / seconds:.1f} "
+            print(f"{name}: {residual:,} B ({8 * residual / original_bytes:.4f} bits/byte), {tokens / seconds:.1f} "
                   "tokens/s", flush=True)
 
 
