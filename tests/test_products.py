@@ -87,7 +87,16 @@ def test_int8_products_of_any_depth_are_exact():
 
 def test_weights_whose_slices_could_overflow_int32_are_refused():
     with pytest.raises(ValueError, match="int32"):
-        IntegerWeight.of(torch.ones(2, 1 << 17, dtype=torch.int32), torch.ones(2), 16, 16)
+        IntegerWeight.of(torch.ones(2, 1 << 17, dtype=torch.int32), torch.ones(2), 15, 15)
+
+
+@pytest.mark.parametrize("bits, activation_bits", [(16, 15), (12, 16)])
+def test_sixteen_bit_weights_or_activations_are_refused(bits, activation_bits):
+    """A 16-bit integer's high int8 slice reaches 2^7 + 1 (32,767 = 128 x 256 - 1), which int8
+    cannot hold: such weights once decoded, the same on every backend but far from the float
+    model (a row whose max is 32,767 lost 256 x 256 in its largest weight)."""
+    with pytest.raises(ValueError, match="at most 15 bits"):
+        IntegerWeight.of(torch.ones(2, 8, dtype=torch.int32), torch.ones(2), bits, activation_bits)
 
 
 # --- the choice ---------------------------------------------------------------------------------------

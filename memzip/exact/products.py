@@ -69,8 +69,8 @@ ENVIRONMENT = "MEMZIP_BACKEND"
 
 
 class IntegerWeight:
-    """A weight matrix [n_out, n_in] of integers (|w| <= 2^(bits-1)) with a power-of-two scale per
-    output row (float32 [1, n_out]). Held as int8 slices, the form the vector loops and int8 GEMMs
+    """A weight matrix [n_out, n_in] of integers (|w| <= 2^(bits-1)) with a scale per output row
+    (float32 [1, n_out]). Held as int8 slices, the form the vector loops and int8 GEMMs
     read: one slice for weights of up to 8 bits, two ([w_hi; w_lo], w = w_hi 2^8 + w_lo) for wider
     ones; the float forms other backends read are made from them on first use."""
 
@@ -82,8 +82,8 @@ class IntegerWeight:
         self.n_in = slices.shape[1]
         if slices.dtype != torch.int8 or slices.shape[0] != (2 if self.two_slices else 1) * self.n_out:
             raise ValueError("a weight's slices are int8 [n_out, n_in], or [2 n_out, n_in] above 8 bits")
-        if bits > 16 or activation_bits > 16:
-            raise ValueError("int8 slices hold weights and activations of at most 16 bits")
+        if bits > 15 or activation_bits > 15:  # at 16 bits a high slice reaches 2^7 + 1, past int8
+            raise ValueError("int8 slices hold weights and activations of at most 15 bits")
         # the int32 sums of slice products, bounded: |a_hi| <= 2^(A-9) + 1, |a_lo| <= 128
         hi_a = 2 ** (activation_bits - 9) + 1
         hi_w = 2 ** (bits - 9) + 1 if self.two_slices else 128
