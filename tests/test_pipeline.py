@@ -339,12 +339,13 @@ def test_the_defaults_are_written_as_profiles_8_and_9_no_adapt_as_12_and_11_othe
 
 
 def test_exact_settings_this_memzip_does_not_know_are_refused_as_a_header_error(tiny):
-    """A weight-scale rule other than 0 and 1, or an engine key this memzip does not know:
-    HeaderFormatError, before anything is decoded."""
+    """A weight-scale rule other than 0 and 1, an engine key this memzip does not know, or weights
+    wider than its int8 slices hold: HeaderFormatError, before anything is decoded."""
     from memzip.errors import HeaderFormatError
 
     archive, _ = compress_bytes(INPUTS["ascii"], tiny, CompressOptions(store_fallback=False))
-    for exact in ({**archive.header.decode.exact, "peak_scales": 2}, {**archive.header.decode.exact, "later": 1}):
+    for exact in ({**archive.header.decode.exact, "peak_scales": 2}, {**archive.header.decode.exact, "later": 1},
+                  {**archive.header.decode.exact, "weight_bits": 16}):
         archive.header.decode.exact, archive.header.decode.profile = exact, None
         with pytest.raises(HeaderFormatError, match="exact-engine settings"):
             extract_bytes(decode_archive(encode_archive(archive)), tiny)

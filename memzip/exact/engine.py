@@ -84,11 +84,11 @@ def exact_weights(loaded: LoadedModel, settings: ExactSettings, on_prepare=None)
     return weights
 
 
-def settings_of(header: Header) -> ExactSettings:
-    """The exact engine's settings an archive records (HeaderFormatError: ones this memzip does
-    not know)."""
+def archive_model(loaded: LoadedModel, header: Header, on_prepare=None) -> ExactLlama:
+    """The exact engine with the settings an archive records (HeaderFormatError: settings this
+    memzip does not know, or cannot compute exactly)."""
     try:
-        return ExactSettings.of_header(header.decode.exact)
+        return exact_model(loaded, ExactSettings.of_header(header.decode.exact), on_prepare=on_prepare)
     except (TypeError, ValueError) as exc:
         raise HeaderFormatError(f"the archive's exact-engine settings are not ones this memzip can decode: {exc}") \
             from None
@@ -133,7 +133,10 @@ class ExactEngine:
     name = ENGINE
 
     def prepare(self, loaded: LoadedModel, header: Header | None = None, on_prepare=None) -> None:
-        exact_model(loaded, EXACT_SETTINGS if header is None else settings_of(header), on_prepare=on_prepare)
+        if header is None:
+            exact_model(loaded, on_prepare=on_prepare)
+        else:
+            archive_model(loaded, header, on_prepare)
 
     def decode_settings(self, job: Plan, loaded: LoadedModel) -> DecodeSettings:
         settings = DecodeSettings(engine=ENGINE, batch_size=None, margin=None, window=job.window,
@@ -212,7 +215,7 @@ class ExactEngine:
         whole groups, and any batch decodes the same)."""
         header = archive.header
         decode = header.decode
-        model = exact_model(loaded, settings_of(header))
+        model = archive_model(loaded, header)
         try:  # the header's checks bound each setting; these are the ones only the coder knows
             distribution = Distribution(CodingSettings(**{k: v for k, v in decode.coding.items() if k != "kind"}),
                                         model.shape.vocab, model.device)
