@@ -137,11 +137,38 @@ def test_search_finds_per_text_lengths_that_really_decode_and_repeats_them(tiny)
     assert set(report) >= {"mean_greedy_exact_tokens", "std_greedy_exact_tokens", "mean_greedy_exact_tokens_random"}
 
 
+def test_an_interrupted_search_keeps_its_finished_rounds(tiny):
+    """Ctrl-C during the second round: the first round's lengths come back, each text marked as
+    still searching (a lower bound), and the report says it was interrupted."""
+    from memzip.research import search
+    from memzip.research.samples import bench_chunks
+    from memzip.vectors.optimize import VectorSpace, recipe_layout
+    from memzip.vectors.recipes import get_recipe
+
+    recipe = get_recipe("default", 20)
+    layout, space = recipe_layout(recipe, tiny.tokenizer), VectorSpace(1, "float16")
+    texts = bench_chunks(tiny, "book", 2, 24)
+    rounds = []
+
+    def interrupt_in_second_round(searches):
+        rounds.append([s.exact for s in searches])
+        if len(rounds) == 1:
+            raise KeyboardInterrupt  # as Ctrl-C would, between two rounds' fits
+
+    found = search.search_capacity(tiny, texts, recipe, space, layout, start=4, on_round=interrupt_in_second_round)
+    assert [s.exact for s in found] == rounds[0] and all(len(s.tried) == 1 for s in found)
+    report = search.search_report(tiny, found, ["book", "book"], space, start=4)
+    searching = [row["searching"] for row in report["texts"]]
+    assert report["interrupted"] == any(searching)
+    assert searching == [s.next_length(4) is not None for s in found] and any(searching)
+
+
 def test_search_cli_json(tiny_dir):
     result = CliRunner().invoke(app, ["capacity", "-m", str(tiny_dir), "--search", "--texts", "book", "--samples", "1",
                                       "--longest", "8", "--start", "4", "--max-steps", "5", "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert len(report["texts"]) == 1 and 0 <= report["texts"][0]["greedy_exact_tokens"] <= 8
+    assert report["interrupted"] is False and report["texts"][0]["searching"] is False
     bad = CliRunner().invoke(app, ["capacity", "-m", str(tiny_dir), "--search", "--vectors", "1,2"])
     assert bad.exit_code != 0 and "one vector count" in bad.output

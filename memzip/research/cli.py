@@ -199,13 +199,16 @@ def _search(loaded, kinds, samples, mem_vectors, longest, start, max_steps, seed
                               for s, k in zip(searches, text_kinds)))
 
     searches = search_capacity(loaded, texts, chosen, space, layout, start=start, seed=seed, on_round=show)
-    report = search_report(loaded, searches, text_kinds, space)
+    report = search_report(loaded, searches, text_kinds, space, start)
     report["recipe"] = chosen.name
     if json_out:
         _emit_json(report)
         return
+    if report["interrupted"]:
+        _say(quiet, "interrupted: the lengths of texts still searching are lower bounds (marked >=)")
     for row in report["texts"]:
-        print(f"{row['texts']:>6} text {row['index']}: {row['greedy_exact_tokens']} tokens greedy-exact, "
+        print(f"{row['texts']:>6} text {row['index']}: {'>=' if row['searching'] else ''}"
+              f"{row['greedy_exact_tokens']} tokens greedy-exact, "
               f"{row['steps']} steps, {row['seconds']} s, information gain {row['info_gain_bits']} bits")
     print(f"mean {report['mean_greedy_exact_tokens']} tokens (std {report['std_greedy_exact_tokens']}) per "
           f"{mem_vectors} vector(s) of {report['texts'][0]['vector_bytes_float16'] if report['texts'] else 0} bytes "

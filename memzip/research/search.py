@@ -107,16 +107,27 @@ def _fit_until_exact(loaded, texts: list[list[int]], init: torch.Tensor, recipe:
 
 def search_capacity(loaded, texts: list[list[int]], recipe: Recipe, space: VectorSpace, layout: Layout, *,
                     start: int = 16, seed: int = 0, on_round=None) -> list[TextSearch]:
-    """Search every text (token lists; each at most the window less the layout and vectors)."""
+    """Search every text (token lists; each at most the window less the layout and vectors).
+    Interrupted (Ctrl-C), it returns what the finished rounds found: a text whose
+    `next_length(start)` is not None was still searching, its length a lower bound."""
     limit = EXACT_WINDOW - len(layout.prefix) - len(layout.infix) - space.mem_vectors
     if any(len(t) > limit for t in texts):
         raise ValueError(f"texts of at most {limit} tokens fit the exact engine's window")
     searches = [TextSearch(list(t), i) for i, t in enumerate(texts)]
+    try:
+        _search_rounds(loaded, searches, recipe, space, layout, start, seed, on_round)
+    except KeyboardInterrupt:  # the rounds so far are kept: an hour of fitting is not thrown away
+        pass
+    return searches
+
+
+def _search_rounds(loaded, searches: list[TextSearch], recipe: Recipe, space: VectorSpace, layout: Layout,
+                   start: int, seed: int, on_round) -> None:
     while True:
         todo = [(s, s.next_length(start)) for s in searches]
         todo = [(s, n) for s, n in todo if n is not None]
         if not todo:
-            return searches
+            return
         began = time.perf_counter()
         init = torch.stack([s.vectors if s.vectors is not None
                             else initial_vectors(loaded.model, 1, space.mem_vectors, seed + s.index, space.code_dims)[0]
@@ -139,11 +150,13 @@ def search_capacity(loaded, texts: list[list[int]], recipe: Recipe, space: Vecto
             on_round(searches)
 
 
-def search_report(loaded, searches: list[TextSearch], kinds: list[str], space: VectorSpace) -> dict:
-    """The JSON of `memzip capacity --search`."""
+def search_report(loaded, searches: list[TextSearch], kinds: list[str], space: VectorSpace, start: int = 16) -> dict:
+    """The JSON of `memzip capacity --search`. `interrupted`: some text was still searching (its
+    `searching` true, its length a lower bound: censored)."""
     d = loaded.d_model
     rows = [{
-        "texts": kind, "index": s.index, "greedy_exact_tokens": s.exact, "steps": s.steps,
+        "texts": kind, "index": s.index, "greedy_exact_tokens": s.exact, "searching": s.next_length(start) is not None,
+        "steps": s.steps,
         "seconds": round(s.seconds, 1), "info_gain_bits": round(s.info_gain_bits, 1),
         "vector_bytes_float16": storage.bytes_per_vector("float16", space.code_dims or d) * space.mem_vectors,
         "vector_bytes_int8": storage.bytes_per_vector("int8", space.code_dims or d) * space.mem_vectors,
@@ -151,7 +164,7 @@ def search_report(loaded, searches: list[TextSearch], kinds: list[str], space: V
     } for s, kind in zip(searches, kinds)]
     lengths = [s.exact for s in searches]
     report = {"mem_vectors": space.mem_vectors, "vector_dtype": space.storage, "threads": torch.get_num_threads(),
-              "texts": rows, "mean_greedy_exact_tokens": round(statistics.mean(lengths), 2) if lengths else None,
+              "interrupted": any(row["searching"] for row in rows), "texts": rows, "mean_greedy_exact_tokens": round(statistics.mean(lengths), 2) if lengths else None,
               "std_greedy_exact_tokens": round(statistics.pstdev(lengths), 2) if lengths else None}
     for kind in dict.fromkeys(kinds):
         mine = [s.exact for s, k in zip(searches, kinds) if k == kind]
