@@ -7,9 +7,11 @@ docs/scripts/stages_on_bias_sim.py keeps in its cache, computed here if missing)
 range of positions. docs/benchmarks.md §1 ("On top of the bias") quotes it.
 
     OMP_NUM_THREADS=2 python docs/scripts/exact_vs_float_ce.py ../shared/corpus/alice29.txt --limit 20000
+    OMP_NUM_THREADS=2 python docs/scripts/exact_vs_float_ce.py ../shared/corpus/alice29.txt --limit 20000 --peak-scales 0
 """
 
 import argparse
+import dataclasses
 import math
 import os
 
@@ -18,7 +20,7 @@ import torch
 
 import memzip.exact.streams as streams
 from memzip.exact.coding import CODING_SETTINGS, Distribution
-from memzip.exact.engine import _layout_rows, exact_model
+from memzip.exact.engine import EXACT_SETTINGS, _layout_rows, exact_model
 from memzip.models import load_model, resolve_model
 from stages_on_bias_sim import dump_logits  # beside this script
 
@@ -29,6 +31,8 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=0)
     parser.add_argument("--window", type=int, default=2048, help="the exact engine's window")
     parser.add_argument("--cache", default="", help="stages_on_bias_sim.py's logits file")
+    parser.add_argument("--peak-scales", type=int, default=1, help="the engine's weight scales: 1 each row's max "
+                        "(format 9), 0 powers of two (formats 2-8)")
     args = parser.parse_args()
     cache = args.cache or f"/tmp/{os.path.basename(args.file)}-{args.limit}-logits.npy"
     loaded = load_model(resolve_model("embedded"), device="cpu")
@@ -41,7 +45,7 @@ def main() -> None:
         return float(bits.sum())
 
     streams.ideal_bits = per_token_bits
-    model = exact_model(loaded)
+    model = exact_model(loaded, dataclasses.replace(EXACT_SETTINGS, peak_scales=args.peak_scales))
     streams.compress_stream(model, Distribution(CODING_SETTINGS, model.shape.vocab, model.device),
                             _layout_rows(model, [0]), tokens, args.window)
     exact = torch.cat(exact_rows).numpy()
@@ -55,7 +59,8 @@ def main() -> None:
         rows = loaded.model.eval()(ids, attention_mask=mask[None, None]).logits[0, :-1].float()
     banded = (-torch.log_softmax(rows, -1).gather(1, torch.tensor(tokens)[:, None])[:, 0].double()
               / math.log(2)).numpy()
-    print(f"{args.file}: {len(tokens):,} tokens; window {args.window} + the first position\n")
+    print(f"{args.file}: {len(tokens):,} tokens; window {args.window} + the first position; weight scales: "
+          f"{'each row' + chr(39) + 's max' if args.peak_scales else 'powers of two'}\n")
     print("| positions | exact engine | float32, the same window | float32, 2,048 recomputed every 512 | exact / same window | exact / recomputed |")
     print("|---|---|---|---|---|---|")
     edges = [0, 512, 2048, 3072, 4096, len(tokens)]

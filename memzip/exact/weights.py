@@ -53,9 +53,10 @@ class ExactSettings:
     silu_limit: int = 16  # ... on [-16, 16]
     # A weight row's scale. 0 (formats 2-8): the power of two that puts the row's max |w| in the
     # top binade, so a row uses between half and all of its integers. 1 (format 9): the row's max
-    # |w| / (2^(b-1) - 1) rounded to float32, every row using all of them. Measured on the first
-    # 2,048 tokens of alice29.txt: 1 takes the exact engine's cross-entropy from 0.32% above the
-    # float32 model's to 0.00%, at no cost (the scale was already one float32 multiply).
+    # |w| / (2^(b-1) - 1) rounded to float32, every row using all of them. On the first 20 KB of
+    # alice29.txt 1 takes the exact engine's cross-entropy from 0.28% above the float32 model's
+    # (the same window) to 0.00%, at no cost: the scale was already one float32 multiply
+    # (docs/scripts/exact_vs_float_ce.py, docs/benchmarks.md §1).
     peak_scales: int = 1
 
     def __post_init__(self):
