@@ -16,6 +16,7 @@ run ablation-20k python docs/scripts/format9_ablation.py $CORPUS/alice29.txt --l
 run book memzip bench-bytes $CORPUS/alice29.txt --adapt on,off --json
 run ablation-book python docs/scripts/format9_ablation.py $CORPUS/alice29.txt --limit 0 --streams 4 --steps 0,2
 run asyoulik memzip bench-bytes $CORPUS/asyoulik.txt --no-extract --json
+run shakespeare memzip bench-bytes $CORPUS/tinyshakespeare.txt --no-extract --json
 run small bash docs/scripts/small_files.sh
 if [ -n "${OLD:-}" ]; then  # from $OLD, so that `python -m memzip` finds that copy first
   corpus=$(realpath $CORPUS) out=$(realpath "$OUT")
