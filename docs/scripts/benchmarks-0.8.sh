@@ -3,12 +3,12 @@
 # new tokens learning twice as fast, a window of 4,096 for files of one stream), one after
 # another: one torch process at a time. Run from the repository root with ../shared beside it;
 # JSON results (text for the ablations) and stderr go to $OUT.
-#   OUT=/tmp/bench OMP_NUM_THREADS=2 bash docs/scripts/benchmarks-0.8.sh 20k windows-20k ablation-20k book ablation-book small
+#   OUT=/tmp/bench OMP_NUM_THREADS=2 bash docs/scripts/benchmarks-0.8.sh 20k windows-20k ablation-20k book ablation-book asyoulik shakespeare small
 # `20k-0.7` and `book-0.7` run memzip 0.7 (format 8) from a worktree of its last commit, for
 # speeds measured on the same machine in the same session:
 #   git worktree add /tmp/memzip-0.7 c801ca4 && OLD=/tmp/memzip-0.7 bash docs/scripts/benchmarks-0.8.sh 20k-0.7 book-0.7
 set -u
-STEPS=${*:-20k windows-20k ablation-20k book ablation-book small}
+STEPS=${*:-20k windows-20k ablation-20k book ablation-book asyoulik shakespeare small}
 source "$(dirname "$0")/bench_setup.sh"
 run 20k memzip bench-bytes "$OUT/alice29-20k.txt" "$OUT/tinyshakespeare-20k.txt" --json
 run windows-20k memzip bench-bytes "$OUT/alice29-20k.txt" --windows 2048,4096 --json
