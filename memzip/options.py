@@ -28,11 +28,12 @@ ENGINES = ("auto", "exact", "float")
 # The exact engine, model-only: attention sees the sink and the last EXACT_WINDOW positions, or
 # ONE_STREAM_WINDOW where the whole file is one stream. Longer windows cost fewer bytes and more
 # time, because attention, not the weights, dominates a small model's work at these lengths
-# (one thread, machine A, docs/benchmarks.md §1): on 20 KB of alice29.txt (one stream) 4,096
-# positions code 0.6% fewer bytes than 2,048 for 15% slower compression and 12% slower
-# extraction; on the whole book (4 streams of ~9,800 tokens) 0.56% fewer for 35% slower
-# compression (65% of the speed). So a file of one stream (under 2 x SMALL_STREAM_TOKENS tokens,
-# ~30 KB of English: seconds either way) gets 4,096, the implicit profile of format 9, and a file
+# (docs/benchmarks.md §1): on 20 KB of alice29.txt (one stream) 4,096 positions code 0.7% fewer
+# bytes than 2,048 for 9% slower compression and 15% slower extraction (2 threads, machine D:
+# 13.1 -> 14.4 s and 38.2 -> 45.0 s); on the whole book (4 streams of ~9,800 tokens) 0.56% fewer
+# for 35% slower compression (one thread, machine A). So a file of one stream (under 2 x
+# SMALL_STREAM_TOKENS tokens, ~30 KB of English: seconds either way) gets 4,096, the implicit
+# profile of format 9, and a file
 # of several keeps 2,048 (one byte of settings); --window chooses either way (format 9's
 # profiles 8-10: 4,096, 2,048, 8,192). A file is cut into streams decoded side by side: every stream
 # after the first costs ~33 bytes (its start has no context) and makes extraction faster, so
