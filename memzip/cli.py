@@ -58,7 +58,7 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or me
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print a JSON result on stdout (implies no progress); errors too.")]
 ArchiveArg = Annotated[Path, typer.Argument(help="A .memz archive ('-': stdin).", show_default=False)]
 ArchivesArg = Annotated[list[Path], typer.Argument(help=".memz archives ('-': stdin).", show_default=False)]
-BatchOpt = Annotated[Optional[int], typer.Option("--batch-size", help=f"Streams decoded side by side (default: from memory, at most {MAX_STREAMS_AT_ONCE}, even rounds; rounded up to whole groups of streams that share an adaptive bias, 4 in format 8; any value decodes the same).")]
+BatchOpt = Annotated[Optional[int], typer.Option("--batch-size", help=f"Streams decoded side by side (default: from memory, at most {MAX_STREAMS_AT_ONCE}, even rounds; rounded up to whole groups of streams that share an adaptive bias, 4 in formats 8-9; any value decodes the same).")]
 RECIPE_HELP = ("How [mem] vectors are fitted: " + ", ".join(RECIPES) + " (long, long-hinge: 2000 cosine-decayed "
                "steps for chunks near capacity; paper: the authors' code as it runs).")
 RecipeOpt = Annotated[str, typer.Option("--recipe", help=RECIPE_HELP)]

@@ -82,7 +82,7 @@ class DecodeSettings:
     coding: dict | None = None  # exact: how logits become frequencies (memzip/exact/coding.py) and "kind"
     # formats 5-9: the number of the profile whose settings these are (memzip/format/compact.py
     # PROFILES) when the streams start at the model's document-start token; format 9 writes its
-    # profile 8 (the defaults) as no bytes, profiles 1-7, 9 and 10 as one
+    # profile 8 (the defaults) as no bytes, profiles 1-7 and 9-12 as one
     profile: int | None = None
 
     @property
