@@ -21,8 +21,8 @@ from rich.console import Console
 from memzip import __version__
 from memzip.errors import MemzipError, UsageError
 from memzip.models import DEFAULT_MODEL
-from memzip.options import (CPU_BATCH_SIZE, DEFAULT_MARGIN, EXACT_WINDOW, MAX_STREAMS_AT_ONCE, ONE_STREAM_WINDOW,
-                            SMALL_FILE_STREAMS, SMALL_STREAM_TOKENS, STREAM_TOKENS)
+from memzip.options import (BEST_WINDOW, CPU_BATCH_SIZE, DEFAULT_MARGIN, EXACT_WINDOW, MAX_STREAMS_AT_ONCE,
+                            ONE_STREAM_WINDOW, SMALL_FILE_STREAMS, SMALL_STREAM_TOKENS, STREAM_TOKENS)
 from memzip.vectors.recipes import RECIPES
 
 app = typer.Typer(
@@ -217,7 +217,7 @@ def compress(
     mem_vectors: Annotated[int, typer.Option("--mem-vectors", help="[mem] vectors fitted per chunk (the paper's method). 0: the model codes the text alone, fewest bytes and no fitting.")] = 0,
     engine: Annotated[str, typer.Option("--engine", help="auto (exact wherever the model is Llama-architecture), exact (the same logits on every machine, the model's probabilities coded), or float (rank choices under --margin).")] = "auto",
     window: Annotated[Optional[int], typer.Option("--window", help=f"Exact engine: positions attention sees besides the first (default {ONE_STREAM_WINDOW} for a file of one stream, {EXACT_WINDOW} for several). {ONE_STREAM_WINDOW} on a book in streams: ~0.6% fewer bytes, ~35% slower compression; 2048, 4096 and 8192 cost at most 1 byte of settings, other values ~60.")] = None,
-    streams: Annotated[Optional[int], typer.Option("--streams", help=f"Exact engine, model-only: streams decoded side by side (default: one per {STREAM_TOKENS:,} tokens, up to {SMALL_FILE_STREAMS} of at least {SMALL_STREAM_TOKENS:,} for smaller files, one under {2 * SMALL_STREAM_TOKENS:,}). More: faster extraction (on 2 cores one stream ~60 tokens/s, 4 ~120-200); fewer: fewer bytes (alice29.txt in 1 stream instead of 4: -1.1%).")] = None,
+    streams: Annotated[Optional[int], typer.Option("--streams", help=f"Exact engine, model-only: streams decoded side by side (default: one per {STREAM_TOKENS:,} tokens, up to {SMALL_FILE_STREAMS} of at least {SMALL_STREAM_TOKENS:,} for smaller files, one under {2 * SMALL_STREAM_TOKENS:,}). More: faster extraction (on 2 cores one stream ~60 tokens/s, 4 ~120-200); fewer: fewer bytes (alice29.txt in 1 stream, with its window of 4096, instead of 4: -1.1%; --best: -1.5%).")] = None,
     chunk_tokens: Annotated[Optional[int], typer.Option("--chunk-tokens", help="Tokens per chunk (with vectors: default the model's registry length; float engine: 1024).")] = None,
     margin: Annotated[Optional[float], typer.Option("--margin", help=f"Float engine: logit differences the archive tolerates on another machine, x2 (default {DEFAULT_MARGIN['float32']} for float32 models, {DEFAULT_MARGIN['bfloat16']} for bfloat16).")] = None,
     recipe: RecipeOpt = "default",
@@ -230,6 +230,7 @@ def compress(
     store: Annotated[bool, typer.Option("--store/--no-store", help="Store the bytes as they are where that is smaller than the model's archive (default); --no-store always writes the model's.")] = True,
     check: Annotated[str, typer.Option("--check", help="How extraction verifies the original: digest (the first 8 bytes of its SHA-256, the default) or sha256 (all 32).")] = "digest",
     crlf: Annotated[bool, typer.Option("--crlf-as-lf/--keep-crlf", help="Code a file whose lines all end in CR LF with LF alone and a flag (default; ~3% smaller on such text); --keep-crlf codes the CRs too.")] = True,
+    best: Annotated[bool, typer.Option("--best", help=f"Fewest bytes, whatever the time: the whole file in one stream, with a window of {BEST_WINDOW} where it is longer than {ONE_STREAM_WINDOW} tokens (alice29.txt: 1.018 bits/byte against 1.034 at the defaults; on a book ~2.4x the compression time and ~4x the extraction time). --streams and --window still choose.")] = False,
     adapt: Annotated[bool, typer.Option("--adapt/--no-adapt", help="Learn a bias over the vocabulary as the text is coded, one for each 4 streams (default; ~2% smaller on book text); --no-adapt codes with the model's probabilities alone.")] = True,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
@@ -251,6 +252,7 @@ def compress(
       memzip compress book.txt                        # -> book.txt.memz
       memzip compress a.txt b.txt c.txt               # one model load for all
       memzip compress book.txt --streams 16           # faster extraction, a little larger
+      memzip compress book.txt --best                 # fewest bytes, slow extraction
       memzip compress notes.txt --mem-vectors 1       # the paper's [mem] vectors
       cat log.txt | memzip compress - -c > log.memz
 
@@ -263,7 +265,8 @@ def compress(
     options = CompressOptions(mem_vectors=mem_vectors, chunk_tokens=chunk_tokens, chunking=chunking, recipe=recipe,
                               max_steps=max_steps, seed=seed, vector_dtype=vector_dtype, code_dims=code_dims,
                               batch_size=batch_size, margin=margin, engine=engine, window=window, streams=streams,
-                              store_fallback=store, checksum=check, line_endings=crlf, adaptive_bias=adapt)
+                              store_fallback=store, checksum=check, line_endings=crlf, adaptive_bias=adapt,
+                              best=best)
     options.check()
     models = Models()
 

@@ -44,6 +44,12 @@ ENGINES = ("auto", "exact", "float")
 # bits/byte, for a slower extraction at batch 4) and a 1 MB book in 28, one batch, instead of 42.
 EXACT_WINDOW = 2048
 ONE_STREAM_WINDOW = 4096
+# --best: the whole file in one stream, and a window of BEST_WINDOW where the stream is longer
+# than ONE_STREAM_WINDOW (shorter ones never fill a larger window, and 4,096 is the implicit
+# profile). On alice29.txt (machine E, docs/benchmarks.md §1): 19,648 B at the defaults (4 streams,
+# 2,048), 19,557 in one stream at 2,048, 19,431 at 4,096, 19,360 at 8,192 (-1.5%), for 2.4x the
+# compression time and 4.1x the extraction time (one stream, decoded alone).
+BEST_WINDOW = 8192
 STREAM_TOKENS = 12288
 SMALL_FILE_STREAMS = 4
 SMALL_STREAM_TOKENS = 4096
@@ -86,6 +92,9 @@ class CompressOptions:
     # Exact engine, model-only: learn a bias over the vocabulary as each stream is coded (format
     # 6; memzip/exact/adaptive.py); False codes with the model's frequencies alone
     adaptive_bias: bool = True
+    # Exact engine, model-only: fewest bytes whatever the time (one stream, BEST_WINDOW), where
+    # `streams` and `window` leave the choice open
+    best: bool = False
 
     def check(self) -> None:
         """Refuse impossible options before any model is loaded."""
@@ -112,6 +121,9 @@ class CompressOptions:
             raise UsageError(f"unknown --check {self.checksum!r}", hint="Use " + " or ".join(CHECKS) + ".")
         if self.streams is not None and not 1 <= self.streams <= MAX_STREAMS:
             raise UsageError(f"--streams must be between 1 and {MAX_STREAMS}")
+        if self.best and (self.mem_vectors or self.engine == "float"):
+            raise UsageError("--best chooses the streams and window of the exact engine's model-only coding",
+                             hint="Drop --best, or drop --mem-vectors / --engine float.")
         get_recipe(self.recipe, self.max_steps)  # unknown recipe or negative steps
 
 

@@ -104,7 +104,7 @@ def compress_bytes(data: bytes, loaded: LoadedModel, options: CompressOptions | 
         if reason:
             return stored_archive(data, text, {"stored_because": reason}, base), _finished(report)
     spans = world.broadcast(chunk_spans(loaded, job, tokens) if world.is_main else None)
-    job = with_stream_window(job, len(spans))
+    job = with_stream_window(job, spans)
     chunks = [tokens[a:b] for a, b in spans]
     firsts = units(job, chunks)
     mine = [firsts[g] for g in world.mine(len(firsts))]

@@ -29,8 +29,8 @@ from memzip.format.header import FLOAT_RANKS
 from memzip.layout import Layout, model_only_layout
 from memzip.models import LoadedModel
 from memzip.vectors.optimize import VectorSpace, recipe_layout
-from memzip.options import (CPU_BATCH_SIZE, DEFAULT_MARGIN, EXACT_WINDOW, MODEL_ONLY_CHUNK_TOKENS, ONE_STREAM_WINDOW,
-                            SMALL_FILE_STREAMS, SMALL_STREAM_TOKENS, STREAM_TOKENS, CompressOptions)
+from memzip.options import (BEST_WINDOW, CPU_BATCH_SIZE, DEFAULT_MARGIN, EXACT_WINDOW, MODEL_ONLY_CHUNK_TOKENS,
+                            ONE_STREAM_WINDOW, SMALL_FILE_STREAMS, SMALL_STREAM_TOKENS, STREAM_TOKENS, CompressOptions)
 from memzip.vectors.recipes import Recipe, get_recipe
 
 
@@ -83,8 +83,8 @@ def plan(options: CompressOptions, loaded: LoadedModel) -> Plan:
     if exact and options.margin is not None:
         raise UsageError("--margin is a setting of the float engine; the exact engine needs none",
                          hint="Drop --margin, or add --engine float.")
-    if not exact and (options.window is not None or options.streams is not None):
-        raise UsageError("--window and --streams are settings of the exact engine", hint="Drop them.")
+    if not exact and (options.window is not None or options.streams is not None or options.best):
+        raise UsageError("--window, --streams and --best are settings of the exact engine", hint="Drop them.")
     margin = None if exact else (DEFAULT_MARGIN[loaded.dtype_name] if options.margin is None else options.margin)
     window = (options.window or EXACT_WINDOW) if exact else None
     entry = loaded.entry
@@ -133,7 +133,7 @@ def _batch_size(loaded: LoadedModel, options: CompressOptions, positions: int, f
 def chunk_spans(loaded: LoadedModel, job: Plan, tokens: list[int]) -> list[tuple[int, int]]:
     """Where the chunks (or, exact model-only, the streams) start and end."""
     if job.exact and not job.options.mem_vectors:
-        count = job.options.streams or default_streams(len(tokens), job.chunk_tokens)
+        count = job.options.streams or (1 if job.options.best else default_streams(len(tokens), job.chunk_tokens))
         return even_spans(len(tokens), max(1, -(-len(tokens) // count)))
     if job.nats_per_chunk:
         # Chunk length then adapts to the text: at most twice the model's default length.
@@ -142,13 +142,16 @@ def chunk_spans(loaded: LoadedModel, job: Plan, tokens: list[int]) -> list[tuple
     return even_spans(len(tokens), job.chunk_tokens)
 
 
-def with_stream_window(job: Plan, streams: int) -> Plan:
-    """The plan with the exact engine's default window for this many model-only streams, where the
-    user chose none: ONE_STREAM_WINDOW for one stream, EXACT_WINDOW for several (memzip/options.py
-    says why)."""
+def with_stream_window(job: Plan, spans: list[tuple[int, int]]) -> Plan:
+    """The plan with the exact engine's default window for these model-only streams, where the
+    user chose none: ONE_STREAM_WINDOW for one stream (BEST_WINDOW with --best, where the stream
+    is longer), EXACT_WINDOW for several (memzip/options.py says why)."""
     if not job.exact or job.options.window is not None or job.options.mem_vectors:
         return job
-    return replace(job, window=ONE_STREAM_WINDOW if streams == 1 else EXACT_WINDOW)
+    if len(spans) > 1:
+        return replace(job, window=EXACT_WINDOW)
+    longest = spans[0][1] - spans[0][0] if spans else 0
+    return replace(job, window=BEST_WINDOW if job.options.best and longest > ONE_STREAM_WINDOW else ONE_STREAM_WINDOW)
 
 
 def even_spans(total: int, longest: int) -> list[tuple[int, int]]:

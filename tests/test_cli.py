@@ -330,3 +330,15 @@ def test_extract_finds_a_local_model_from_another_directory(tiny_dir, tmp_path, 
     result = run("extract", tmp_path / "a.txt.memz", "-o", tmp_path / "b.txt", "-q")
     assert result.exit_code == 0, result.output
     assert (tmp_path / "b.txt").read_bytes() == b"relative model path"
+
+
+def test_best_applies_to_the_model_only_exact_coding_alone(sample, tiny_dir):
+    """--best on a short file: one stream at the window a short stream gets anyway (the same
+    archive as --streams 1); with [mem] vectors or the float engine it is refused before any work."""
+    best, one = run("compress", sample, "-m", tiny_dir, "-c", "--best", "--no-store", "--quiet"), \
+        run("compress", sample, "-m", tiny_dir, "-c", *ONE_STREAM)
+    assert best.exit_code == one.exit_code == 0, best.output
+    assert best.stdout_bytes == one.stdout_bytes
+    for other in (["--mem-vectors", "1"], ["--engine", "float"]):
+        refused = run("compress", sample, "-m", tiny_dir, "-c", "--best", *other)
+        assert refused.exit_code != 0 and "--best" in refused.stderr and "Traceback" not in refused.output

@@ -101,3 +101,23 @@ def test_small_files_get_one_stream_and_large_ones_streams_of_bounded_length():
     assert memory.default_streams(8191) == 1 and memory.default_streams(8192) == 2  # streams of >= 4,096
     assert memory.default_streams(20000) == 4  # up to SMALL_FILE_STREAMS of at least SMALL_STREAM_TOKENS
     assert memory.default_streams(12288 * 10 + 1) == 11
+
+
+def test_best_is_one_stream_with_the_longest_window_where_the_stream_fills_it(tiny):
+    """--best: one stream, and a window of 8,192 only where the stream is longer than 4,096
+    tokens (a shorter one would pay a byte of settings for a window it never fills); --streams and
+    --window still choose; without --best, several streams keep 2,048."""
+    from memzip.options import BEST_WINDOW, EXACT_WINDOW, ONE_STREAM_WINDOW, CompressOptions
+
+    def window_and_streams(tokens: int, **options) -> tuple[int, int]:
+        job = memory.plan(CompressOptions(engine="exact", **options), tiny)
+        spans = memory.chunk_spans(tiny, job, [5] * tokens)
+        return memory.with_stream_window(job, spans).window, len(spans)
+
+    assert BEST_WINDOW == 8192 and BEST_WINDOW > ONE_STREAM_WINDOW
+    assert window_and_streams(40000, best=True) == (BEST_WINDOW, 1)
+    assert window_and_streams(ONE_STREAM_WINDOW + 1, best=True) == (BEST_WINDOW, 1)
+    assert window_and_streams(ONE_STREAM_WINDOW, best=True) == (ONE_STREAM_WINDOW, 1)
+    assert window_and_streams(40000) == (EXACT_WINDOW, 4)
+    assert window_and_streams(40000, best=True, streams=4) == (EXACT_WINDOW, 4)
+    assert window_and_streams(40000, best=True, window=2048) == (2048, 1)
