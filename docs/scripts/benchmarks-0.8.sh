@@ -4,6 +4,8 @@
 # another: one torch process at a time. Run from the repository root with ../shared beside it;
 # JSON results (text for the ablations) and stderr go to $OUT.
 #   OUT=/tmp/bench OMP_NUM_THREADS=2 bash docs/scripts/benchmarks-0.8.sh 20k windows-20k ablation-20k book ablation-book asyoulik shakespeare small
+# `best-windows`, `best`, `prior`, `sinks` and `hidden-bias`: the fewest-bytes runs of the eighth
+# session (--best, and three ideas that did not pay).
 # `20k-0.7` and `book-0.7` run memzip 0.7 (format 8) from a worktree of its last commit, for
 # speeds measured on the same machine in the same session:
 #   git worktree add /tmp/memzip-0.7 c801ca4 && OLD=/tmp/memzip-0.7 bash docs/scripts/benchmarks-0.8.sh 20k-0.7 book-0.7
@@ -18,6 +20,11 @@ run ablation-book python docs/scripts/format9_ablation.py $CORPUS/alice29.txt --
 run asyoulik memzip bench-bytes $CORPUS/asyoulik.txt --no-extract --json
 run shakespeare memzip bench-bytes $CORPUS/tinyshakespeare.txt --no-extract --json
 run small bash docs/scripts/small_files.sh
+run best-windows memzip bench-bytes $CORPUS/alice29.txt --windows 2048,4096,8192 --streams 1 --no-extract --json
+run best bash docs/scripts/best_vs_default.sh $CORPUS/alice29.txt "$OUT/best"
+run prior bash -c "cd docs/scripts && python prior_bias_sim.py $(realpath $CORPUS)/alice29.txt --prior $(realpath $CORPUS)/asyoulik.txt --scales 0.5,1"
+run sinks bash -c "cd docs/scripts && python sink_sim.py $(realpath $CORPUS)/alice29.txt --limit 20000 --sinks 1,4,16"
+run hidden-bias bash -c "cd docs/scripts && python hidden_bias_sim.py $(realpath $CORPUS)/alice29.txt --limit 20000 --rates 0.0003,0.001,0.003,0.01,0.03,0.1,0.3"
 if [ -n "${OLD:-}" ]; then  # from $OLD, so that `python -m memzip` finds that copy first
   corpus=$(realpath $CORPUS) out=$(realpath "$OUT")
   run 20k-0.7 bash -c "cd $OLD && python -m memzip bench-bytes $out/alice29-20k.txt $out/tinyshakespeare-20k.txt --json"
