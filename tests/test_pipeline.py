@@ -210,8 +210,10 @@ def test_progress_counts_tokens_both_ways(tiny):
 def test_exact_engine_options_are_refused_with_the_float_engine_and_back(tiny):
     with pytest.raises(UsageError, match="--margin"):
         compress_bytes(b"abc", tiny, CompressOptions(margin=0.1))
-    with pytest.raises(UsageError, match="--window and --streams"):
+    with pytest.raises(UsageError, match="--window, --streams and --best"):
         compress_bytes(b"abc", tiny, CompressOptions(engine="float", streams=2))
+    with pytest.raises(UsageError, match="--best"):
+        compress_bytes(b"abc", tiny, CompressOptions(engine="float", best=True))
 
 
 # --- the float engine ------------------------------------------------------------------------------
