@@ -145,13 +145,13 @@ def chunk_spans(loaded: LoadedModel, job: Plan, tokens: list[int]) -> list[tuple
 def with_stream_window(job: Plan, spans: list[tuple[int, int]]) -> Plan:
     """The plan with the exact engine's default window for these model-only streams, where the
     user chose none: ONE_STREAM_WINDOW for one stream (BEST_WINDOW with --best, where the stream
-    is longer), EXACT_WINDOW for several (memzip/options.py says why)."""
+    would fill it), EXACT_WINDOW for several (memzip/options.py says why)."""
     if not job.exact or job.options.window is not None or job.options.mem_vectors:
         return job
     if len(spans) > 1:
         return replace(job, window=EXACT_WINDOW)
     longest = spans[0][1] - spans[0][0] if spans else 0
-    return replace(job, window=BEST_WINDOW if job.options.best and longest > ONE_STREAM_WINDOW else ONE_STREAM_WINDOW)
+    return replace(job, window=BEST_WINDOW if job.options.best and longest > BEST_WINDOW else ONE_STREAM_WINDOW)
 
 
 def even_spans(total: int, longest: int) -> list[tuple[int, int]]:

@@ -104,9 +104,10 @@ def test_small_files_get_one_stream_and_large_ones_streams_of_bounded_length():
 
 
 def test_best_is_one_stream_with_the_longest_window_where_the_stream_fills_it(tiny):
-    """--best: one stream, and a window of 8,192 only where the stream is longer than 4,096
-    tokens (a shorter one would pay a byte of settings for a window it never fills); --streams and
-    --window still choose; without --best, several streams keep 2,048."""
+    """--best: one stream, and a window of 8,192 only where the stream is longer than that (a
+    shorter one, which the defaults code in one stream anyway, would pay a byte of settings for a
+    window it never fills); --streams and --window still choose; without --best, several streams
+    keep 2,048."""
     from memzip.options import BEST_WINDOW, EXACT_WINDOW, ONE_STREAM_WINDOW, CompressOptions
 
     def window_and_streams(tokens: int, **options) -> tuple[int, int]:
@@ -116,8 +117,9 @@ def test_best_is_one_stream_with_the_longest_window_where_the_stream_fills_it(ti
 
     assert BEST_WINDOW == 8192 and BEST_WINDOW > ONE_STREAM_WINDOW
     assert window_and_streams(40000, best=True) == (BEST_WINDOW, 1)
-    assert window_and_streams(ONE_STREAM_WINDOW + 1, best=True) == (BEST_WINDOW, 1)
-    assert window_and_streams(ONE_STREAM_WINDOW, best=True) == (ONE_STREAM_WINDOW, 1)
+    assert window_and_streams(BEST_WINDOW + 1, best=True) == (BEST_WINDOW, 1)
+    assert window_and_streams(BEST_WINDOW, best=True) == (ONE_STREAM_WINDOW, 1)
+    assert window_and_streams(5000, best=True) == window_and_streams(5000) == (ONE_STREAM_WINDOW, 1)
     assert window_and_streams(40000) == (EXACT_WINDOW, 4)
     assert window_and_streams(40000, best=True, streams=4) == (EXACT_WINDOW, 4)
     assert window_and_streams(40000, best=True, window=2048) == (2048, 1)
