@@ -230,7 +230,7 @@ def compress(
     store: Annotated[bool, typer.Option("--store/--no-store", help="Store the bytes as they are where that is smaller than the model's archive (default); --no-store always writes the model's.")] = True,
     check: Annotated[str, typer.Option("--check", help="How extraction verifies the original: digest (the first 8 bytes of its SHA-256, the default) or sha256 (all 32).")] = "digest",
     crlf: Annotated[bool, typer.Option("--crlf-as-lf/--keep-crlf", help="Code a file whose lines all end in CR LF with LF alone and a flag (default; ~3% smaller on such text); --keep-crlf codes the CRs too.")] = True,
-    best: Annotated[bool, typer.Option("--best", help=f"Fewest bytes, whatever the time: the whole file in one stream, with a window of {BEST_WINDOW} where it is longer than {BEST_WINDOW} tokens (shorter files: as the defaults) (alice29.txt: 1.018 bits/byte against 1.034 at the defaults; on a book ~2.4x the compression time and ~4x the extraction time). --streams and --window still choose.")] = False,
+    best: Annotated[bool, typer.Option("--best", help=f"Fewest bytes, whatever the time: the whole file in one stream, with a window of {BEST_WINDOW} where it is longer than {BEST_WINDOW} tokens; a shorter file gets the defaults. alice29.txt: 1.018 bits/byte against 1.034 at the defaults, for ~2.4x the compression time and ~4x the extraction time. --streams and --window still choose.")] = False,
     adapt: Annotated[bool, typer.Option("--adapt/--no-adapt", help="Learn a bias over the vocabulary as the text is coded, one for each 4 streams (default; ~2% smaller on book text); --no-adapt codes with the model's probabilities alone.")] = True,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",

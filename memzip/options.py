@@ -47,9 +47,10 @@ ONE_STREAM_WINDOW = 4096
 # --best: the whole file in one stream, and a window of BEST_WINDOW where the stream is longer
 # than BEST_WINDOW, the files the defaults cut into streams (on the first 20 KB of alice29.txt,
 # 5,129 tokens, 8,192 gave 2,708 B against 4,096's 2,706: too few positions gain to pay its byte
-# of settings; ONE_STREAM_WINDOW is the implicit profile). On alice29.txt (machine E, docs/benchmarks.md §1): 19,648 B at the defaults (4 streams,
-# 2,048), 19,557 in one stream at 2,048, 19,431 at 4,096, 19,360 at 8,192 (-1.5%), for 2.4x the
-# compression time and 4.1x the extraction time (one stream, decoded alone).
+# of settings; ONE_STREAM_WINDOW is the implicit profile). On alice29.txt (machine E,
+# docs/benchmarks.md §1): 19,648 B at the defaults (4 streams, 2,048), 19,557 in one stream at
+# 2,048, 19,431 at 4,096, 19,360 at 8,192 (-1.5%), for 2.4x the compression time and 4.1x the
+# extraction time (one stream, decoded alone).
 BEST_WINDOW = 8192
 STREAM_TOKENS = 12288
 SMALL_FILE_STREAMS = 4
