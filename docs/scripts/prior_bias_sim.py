@@ -19,8 +19,10 @@ from memzip.exact.coding import (ADAPTIVE_BIAS_BITS, ADAPTIVE_BIAS_STREAMS, ADAP
                                   Distribution)
 from memzip.exact.engine import _layout_rows, exact_model
 from memzip.layout import model_only_layout
+from memzip.models import load_model, resolve_model
 from memzip.planning import default_streams
-from shared_bias_ab import cut, load_text  # beside this script
+from memzip.textcodec import TextCodec, crlf_as_lf
+from shared_bias_ab import cut  # beside this script
 
 
 DEFAULT_CODING = CodingSettings(bias_bits=ADAPTIVE_BIAS_BITS, bias_streams=ADAPTIVE_BIAS_STREAMS,
@@ -45,7 +47,8 @@ class PriorDistribution(Distribution):
 
 def code(loaded, engine, path: str, limit: int, count: int, start=None):
     """(residual bytes, final bias (values, fresh) of the last group, seconds, tokens)."""
-    _, tokens, _ = load_text(path, limit or 1 << 40)
+    data = open(path, "rb").read()[:limit or None]
+    tokens = TextCodec(loaded.tokenizer).encode(crlf_as_lf(data) or data).tokens.tolist()  # as memzip codes it
     count = count or default_streams(len(tokens))
     chunks = cut(tokens, count)
     layout_start = _layout_rows(engine, model_only_layout(loaded.tokenizer).prefix)
@@ -70,7 +73,6 @@ def main() -> None:
     parser.add_argument("--keep-fresh", action="store_true", help="also start from the prior's new-token flags")
     parser.add_argument("--save", default="", help="save the last prior's bias (.npz) here")
     args = parser.parse_args()
-    from memzip.models import load_model, resolve_model
     loaded = load_model(resolve_model("embedded"), device="cpu")
     engine = exact_model(loaded)
     original = len(open(args.file, "rb").read()[:args.limit or None])
