@@ -157,10 +157,109 @@ def test_an_interrupted_search_keeps_its_finished_rounds(tiny):
 
     found = search.search_capacity(tiny, texts, recipe, space, layout, start=4, on_round=interrupt_in_second_round)
     assert [s.exact for s in found] == rounds[0] and all(len(s.tried) == 1 for s in found)
-    report = search.search_report(tiny, found, ["book", "book"], space, start=4)
+    report = search.search_report(tiny, found, ["book", "book"], space)
     searching = [row["searching"] for row in report["texts"]]
     assert report["interrupted"] == any(searching)
     assert searching == [s.next_length(4) is not None for s in found] and any(searching)
+
+
+def test_greedy_prefix_stops_at_the_exact_engines_first_miss(tiny):
+    """The prefix the exact engine reproduces is exact, and one token more is not."""
+    from memzip.research.samples import bench_chunks
+    from memzip.research.search import greedy_exact, greedy_prefix
+    from memzip.vectors.optimize import VectorSpace, initial_vectors, recipe_layout
+    from memzip.vectors.recipes import get_recipe
+
+    layout, space = recipe_layout(get_recipe("default"), tiny.tokenizer), VectorSpace(1, "float16")
+    text = bench_chunks(tiny, "book", 1, 24)[0]
+    for seed in range(3):
+        vectors = initial_vectors(tiny.model, 1, 1, seed)[0]
+        held = greedy_prefix(tiny, layout, space, vectors, text)
+        assert greedy_exact(tiny, layout, space, vectors, text[:held])
+        assert held == len(text) or not greedy_exact(tiny, layout, space, vectors, text[:held + 1])
+    # a text made of the model's own greedy choices is held to its end
+    vectors = initial_vectors(tiny.model, 1, 1, 0)[0]
+    own = text[:greedy_prefix(tiny, layout, space, vectors, text)]
+    assert greedy_prefix(tiny, layout, space, vectors, own) == len(own)
+
+
+# --- the search by growth (memzip/research/growth.py) ----------------------------------------------
+
+
+def test_growth_finds_prefixes_that_really_decode_and_repeats_them(tiny):
+    from dataclasses import replace
+
+    from memzip.research.growth import Growth, grow_capacity
+    from memzip.research.samples import bench_chunks
+    from memzip.research.search import greedy_exact, search_report
+    from memzip.vectors.optimize import VectorSpace, recipe_layout
+    from memzip.vectors.recipes import get_recipe
+
+    # the tiny random model's leads move slowly: a prefix counts as held from a lead of 0.2
+    recipe = replace(get_recipe("default", 60), margin=0.2)
+    layout, space = recipe_layout(recipe, tiny.tokenizer), VectorSpace(1, "float16")
+    texts = bench_chunks(tiny, "book", 2, 24) + bench_chunks(tiny, "random", 1, 24)
+    growth = Growth(lookahead=4, patience=10, decays=1, check_every=10)
+    first = grow_capacity(tiny, texts, recipe, space, layout, growth=growth)
+    again = grow_capacity(tiny, texts, recipe, space, layout, growth=growth)
+    assert [(s.exact, s.steps, s.checks) for s in first] == [(s.exact, s.steps, s.checks) for s in again]
+    assert any(s.exact for s in first)
+    for s in first:
+        assert s.done and s.steps <= 60 and s.checks
+        assert s.exact == max(held for _, _, held in s.checks)
+        checked_steps = [step for step, _, _ in s.checks]
+        assert checked_steps == sorted(checked_steps)
+        if s.exact:  # the vectors it kept decode that prefix exactly, judged again from scratch
+            assert greedy_exact(tiny, layout, space, s.vectors, s.text[:s.exact])
+    report = search_report(tiny, first, ["book", "book", "random"], space)
+    assert report["interrupted"] is False
+    assert [len(row["checks"]) for row in report["texts"]] == [len(s.checks) for s in first]
+
+
+def test_a_token_the_exact_engine_misses_gets_a_larger_margin(monkeypatch):
+    """A check where the float model held 8 tokens and the exact engine 3: the 3 count, token 3's
+    margin doubles (up to most_margin), and the float prefix is judged again from scratch."""
+    import math
+
+    import torch
+
+    from memzip.research import growth
+    from memzip.research.search import TextSearch
+
+    monkeypatch.setattr(growth, "greedy_prefix", lambda loaded, layout, space, vectors, tokens: 3)
+    t = growth._Text(TextSearch(list(range(10)), 0), 0.3, torch.ones(10))
+    settings = growth.Growth(raise_by=2.0, most_margin=3.0)
+    for expected in (2.0, 3.0):
+        t.best, t.candidate, t.checked = (8, 1.5), torch.full((1, 4), expected), False
+        growth._check(None, None, None, [t], [0], settings)
+        assert t.margins.tolist() == [1.0] * 3 + [expected] + [1.0] * 6
+        assert (t.best, t.candidate, t.checked) == ((-1, -math.inf), None, True)
+    # at most_margin already: the margin stays, and so does the candidate (checked)
+    t.best, t.candidate, t.checked = (8, 1.5), torch.full((1, 4), 4.0), False
+    growth._check(None, None, None, [t], [0], settings)
+    assert t.margins.tolist() == [1.0] * 3 + [3.0] + [1.0] * 6 and t.best == (8, 1.5) and t.checked
+    assert t.search.exact == 3 and t.search.checks == [(0, 8, 3)] * 3
+    assert float(t.search.vectors[0, 0]) == 2.0  # the vectors of the first check that held 3
+
+
+def test_an_interrupted_growth_keeps_its_checks(tiny):
+    from memzip.research.growth import Growth, grow_capacity
+    from memzip.research.samples import bench_chunks
+    from memzip.vectors.optimize import VectorSpace, recipe_layout
+    from memzip.vectors.recipes import get_recipe
+
+    recipe = get_recipe("default", 200)
+    layout, space = recipe_layout(recipe, tiny.tokenizer), VectorSpace(1, "float16")
+    seen = []
+
+    def interrupt_at_the_second_check(searches):
+        seen.append([s.exact for s in searches])
+        if len(seen) == 2:
+            raise KeyboardInterrupt
+
+    found = grow_capacity(tiny, bench_chunks(tiny, "book", 2, 24), recipe, space, layout,
+                          growth=Growth(lookahead=4, check_every=5), on_check=interrupt_at_the_second_check)
+    assert [s.exact for s in found] == seen[-1] and not any(s.done for s in found)
 
 
 def test_search_cli_json(tiny_dir):
@@ -170,5 +269,13 @@ def test_search_cli_json(tiny_dir):
     report = json.loads(result.stdout)
     assert len(report["texts"]) == 1 and 0 <= report["texts"][0]["greedy_exact_tokens"] <= 8
     assert report["interrupted"] is False and report["texts"][0]["searching"] is False
+    assert report["strategy"] == "grow" and report["max_steps"] == 5
+    bisect = CliRunner().invoke(app, ["capacity", "-m", str(tiny_dir), "--search", "--strategy", "bisect", "--texts",
+                                      "book", "--samples", "1", "--longest", "8", "--start", "4", "--max-steps", "5",
+                                      "--json"])
+    assert bisect.exit_code == 0, bisect.output
+    assert json.loads(bisect.stdout)["texts"][0]["tried"][0]["tokens"] == 4
+    unknown = CliRunner().invoke(app, ["capacity", "-m", str(tiny_dir), "--search", "--strategy", "doubling"])
+    assert unknown.exit_code != 0 and "unknown --strategy" in unknown.output
     bad = CliRunner().invoke(app, ["capacity", "-m", str(tiny_dir), "--search", "--vectors", "1,2"])
     assert bad.exit_code != 0 and "one vector count" in bad.output

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from memzip.layout import Layout
-from memzip.vectors.optimize import VectorSpace, _forward, _Inputs, fit_chunks, initial_vectors, recipe_layout
+from memzip.vectors.optimize import VectorSpace, _Inputs, forward, fit_chunks, initial_vectors, recipe_layout
 from memzip.vectors.recipes import RECIPES
 
 
@@ -116,7 +116,7 @@ def test_hinge_adds_the_mean_shortfall_below_the_margin(tiny):
     empty = tokens[0][:0]
     inputs = _Inputs(ids, torch.tensor([len(chunk)]), torch.ones_like(ids, dtype=torch.bool), tokens, (empty, empty), None,
                      "float32", torch.float32)
-    objective, loss, accuracy, margin = _forward(tiny.model, inputs, recipe, [param], [0])
+    objective, loss, accuracy, margin, _ = forward(tiny.model, inputs, recipe, [param], [0])
     assert abs((objective - loss).item() - 2.0 * expected) < 1e-4
     assert abs(margin.item() - lead.min().item()) < 1e-5
     assert abs(accuracy.item() - (lead > 0).float().mean().item()) < 1e-6

@@ -195,12 +195,17 @@ class StreamEncoder:
         self._flags = _flag_model() if kind == "greedy" else None
         self.bits = 0.0  # -log2 of the coded probabilities, summed (what the code should cost)
         self.misses = 0  # tokens that were not the model's first choice
+        self.first_miss: int | None = None  # the index of the first of them: greedy decoding's prefix
+        self._coded = 0
 
     def code(self, rows: CodedRows) -> None:
         for target, low, high, total, first, first_low, first_freq in zip(
                 rows.targets, rows.lows, rows.highs, rows.totals, rows.firsts, rows.first_lows, rows.first_freqs):
             hit = target == first
             self.misses += not hit
+            if not hit and self.first_miss is None:
+                self.first_miss = self._coded
+            self._coded += 1
             if self._flags is not None:
                 self._flags.encode(self._coder, 0 if hit else 1)
                 if hit:

@@ -73,6 +73,7 @@ class CodedStream:
     coded_bits: float  # -log2 of the coded probabilities (what the residual should cost)
     model_bits: float  # the model's own cross-entropy (float softmax of the exact logits)
     misses: int  # tokens that were not the model's first choice
+    first_miss: int | None = None  # the first of them: greedy decoding reproduces the tokens before it
 
 
 def compress_stream(model: ExactLlama, distribution: Distribution, start: torch.Tensor, tokens: list[int],
@@ -135,7 +136,7 @@ def compress_streams(model: ExactLlama, distribution: Distribution, starts: torc
             if on_tokens:
                 on_tokens(len(of_stream))
             coded += n
-    return [CodedStream(e.finish(), e.bits, bits, e.misses) for e, bits in zip(encoders, model_bits)]
+    return [CodedStream(e.finish(), e.bits, bits, e.misses, e.first_miss) for e, bits in zip(encoders, model_bits)]
 
 
 def extract_streams(model: ExactLlama, distribution: Distribution, starts: torch.Tensor, residuals: list[bytes],

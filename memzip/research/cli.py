@@ -98,9 +98,10 @@ def capacity(
     vector_dtype: Annotated[str, typer.Option("--vector-dtype", help="Storage the vectors are fitted and judged in (see compress).")] = "float32",
     code_dims: Annotated[Optional[int], typer.Option("--code-dims", help="Fit codes of this many numbers in a random subspace (see compress).")] = None,
     recipe: RecipeOpt = "default",
-    search: Annotated[bool, typer.Option("--search", help="Per text, search the longest prefix the vectors make the exact engine greedy-decode (doubling, then bisection, warm-started); --samples texts of each kind.")] = False,
+    search: Annotated[bool, typer.Option("--search", help="Per text, search the longest prefix the vectors make the exact engine greedy-decode; --samples texts of each kind.")] = False,
+    strategy: Annotated[str, typer.Option("--strategy", help="--search: grow (one fit whose scored part follows the prefix held; --max-steps per text, default GROW_STEPS) or bisect (doubling then bisection, a fit per length; --max-steps per fit).")] = "grow",
     longest: Annotated[int, typer.Option("--longest", help="--search: the texts' length in tokens, the most a search can find.")] = 256,
-    start: Annotated[int, typer.Option("--start", help="--search: the first length tried.")] = 16,
+    start: Annotated[int, typer.Option("--start", help="--search --strategy bisect: the first length tried.")] = 16,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "float32",
     quiet: QuietOpt = False,
@@ -116,7 +117,8 @@ def capacity(
       memzip capacity --quick --texts book
       memzip capacity -m pythia-160m --device cuda --lengths 32,64,80,96 --json --plot cap.png
       memzip capacity --texts book --lengths 32,48,64 --vector-dtype int4
-      memzip capacity --search --texts book --samples 8 --recipe long-hinge --json
+      memzip capacity --search --texts book --samples 8 --json
+      memzip capacity --search --strategy bisect --texts book --samples 4 --max-steps 500
     """
     from memzip.models import load_model, resolve_model
     from memzip.options import CompressOptions
@@ -141,7 +143,7 @@ def capacity(
     loaded = load_model(resolve_model(model), device=device, dtype=dtype)
     if search:
         _search(loaded, kinds, samples, counts[0], longest, start, max_steps, seed, vector_dtype, code_dims, recipe,
-                quiet, json_out)
+                strategy, quiet, json_out)
         return
 
     def show(row):  # to stderr as rows come in, also with --json (the report goes to stdout)
@@ -175,15 +177,18 @@ def capacity(
 
 
 def _search(loaded, kinds, samples, mem_vectors, longest, start, max_steps, seed, vector_dtype, code_dims, recipe,
-            quiet, json_out) -> None:
-    """`memzip capacity --search` (memzip/research/search.py)."""
+            strategy, quiet, json_out) -> None:
+    """`memzip capacity --search` (memzip/research/growth.py and search.py)."""
+    from memzip.research.growth import GROW_STEPS, grow_capacity
     from memzip.research.samples import bench_chunks
     from memzip.research.search import search_capacity, search_report
     from memzip.vectors.optimize import VectorSpace, recipe_layout
 
     if not 1 <= start <= longest:
         raise UsageError("--start must be between 1 and --longest")
-    chosen = get_recipe(recipe, max_steps)
+    if strategy not in ("grow", "bisect"):
+        raise UsageError(f"unknown --strategy {strategy!r}", hint="Use grow or bisect.")
+    chosen = get_recipe(recipe, GROW_STEPS if strategy == "grow" and max_steps is None else max_steps)
     layout = recipe_layout(chosen, loaded.tokenizer)
     space = VectorSpace(mem_vectors, vector_dtype, code_dims)
     if longest > EXACT_WINDOW - len(layout.prefix) - len(layout.infix) - mem_vectors:
@@ -194,13 +199,16 @@ def _search(loaded, kinds, samples, mem_vectors, longest, start, max_steps, seed
         texts += picked
         text_kinds += [kind] * len(picked)
 
-    def show(searches):  # to stderr after every round, also with --json
-        _say(quiet, "  ".join(f"{k}[{s.index}] {s.exact}" + ("" if s.next_length(start) is None else "…")
+    def show(searches):  # to stderr after every round or check, also with --json
+        _say(quiet, "  ".join(f"{k}[{s.index}] {s.exact}" + ("" if s.done else "…")
                               for s, k in zip(searches, text_kinds)))
 
-    searches = search_capacity(loaded, texts, chosen, space, layout, start=start, seed=seed, on_round=show)
-    report = search_report(loaded, searches, text_kinds, space, start)
-    report["recipe"] = chosen.name
+    if strategy == "grow":
+        searches = grow_capacity(loaded, texts, chosen, space, layout, seed=seed, on_check=show)
+    else:
+        searches = search_capacity(loaded, texts, chosen, space, layout, start=start, seed=seed, on_round=show)
+    report = search_report(loaded, searches, text_kinds, space)
+    report["recipe"], report["strategy"], report["max_steps"] = chosen.name, strategy, chosen.max_steps
     if json_out:
         _emit_json(report)
         return

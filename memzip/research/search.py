@@ -7,14 +7,16 @@ length, judged the way compression judges vectors: fitted with the storage round
 rounded to storage, and decoded by the exact engine (memzip/exact/streams.py), where a miss is any
 token that is not the model's first choice.
 
-The search, per text: lengths double from `start` while the prefix decodes exactly, then bisect
-between the longest exact and the shortest failed length. Every fit after the first starts from
-the vectors of the longest exact prefix so far (a warm start: those already hold its first
-tokens). The texts still searching are fitted together, one batch per round. A fit that met the
-recipe's margin on the float model but misses on the exact engine is fitted on with the margin
-doubled (twice at most) before its length counts as failed. One fit can succeed
-at a length where a shorter one failed (fitting is not monotone in the length); the search
-reports the longest length it saw decode exactly, and every length it tried.
+Two strategies. `grow` (memzip/research/growth.py, the default) fits each text once, scoring it a
+little past the prefix its vectors already hold. `bisect`, here, fits one length at a time:
+lengths double from `start` while the prefix decodes exactly, then bisect between the longest
+exact and the shortest failed length. Every fit after the first starts from the vectors of the
+longest exact prefix so far (a warm start: those already hold its first tokens). The texts still
+searching are fitted together, one batch per round. A fit that met the recipe's margin on the
+float model but misses on the exact engine is fitted on with the margin doubled (twice at most)
+before its length counts as failed. One fit can succeed at a length where a shorter one failed
+(fitting is not monotone in the length); the search reports the longest length it saw decode
+exactly, and every length it tried.
 
 Repeatable: the random starts are seeded per text, and a fixed batch composition and thread
 count give the same float sums, so the same command on the same machine gives the same lengths.
@@ -59,6 +61,9 @@ class TextSearch:
     seconds: float = 0.0
     info_gain_bits: float = 0.0  # at the longest exact prefix: CE without the vectors minus with
     tried: list[tuple[int, bool, int]] = field(default_factory=list)  # (length, exact, steps)
+    # --strategy grow: (step, float prefix, exact prefix) of each check on the exact engine
+    checks: list[tuple[int, int, int]] = field(default_factory=list)
+    done: bool = False  # False: interrupted while still searching, `exact` a lower bound
 
     def next_length(self, start: int) -> int | None:
         """The next length to try, or None when the search is over."""
@@ -72,15 +77,22 @@ class TextSearch:
         return (self.exact + self.failed) // 2
 
 
-def greedy_exact(loaded, layout: Layout, space: VectorSpace, vectors: torch.Tensor, tokens: list[int]) -> bool:
-    """Whether the exact engine, started from the layout and `vectors` [M, D] rounded to their
-    storage, greedy-decodes `tokens` with no miss (as compression codes a chunk with vectors)."""
+def greedy_prefix(loaded, layout: Layout, space: VectorSpace, vectors: torch.Tensor, tokens: list[int]) -> int:
+    """How many of `tokens` the exact engine, started from the layout and `vectors` [M, D] rounded
+    to their storage, greedy-decodes before its first miss (as compression codes a chunk with
+    vectors): all of them when the vectors hold the text exactly."""
     model = exact_model(loaded)
     packed, scales = storage.pack(vectors.numpy()[None], space.storage)
     rows = exact_vectors(packed, scales, space.storage, space.code_dims, loaded.d_model)[0]
     start = torch.cat([_layout_rows(model, layout.prefix), rows.to(model.device), _layout_rows(model, layout.infix)])
     distribution = Distribution(CODING_SETTINGS, model.shape.vocab, model.device)
-    return compress_stream(model, distribution, start, tokens, EXACT_WINDOW, "greedy").misses == 0
+    coded = compress_stream(model, distribution, start, tokens, EXACT_WINDOW, "greedy")
+    return len(tokens) if coded.first_miss is None else coded.first_miss
+
+
+def greedy_exact(loaded, layout: Layout, space: VectorSpace, vectors: torch.Tensor, tokens: list[int]) -> bool:
+    """Whether the exact engine greedy-decodes all of `tokens` from `vectors` (greedy_prefix)."""
+    return greedy_prefix(loaded, layout, space, vectors, tokens) == len(tokens)
 
 
 def _fit_until_exact(loaded, texts: list[list[int]], init: torch.Tensor, recipe: Recipe, space: VectorSpace,
@@ -146,21 +158,23 @@ def _search_rounds(loaded, searches: list[TextSearch], recipe: Recipe, space: Ve
             else:
                 s.failed = n if s.failed is None else min(s.failed, n)
             s.seconds += share
+            s.done = s.next_length(start) is None
         if on_round:
             on_round(searches)
 
 
-def search_report(loaded, searches: list[TextSearch], kinds: list[str], space: VectorSpace, start: int = 16) -> dict:
+def search_report(loaded, searches: list[TextSearch], kinds: list[str], space: VectorSpace) -> dict:
     """The JSON of `memzip capacity --search`. `interrupted`: some text was still searching (its
     `searching` true, its length a lower bound: censored)."""
     d = loaded.d_model
     rows = [{
-        "texts": kind, "index": s.index, "greedy_exact_tokens": s.exact, "searching": s.next_length(start) is not None,
+        "texts": kind, "index": s.index, "greedy_exact_tokens": s.exact, "searching": not s.done,
         "steps": s.steps,
         "seconds": round(s.seconds, 1), "info_gain_bits": round(s.info_gain_bits, 1),
         "vector_bytes_float16": storage.bytes_per_vector("float16", space.code_dims or d) * space.mem_vectors,
         "vector_bytes_int8": storage.bytes_per_vector("int8", space.code_dims or d) * space.mem_vectors,
         "tried": [{"tokens": n, "exact": e, "steps": k} for n, e, k in s.tried],
+        "checks": [{"step": k, "float_prefix": f, "greedy_exact_tokens": n} for k, f, n in s.checks],
     } for s, kind in zip(searches, kinds)]
     lengths = [s.exact for s in searches]
     report = {"mem_vectors": space.mem_vectors, "vector_dtype": space.storage, "threads": torch.get_num_threads(),

@@ -87,13 +87,8 @@ class _Inputs:
     dtype: torch.dtype  # the model's
 
 
-def fit_chunks(model, chunks: list[list[int]], recipe: Recipe, space: VectorSpace = VectorSpace(),
-               layout: Layout = Layout(), *, seed: int = 0, init: torch.Tensor | None = None,
-               on_step: StepCallback | None = None) -> list[ChunkFit]:
-    """Fit one group of chunks together. Returns the best vectors found for each, scored as they
-    will be stored (the forward pass sees them rounded to `space.storage`)."""
-    if not chunks:
-        return []
+def prepare_inputs(model, chunks: list[list[int]], recipe: Recipe, space: VectorSpace, layout: Layout) -> _Inputs:
+    """The fixed, teacher-forced inputs of a group of chunks, on the model's device."""
     from memzip.vectors.rounding import code_basis
 
     embed = model.get_input_embeddings()
@@ -114,15 +109,26 @@ def fit_chunks(model, chunks: list[list[int]], recipe: Recipe, space: VectorSpac
                          layout_embeds,
                          None if space.code_dims is None else code_basis(space.code_dims, embed.weight.shape[1]).to(device),
                          space.storage, dtype)
+    return inputs
 
-    start = init if init is not None else initial_vectors(model, count, space.mem_vectors, seed, space.code_dims)
+
+def fit_chunks(model, chunks: list[list[int]], recipe: Recipe, space: VectorSpace = VectorSpace(),
+               layout: Layout = Layout(), *, seed: int = 0, init: torch.Tensor | None = None,
+               on_step: StepCallback | None = None) -> list[ChunkFit]:
+    """Fit one group of chunks together. Returns the best vectors found for each, scored as they
+    will be stored (the forward pass sees them rounded to `space.storage`)."""
+    if not chunks:
+        return []
+    inputs = prepare_inputs(model, chunks, recipe, space, layout)
+    start = init if init is not None else initial_vectors(model, len(chunks), space.mem_vectors, seed, space.code_dims)
     if init is None and recipe.init == "mean-embedding":
         start = _mean_embedding_start(inputs, start, space)
-    params = [torch.nn.Parameter(start[i].to(device=device, dtype=torch.float32).clone()) for i in range(count)]
+    params = [torch.nn.Parameter(start[i].to(device=inputs.ids.device, dtype=torch.float32).clone())
+              for i in range(len(chunks))]
     optimizer = torch.optim.AdamW(params, lr=recipe.lr, betas=recipe.betas, weight_decay=recipe.weight_decay)
     best = [_Best(p.detach().clone()) for p in params]
-    steps = [0] * count
-    with _fast_float32_matmul(device):
+    steps = [0] * len(chunks)
+    with fast_float32_matmul(inputs.ids.device):
         _optimize(model, inputs, recipe, params, optimizer, best, steps, on_step)
     return [ChunkFit(b.vectors.cpu(), steps[i], b.loss, b.accuracy, b.margin,
                      b.margin >= recipe.margin and b.accuracy == 1.0)
@@ -138,7 +144,7 @@ def _mean_embedding_start(inputs: _Inputs, start: torch.Tensor, space: VectorSpa
 
 
 @contextlib.contextmanager
-def _fast_float32_matmul(device: torch.device):
+def fast_float32_matmul(device: torch.device):
     """TF32 matrix products while fitting on a CUDA GPU (several times faster in float32).
     Fitting only searches for vectors: whether they decode is decided afterwards by the
     extraction decoder in full float32, so this rounding cannot reach an archive."""
@@ -163,7 +169,7 @@ def _optimize(model, inputs: _Inputs, recipe: Recipe, params, optimizer, best, s
         # The last evaluation is never followed by a backward pass: no autograd graph for it
         # (with --max-steps 0 that graph would be most of the memory).
         with torch.set_grad_enabled(step < recipe.max_steps):
-            objective, loss, accuracy, margin = _forward(model, inputs, recipe, params, active, step)
+            objective, loss, accuracy, margin, _ = forward(model, inputs, recipe, params, active, step)
         # During a curriculum the scores are of part of each chunk: nothing is kept or judged yet.
         warming = step < recipe.curriculum and step < recipe.max_steps
         # One device-to-host copy per step rather than three per chunk (each one a GPU sync).
@@ -206,10 +212,11 @@ def _optimize(model, inputs: _Inputs, recipe: Recipe, params, optimizer, best, s
             steps[i] = step + 1
 
 
-def _forward(model, inputs: _Inputs, recipe: Recipe, params, active, step: int = 0):
+def forward(model, inputs: _Inputs, recipe: Recipe, params, active, step: int = 0, margins: torch.Tensor | None = None):
     """Teacher-forced forward for the active chunks: per-chunk objective (what is minimized),
     mean cross-entropy, accuracy and smallest lead, over the scored tokens (during a curriculum,
-    over the part of each chunk scored so far)."""
+    over the part of each chunk scored so far), and each token's lead [n, L] (inf where not scored).
+    `margins` [n, L]: the hinge's margin per token instead of the recipe's."""
     mem = expand(as_stored(torch.stack([params[i] for i in active]), inputs.storage), inputs.basis).to(inputs.dtype)
     n = len(active)
     prefix, infix = (e[None].expand(n, -1, -1) for e in inputs.layout_embeds)
@@ -237,13 +244,13 @@ def _forward(model, inputs: _Inputs, recipe: Recipe, params, active, step: int =
         lead = true - others
     objective = loss
     if recipe.hinge > 0:
-        shortfall = (recipe.margin - lead).clamp(min=0) * valid
+        shortfall = ((recipe.margin if margins is None else margins) - lead).clamp(min=0) * valid
         objective = loss + recipe.hinge * shortfall.sum(dim=1) / counts
     lead = lead.detach().masked_fill(~valid, float("inf"))
     margin = lead.min(dim=1).values
     # A chunk with no scored token (one token, fed in the authors' layout) is trivially done.
     accuracy = torch.where(valid.any(dim=1), ((lead > 0) & valid).sum(dim=1) / counts, 1.0)
-    return objective, loss.detach(), accuracy, margin
+    return objective, loss.detach(), accuracy, margin, lead
 
 
 class _Best:
