@@ -99,7 +99,7 @@ def capacity(
     code_dims: Annotated[Optional[int], typer.Option("--code-dims", help="Fit codes of this many numbers in a random subspace (see compress).")] = None,
     recipe: RecipeOpt = "default",
     search: Annotated[bool, typer.Option("--search", help="Per text, search the longest prefix the vectors make the exact engine greedy-decode; --samples texts of each kind.")] = False,
-    strategy: Annotated[str, typer.Option("--strategy", help="--search: grow (one fit whose scored part follows the prefix held; --max-steps per text, default GROW_STEPS) or bisect (doubling then bisection, a fit per length; --max-steps per fit).")] = "grow",
+    strategy: Annotated[str, typer.Option("--strategy", help="--search: grow (one fit whose scored part follows the prefix held; --max-steps per text, default 3000) or bisect (doubling then bisection, a fit per length; --max-steps per fit).")] = "grow",
     longest: Annotated[int, typer.Option("--longest", help="--search: the texts' length in tokens, the most a search can find.")] = 256,
     start: Annotated[int, typer.Option("--start", help="--search --strategy bisect: the first length tried.")] = 16,
     device: DeviceOpt = "auto",
