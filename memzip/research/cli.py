@@ -140,6 +140,8 @@ def capacity(
     counts = [1] if vectors == "1,2,4,8" else vector_list  # --search: the default grid means one vector
     if search and len(counts) != 1:
         raise UsageError("--search fits one vector count at a time", hint="Give --vectors N.")
+    if search and strategy not in ("grow", "bisect"):  # before the model loads
+        raise UsageError(f"unknown --strategy {strategy!r}", hint="Use grow or bisect.")
     loaded = load_model(resolve_model(model), device=device, dtype=dtype)
     if search:
         _search(loaded, kinds, samples, counts[0], longest, start, max_steps, seed, vector_dtype, code_dims, recipe,
@@ -186,8 +188,6 @@ def _search(loaded, kinds, samples, mem_vectors, longest, start, max_steps, seed
 
     if not 1 <= start <= longest:
         raise UsageError("--start must be between 1 and --longest")
-    if strategy not in ("grow", "bisect"):
-        raise UsageError(f"unknown --strategy {strategy!r}", hint="Use grow or bisect.")
     chosen = get_recipe(recipe, GROW_STEPS if strategy == "grow" and max_steps is None else max_steps)
     layout = recipe_layout(chosen, loaded.tokenizer)
     space = VectorSpace(mem_vectors, vector_dtype, code_dims)

@@ -157,7 +157,7 @@ def _grow_step(model, inputs, recipe: Recipe, params, optimizer, state: list[_Te
     update = [slot for slot, i in enumerate(active) if not state[i].done]
     if not update:
         return
-    for slot, i in enumerate(active):
+    for i in active:
         optimizer.param_groups[i]["lr"] = state[i].lr
     objective[update].sum().backward()
     for slot, i in enumerate(active):  # texts that are done must not move
