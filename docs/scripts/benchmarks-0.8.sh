@@ -5,7 +5,8 @@
 # JSON results (text for the ablations) and stderr go to $OUT.
 #   OUT=/tmp/bench OMP_NUM_THREADS=2 bash docs/scripts/benchmarks-0.8.sh 20k windows-20k ablation-20k book ablation-book asyoulik shakespeare small
 # `best-windows`, `best`, `prior`, `sinks` and `hidden-bias`: the fewest-bytes runs of the eighth
-# session (--best, and three ideas that did not pay).
+# session (--best, and three ideas that did not pay). `grow-4`, `grow-8`, `grow-lookahead` and
+# `logit-gap`: the ninth session's capacity search (docs/capacity.md).
 # `20k-0.7` and `book-0.7` run memzip 0.7 (format 8) from a worktree of its last commit, for
 # speeds measured on the same machine in the same session:
 #   git worktree add /tmp/memzip-0.7 c801ca4 && OLD=/tmp/memzip-0.7 bash docs/scripts/benchmarks-0.8.sh 20k-0.7 book-0.7
@@ -30,3 +31,9 @@ if [ -n "${OLD:-}" ]; then  # from $OLD, so that `python -m memzip` finds that c
   run 20k-0.7 bash -c "cd $OLD && python -m memzip bench-bytes $out/alice29-20k.txt $out/tinyshakespeare-20k.txt --json"
   run book-0.7 bash -c "cd $OLD && python -m memzip bench-bytes $corpus/alice29.txt --json"
 fi
+# The ninth session's capacity search by growth (docs/capacity.md): the four side-by-side chunks,
+# the eight book chunks, the lookahead comparison and the float/exact logit gap on a fitted vector.
+run grow-4 memzip capacity --search --texts book --samples 4 --longest 256 --max-steps 1000 --json
+run grow-8 memzip capacity --search --texts book --samples 8 --longest 256 --max-steps 1000 --json
+run grow-lookahead bash -c "python docs/scripts/growth_settings.py 16 100 3 1500 2 64; python docs/scripts/growth_settings.py 32 100 3 1500 2 64"
+run logit-gap bash -c "python docs/scripts/vector_logit_gap.py 40 0; python docs/scripts/vector_logit_gap.py 40 400"
