@@ -32,7 +32,7 @@ from memzip.layout import Layout
 from memzip.research.search import TextSearch, greedy_prefix
 from memzip.vectors.fitting import cost_without_vectors
 from memzip.vectors.optimize import (VectorSpace, fast_float32_matmul, fit_chunks, forward, initial_vectors,
-                                     prepare_inputs, scores_first_token)
+                                     prepare_inputs, scores_first_token, trainable_vectors)
 from memzip.vectors.recipes import Recipe
 
 
@@ -81,8 +81,7 @@ def grow_capacity(loaded, texts: list[list[int]], recipe: Recipe, space: VectorS
     recipe = replace(recipe, hinge=recipe.hinge or 1.0)
     inputs = prepare_inputs(model, texts, recipe, space, layout)
     start = initial_vectors(model, len(texts), space.mem_vectors, seed, space.code_dims)
-    params = [torch.nn.Parameter(start[i].to(device=inputs.ids.device, dtype=torch.float32).clone())
-              for i in range(len(texts))]
+    params = trainable_vectors(start, inputs.ids.device)
     optimizer = torch.optim.AdamW([{"params": [p]} for p in params], lr=recipe.lr, betas=recipe.betas,
                                   weight_decay=recipe.weight_decay)
     state = [_Text(TextSearch(list(t), i), recipe.lr, torch.full((len(t),), float(recipe.margin), device=inputs.ids.device))

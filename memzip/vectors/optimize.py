@@ -112,6 +112,12 @@ def prepare_inputs(model, chunks: list[list[int]], recipe: Recipe, space: Vector
     return inputs
 
 
+def trainable_vectors(start: torch.Tensor, device: torch.device) -> list[torch.nn.Parameter]:
+    """One float32 parameter per chunk [M, D] from the starts [C, M, D], on `device`: each chunk
+    has its own, so that its optimizer state and its steps are its own."""
+    return [torch.nn.Parameter(row.to(device=device, dtype=torch.float32).clone()) for row in start]
+
+
 def fit_chunks(model, chunks: list[list[int]], recipe: Recipe, space: VectorSpace = VectorSpace(),
                layout: Layout = Layout(), *, seed: int = 0, init: torch.Tensor | None = None,
                on_step: StepCallback | None = None) -> list[ChunkFit]:
@@ -123,8 +129,7 @@ def fit_chunks(model, chunks: list[list[int]], recipe: Recipe, space: VectorSpac
     start = init if init is not None else initial_vectors(model, len(chunks), space.mem_vectors, seed, space.code_dims)
     if init is None and recipe.init == "mean-embedding":
         start = _mean_embedding_start(inputs, start, space)
-    params = [torch.nn.Parameter(start[i].to(device=inputs.ids.device, dtype=torch.float32).clone())
-              for i in range(len(chunks))]
+    params = trainable_vectors(start, inputs.ids.device)
     optimizer = torch.optim.AdamW(params, lr=recipe.lr, betas=recipe.betas, weight_decay=recipe.weight_decay)
     best = [_Best(p.detach().clone()) for p in params]
     steps = [0] * len(chunks)
