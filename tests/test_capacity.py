@@ -163,8 +163,10 @@ def test_an_interrupted_search_keeps_its_finished_rounds(tiny):
     assert searching == [s.next_length(4) is not None for s in found] and any(searching)
 
 
-def test_greedy_prefix_stops_at_the_exact_engines_first_miss(tiny):
+def test_greedy_prefix_stops_at_the_exact_engines_first_miss(tiny, monkeypatch):
     """The prefix the exact engine reproduces is exact, and one token more is not."""
+    from memzip.exact.streams import compress_stream
+    from memzip.research import search
     from memzip.research.samples import bench_chunks
     from memzip.research.search import greedy_exact, greedy_prefix
     from memzip.vectors.optimize import VectorSpace, initial_vectors, recipe_layout
@@ -172,11 +174,14 @@ def test_greedy_prefix_stops_at_the_exact_engines_first_miss(tiny):
 
     layout, space = recipe_layout(get_recipe("default"), tiny.tokenizer), VectorSpace(1, "float16")
     text = bench_chunks(tiny, "book", 1, 24)[0]
+    coded = []  # the exact stream coder's own count of misses: an oracle independent of first_miss
+    monkeypatch.setattr(search, "compress_stream", lambda *a, **k: coded.append(compress_stream(*a, **k)) or coded[-1])
     for seed in range(3):
         vectors = initial_vectors(tiny.model, 1, 1, seed)[0]
         held = greedy_prefix(tiny, layout, space, vectors, text)
-        assert greedy_exact(tiny, layout, space, vectors, text[:held])
-        assert held == len(text) or not greedy_exact(tiny, layout, space, vectors, text[:held + 1])
+        assert greedy_exact(tiny, layout, space, vectors, text[:held]) and coded[-1].misses == 0
+        assert held == len(text) or (not greedy_exact(tiny, layout, space, vectors, text[:held + 1])
+                                     and coded[-1].misses == 1)
     # a text made of the model's own greedy choices is held to its end
     vectors = initial_vectors(tiny.model, 1, 1, 0)[0]
     own = text[:greedy_prefix(tiny, layout, space, vectors, text)]
